@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * certfs: the daemon. Parses the command line (also as called by mount.fuse3:
+ * `certfs [SOURCE] MOUNTPOINT -o OPTIONS`, SOURCE being the store), loads the
+ * configuration, opens the store, loads the domains, mounts, detaches from
+ * the terminal unless -f, and serves until unmounted. SIGTERM and SIGINT
+ * unmount and exit 0; SIGHUP reloads the configuration (libfuse's own
+ * handler would unmount on SIGHUP, so that signal is taken by a thread of
+ * ours instead). Every start-up failure is one line on stderr and exit 1,
+ * before anything is mounted or after it is taken down again.
+ */
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certfs_version.h"
+#include "conf/conf.h"
+#include "engine/engine.h"
+#include "fs/fs.h"
+#include "store/store.h"
+#include "util/util.h"
+
+#define DEFAULT_CONFIG "/etc/certfs/certfs.conf"
+#define MAX_OVERRIDES 32
+
+/* One command-line setting, re-applied on every reload so it keeps winning. */
+struct override {
+	const char *section, *key, *value, *source;
+};
+
+struct options {
+	char *config;
+	char *source;     /* SOURCE positional: the store */
+	char *mountpoint;
+	int nonopts;
+	bool read_only;
+	bool show_help, show_version;
+	struct override ov[MAX_OVERRIDES];
+	int nov;
+	char *store, *issuer, *acme_directory, *acme_email, *acme_ca_bundle, *http01_listen;
+};
+
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_RO,
+};
+
+#define OPT(t, p) {t, offsetof(struct options, p), 1}
+static const struct fuse_opt opt_spec[] = {
+	OPT("-c %s", config),
+	OPT("--config=%s", config),
+	OPT("--config %s", config),
+	OPT("config=%s", config),
+	OPT("--store=%s", store),
+	OPT("--store %s", store),
+	OPT("store=%s", store),
+	OPT("--issuer=%s", issuer),
+	OPT("--issuer %s", issuer),
+	OPT("issuer=%s", issuer),
+	OPT("--acme-directory=%s", acme_directory),
+	OPT("--acme-directory %s", acme_directory),
+	OPT("--acme-email=%s", acme_email),
+	OPT("--acme-email %s", acme_email),
+	OPT("--acme-ca-bundle=%s", acme_ca_bundle),
+	OPT("--acme-ca-bundle %s", acme_ca_bundle),
+	OPT("--http01-listen=%s", http01_listen),
+	OPT("--http01-listen %s", http01_listen),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		/* mount.fuse3 passes SOURCE before the mountpoint. */
+		o->nonopts++;
+		if (!o->mountpoint) {
+			o->mountpoint = strdup(arg);
+		} else if (!o->source) {
+			o->source = o->mountpoint;
+			o->mountpoint = strdup(arg);
+		}
+		return 0;
+	case KEY_HELP:
+		o->show_help = true;
+		return 0;
+	case KEY_VERSION:
+		o->show_version = true;
+		return 0;
+	case KEY_RO:
+		o->read_only = true;
+		return 1; /* libfuse mounts it read-only too */
+	default:
+		return 1;
+	}
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [OPTIONS] [STORE] MOUNTPOINT\n\n"
+	       "Serve TLS certificates as files: one directory per domain.\n\n"
+	       "  -c, --config FILE          configuration (default " DEFAULT_CONFIG
+	       " if present)\n"
+	       "  --store DIR                backing store directory\n"
+	       "  --issuer local|acme|selfsigned\n"
+	       "                             who issues certificates for new domains\n"
+	       "  --acme-directory URL       ACME server directory\n"
+	       "  --acme-email ADDR          ACME account contact\n"
+	       "  --acme-ca-bundle FILE      trust anchors for the ACME server's TLS\n"
+	       "  --http01-listen ADDR:PORT  built-in HTTP-01 responder\n"
+	       "  -f                         stay in the foreground\n"
+	       "  -d                         debug (implies -f)\n"
+	       "  -o OPT[,OPT...]            mount options (allow_other, ro, ...)\n"
+	       "  -V, --version              print the version\n"
+	       "  -h, --help                 this help\n\n"
+	       "See certfs(8) and the README for the tree and the configuration keys.\n",
+	       prog);
+}
+
+static void add_override(struct options *o, const char *section, const char *key,
+			 const char *value, const char *source)
+{
+	if (value && o->nov < MAX_OVERRIDES)
+		o->ov[o->nov++] = (struct override){section, key, value, source};
+}
+
+static char *default_store(void)
+{
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+	char buf[4096];
+
+	if (geteuid() == 0)
+		return strdup("/var/lib/certfs");
+	if (xdg && *xdg)
+		snprintf(buf, sizeof(buf), "%s/certfs", xdg);
+	else
+		snprintf(buf, sizeof(buf), "%s/.local/share/certfs", home ? home : ".");
+	return strdup(buf);
+}
+
+/* Build the configuration: defaults, the file, then the command line. */
+static int load_conf(const struct options *o, struct conf *c, struct conf_err *err)
+{
+	const char *path = o->config;
+	struct stat st;
+	int rc;
+
+	conf_init(c);
+	if (!path && stat(DEFAULT_CONFIG, &st) == 0)
+		path = DEFAULT_CONFIG;
+	if (path) {
+		rc = conf_load_file(c, path, err);
+		if (rc)
+			goto fail;
+	}
+	for (int i = 0; i < o->nov; i++) {
+		rc = conf_set(c, o->ov[i].section, o->ov[i].key, o->ov[i].value, o->ov[i].source,
+			      err);
+		if (rc)
+			goto fail;
+	}
+	if (!c->store) {
+		c->store = default_store();
+		if (!c->store) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	conf_clear(c);
+	return rc;
+}
+
+/* Is path a mount point already? (A FUSE mount may stack on another.) */
+static bool is_mounted(const char *path)
+{
+	char real[4096], line[8192];
+	bool found = false;
+	FILE *fp;
+
+	if (!realpath(path, real))
+		return false;
+	fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
+		return false;
+	while (!found && fgets(line, sizeof(line), fp)) {
+		char mnt[4096];
+
+		/* Field 5 is the mount point (octal escapes for spaces are rare
+		 * enough in mount points to compare raw). */
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1 && !strcmp(mnt, real))
+			found = true;
+	}
+	fclose(fp);
+	return found;
+}
+
+struct reload_ctx {
+	struct options *opts;
+	struct engine *engine;
+	struct fs *fs;
+};
+
+/* SIGHUP: reload; a bad file keeps the running configuration. */
+static void *signal_main(void *arg)
+{
+	struct reload_ctx *ctx = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	for (;;) {
+		struct conf_err err = {{0}};
+		struct conf c;
+
+		if (sigwait(&set, &sig))
+			continue;
+		if (load_conf(ctx->opts, &c, &err)) {
+			util_err("config: reload failed, keeping the running configuration: %s",
+				 err.msg);
+			continue;
+		}
+		if (engine_reload(ctx->engine, &c))
+			util_err("config: reload failed: out of memory");
+		else
+			util_info("config: reloaded");
+		fs_reload(ctx->fs);
+		conf_clear(&c);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts fopts;
+	struct fuse_loop_config *loop;
+	struct options o;
+	struct conf_err cerr = {{0}};
+	struct conf c;
+	struct store *store = NULL;
+	struct engine *engine = NULL;
+	struct fs *fs = NULL;
+	struct fs_options fso = {0};
+	struct reload_ctx rctx;
+	pthread_t sigthread;
+	sigset_t hup;
+	char err[512] = "", fsname[4200];
+	bool mounted = false, conf_ok = false;
+	int rc = 1, ret;
+
+	memset(&o, 0, sizeof(o));
+	memset(&fopts, 0, sizeof(fopts));
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
+		goto out;
+	if (o.show_help) {
+		usage(argv[0]);
+		rc = 0;
+		goto out;
+	}
+	if (o.show_version) {
+		printf("certfs %s (libfuse %s, %s)\n", CERTFS_VERSION, fuse_pkgversion(),
+		       "OpenSSL 3");
+		rc = 0;
+		goto out;
+	}
+	if (!o.mountpoint || o.nonopts > 2) {
+		fprintf(stderr, "certfs: %s\n",
+			o.nonopts > 2 ? "too many arguments (expected [STORE] MOUNTPOINT)"
+				      : "no mountpoint given (see certfs --help)");
+		goto out;
+	}
+	/* Let libfuse see the mountpoint and its own flags (-f, -d, -o). */
+	if (fuse_opt_add_arg(&args, o.mountpoint) || fuse_parse_cmdline(&args, &fopts) != 0)
+		goto out;
+
+	add_override(&o, "certfs", "store", o.source, "STORE");
+	add_override(&o, "certfs", "store", o.store, "--store");
+	add_override(&o, "certfs", "issuer", o.issuer, "--issuer");
+	add_override(&o, "acme", "directory", o.acme_directory, "--acme-directory");
+	add_override(&o, "acme", "email", o.acme_email, "--acme-email");
+	add_override(&o, "acme", "ca_bundle", o.acme_ca_bundle, "--acme-ca-bundle");
+	add_override(&o, "acme", "http01_listen", o.http01_listen, "--http01-listen");
+	if (load_conf(&o, &c, &cerr)) {
+		fprintf(stderr, "certfs: %s\n", cerr.msg);
+		goto out;
+	}
+	conf_ok = true;
+	if (fopts.debug)
+		util_log_set_level(UTIL_LOG_DEBUG);
+	if (c.issuer == CONF_ISSUER_ACME) {
+		fprintf(stderr, "certfs: issuer acme is not supported yet\n");
+		goto out;
+	}
+
+	{
+		struct stat st;
+
+		if (stat(fopts.mountpoint, &st) < 0) {
+			fprintf(stderr, "certfs: mountpoint %s: %s\n", fopts.mountpoint,
+				strerror(errno));
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "certfs: mountpoint %s: not a directory\n",
+				fopts.mountpoint);
+			goto out;
+		}
+		if (is_mounted(fopts.mountpoint)) {
+			fprintf(stderr, "certfs: mountpoint %s is already mounted\n",
+				fopts.mountpoint);
+			goto out;
+		}
+	}
+
+	if (store_open(c.store, &store, err, sizeof(err))) {
+		fprintf(stderr, "certfs: %s\n", err);
+		goto out;
+	}
+	if (engine_new(&c, store, &engine, err, sizeof(err))) {
+		fprintf(stderr, "certfs: %s\n", err);
+		goto out;
+	}
+	engine_set_mountpoint(engine, fopts.mountpoint);
+	snprintf(fsname, sizeof(fsname), "-ofsname=%s", c.store);
+	fso.read_only = o.read_only;
+	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
+	    fs_new(engine, &fso, &args, &fs)) {
+		fprintf(stderr, "certfs: cannot set up the FUSE session (bad -o option?)\n");
+		goto out;
+	}
+	if (fuse_set_signal_handlers(fs_session(fs)) != 0) {
+		fprintf(stderr, "certfs: cannot install signal handlers\n");
+		goto out;
+	}
+	if (fuse_session_mount(fs_session(fs), fopts.mountpoint) != 0) {
+		fprintf(stderr, "certfs: cannot mount on %s\n", fopts.mountpoint);
+		goto out;
+	}
+	mounted = true;
+	if (!fopts.foreground)
+		util_log_use_syslog(true);
+	/* Returns in the child once the parent has exited: the mount is up. */
+	if (fuse_daemonize(fopts.foreground) != 0)
+		goto out;
+
+	/* SIGHUP goes to our thread only: block it before any thread starts. */
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
+	rctx.opts = &o;
+	rctx.engine = engine;
+	rctx.fs = fs;
+	if (pthread_create(&sigthread, NULL, signal_main, &rctx) == 0)
+		pthread_detach(sigthread);
+	if (fs_start(fs) || engine_start(engine)) {
+		util_err("certfs: cannot start worker threads");
+		goto out;
+	}
+	util_info("certfs %s: serving %zu domains on %s from %s%s", CERTFS_VERSION,
+		  engine_count(engine), fopts.mountpoint, c.store, o.read_only ? " (read-only)" : "");
+
+	loop = fuse_loop_cfg_create();
+	if (!loop) {
+		util_err("certfs: out of memory");
+		goto out;
+	}
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned)fopts.clone_fd);
+	fuse_loop_cfg_set_idle_threads(loop, fopts.max_idle_threads ? fopts.max_idle_threads : 10);
+	fuse_loop_cfg_set_max_threads(loop, fopts.max_threads ? fopts.max_threads : 16);
+	ret = fopts.singlethread ? fuse_session_loop(fs_session(fs))
+				 : fuse_session_loop_mt(fs_session(fs), loop);
+	fuse_loop_cfg_destroy(loop);
+	/* A positive value is the signal that ended the loop: a clean stop. */
+	rc = ret < 0 ? 1 : 0;
+	util_info("certfs: unmounting %s", fopts.mountpoint);
+out:
+	if (engine)
+		engine_stop(engine);
+	if (fs) {
+		fs_shutdown(fs);
+		if (mounted)
+			fuse_session_unmount(fs_session(fs));
+		fuse_remove_signal_handlers(fs_session(fs));
+	}
+	engine_free(engine);
+	fs_free(fs);
+	store_close(store);
+	if (conf_ok)
+		conf_clear(&c);
+	fuse_opt_free_args(&args);
+	free(fopts.mountpoint);
+	free(o.mountpoint);
+	free(o.source);
+	free(o.config);
+	free(o.store);
+	free(o.issuer);
+	free(o.acme_directory);
+	free(o.acme_email);
+	free(o.acme_ca_bundle);
+	free(o.http01_listen);
+	return rc;
+}

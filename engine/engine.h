@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine: the domains certfs serves and their lifecycle. A domain has a
+ * series of immutable generations (key + certificate chain + where it came
+ * from); exactly one is published at a time. The engine persists every
+ * change in the store before acknowledging it, issues certificates on a pool
+ * of worker threads (never inside a FUSE request), renews them, and renders
+ * the status files. It knows nothing about FUSE: a front end (fs/) observes
+ * new generations through struct engine_observer and decides when to publish
+ * them (so it can fence readers first).
+ *
+ * Threads: every function is thread-safe. Generations and domains are
+ * reference counted; a generation never changes after creation, so its bytes
+ * can be served without locks.
+ */
+#ifndef CERTFS_ENGINE_H
+#define CERTFS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "conf/conf.h"
+#include "store/store.h"
+#include "util/util.h"
+
+#define ENGINE_WUR __attribute__((warn_unused_result))
+/* Uploads larger than this are refused with EFBIG. */
+#define ENGINE_UPLOAD_MAX (1024u * 1024u)
+
+struct engine;
+struct engine_domain;
+struct engine_gen;
+
+/* The files of a domain directory, and the root's own files. */
+enum engine_file {
+	ENGINE_FILE_FULLCHAIN,
+	ENGINE_FILE_CERT,
+	ENGINE_FILE_CHAIN,
+	ENGINE_FILE_PRIVKEY,
+	ENGINE_FILE_BUNDLE,
+	ENGINE_FILE_PFX,
+	ENGINE_FILE_STATUS,
+	ENGINE_FILE_STATUS_JSON,
+	ENGINE_FILE_NAMES,
+	ENGINE_FILE_REQUEST_CSR,
+	ENGINE_FILE_PASSPHRASE,
+	/* root only */
+	ENGINE_FILE_METRICS,
+	ENGINE_FILE_CA_PEM,
+	ENGINE_FILE_COUNT,
+};
+
+/* Per-generation content: the first ENGINE_GEN_FILES kinds. */
+#define ENGINE_GEN_FILES (ENGINE_FILE_PFX + 1)
+
+enum engine_source {
+	ENGINE_SOURCE_SELFSIGNED,
+	ENGINE_SOURCE_LOCAL,
+	ENGINE_SOURCE_ACME,
+	ENGINE_SOURCE_UPLOADED,
+};
+
+const char *engine_file_name(enum engine_file f);
+/* ENGINE_FILE_COUNT when name is not a file of a domain directory. */
+enum engine_file engine_file_lookup(const char *name, bool root);
+const char *engine_source_name(enum engine_source s);
+
+struct engine_observer {
+	void *arg;
+	/*
+	 * A new generation g of d is stored and ready. The observer must call
+	 * engine_publish(d, g) exactly once, now or a moment later. Called on
+	 * an engine thread with no engine lock held.
+	 */
+	void (*rotate)(void *arg, struct engine_domain *d, struct engine_gen *g);
+	/* The domain's slot (engine_domain_slot) is being freed with the domain. */
+	void (*slot_free)(void *arg, void *slot);
+};
+
+/*
+ * Load every domain from the store (generations are read lazily) and get
+ * ready to serve. err gets one sentence on failure.
+ */
+int engine_new(const struct conf *c, struct store *s, struct engine **out, char *err,
+	       size_t errlen) ENGINE_WUR;
+void engine_set_observer(struct engine *e, const struct engine_observer *obs);
+/* Where the tree is mounted (CERTFS_MOUNT for hooks). */
+void engine_set_mountpoint(struct engine *e, const char *path);
+/* Start the worker pool and the scheduler (after any fork). */
+int engine_start(struct engine *e) ENGINE_WUR;
+/* Stop threads; queued work is dropped (it is redone after a restart). */
+void engine_stop(struct engine *e);
+void engine_free(struct engine *e);
+/* Swap in a new configuration (copied). */
+int engine_reload(struct engine *e, const struct conf *c) ENGINE_WUR;
+/* uid/gid/mode for key files, from the configuration. */
+void engine_key_owner(struct engine *e, uid_t *uid, gid_t *gid, mode_t *mode);
+
+/* ---- domains ------------------------------------------------------------ */
+
+/* The domain or NULL; the caller owns a reference. */
+struct engine_domain *engine_domain_get(struct engine *e, const char *name);
+/* Take another reference. */
+struct engine_domain *engine_domain_ref(struct engine_domain *d);
+void engine_domain_put(struct engine_domain *d);
+const char *engine_domain_name(const struct engine_domain *d);
+/* Published generation with a reference, or NULL before the first one. */
+struct engine_gen *engine_domain_gen(struct engine_domain *d);
+/* A slot the front end may use for its own per-domain state. */
+void **engine_domain_slot(struct engine_domain *d);
+/* Creation time of the domain (directory mtime). */
+time_t engine_domain_created(const struct engine_domain *d);
+
+/*
+ * mkdir: validate and fold the name (canonical form into canon, >= 254
+ * bytes), persist the domain, serve a self-signed placeholder at once and
+ * queue issuance. -EINVAL bad name, -EEXIST duplicate, -ENOSPC/-EIO store.
+ */
+int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonlen) ENGINE_WUR;
+/* rmdir: remove from the tree, keep in the store's archive. */
+int engine_rmdir(struct engine *e, const char *name) ENGINE_WUR;
+/* Sorted snapshot of domain names; free with engine_names_free. */
+size_t engine_names(struct engine *e, char ***names);
+void engine_names_free(char **names, size_t n);
+size_t engine_count(struct engine *e);
+/* Changes whenever a domain is added or removed (to cache listings). */
+uint64_t engine_version(struct engine *e);
+
+/* Publish g as d's generation now (see struct engine_observer). */
+void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g);
+
+/*
+ * A write into DOMAIN/file, judged as a whole (the front end calls this
+ * when the writer closes the file). Returns 0 when applied (or kept as
+ * pending), or -EINVAL/-EACCES/-EFBIG/-ENOSPC; the reason is recorded as
+ * the domain's last_error and copied into why (if non-NULL).
+ */
+int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
+		 const void *data, size_t len, char *why, size_t whylen) ENGINE_WUR;
+
+/*
+ * rm DOMAIN/FILE: removing fullchain.pem or cert.pem removes an uploaded
+ * certificate (the managed one is served at once); other files are views and
+ * removing them changes nothing. Returns 0.
+ */
+int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f);
+
+/* ---- generations --------------------------------------------------------- */
+
+struct engine_gen *engine_gen_get(struct engine_gen *g);
+void engine_gen_put(struct engine_gen *g);
+uint64_t engine_gen_number(const struct engine_gen *g);
+time_t engine_gen_created(const struct engine_gen *g);
+bool engine_gen_has_key(const struct engine_gen *g);
+/*
+ * The bytes of one file of the generation (computed once, then kept).
+ * -ENOENT when the generation has no such file (no private key for a CSR
+ * issuance). data stays valid while the caller holds the generation.
+ */
+int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned char **data,
+		       size_t *len) ENGINE_WUR;
+
+/* ---- rendered files -------------------------------------------------------- */
+
+/*
+ * Render a dynamic file into out: for d == NULL the root's status,
+ * status.json, metrics or ca.pem; otherwise the domain's status,
+ * status.json or names. -ENOENT when there is no such file (ca.pem before
+ * the CA exists).
+ */
+int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
+		  struct util_buf *out) ENGINE_WUR;
+
+#endif

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to engine/: the structures behind the opaque handles and the
+ * helpers shared by the engine's files. Never included from another module.
+ */
+#ifndef CERTFS_ENGINE_INT_H
+#define CERTFS_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "crypto/crypto.h"
+#include "engine/engine.h"
+
+/* Generations kept in the store besides the published one (rollback). */
+#define ENGINE_KEEP_GENERATIONS 5
+/* A stored record (JSON with PEM inside) is never larger than this. */
+#define ENGINE_RECORD_MAX (2u * 1024 * 1024)
+
+struct engine_pfx {
+	struct engine_pfx *next;
+	char *password;
+	bool legacy;
+	struct util_buf der;
+};
+
+struct engine_gen {
+	atomic_int refs;
+	uint64_t number;
+	time_t created;
+	enum engine_source source;
+	struct crypto_key *key;     /* NULL for a CSR issuance */
+	struct crypto_chain *chain; /* leaf first, no root */
+	struct crypto_cert_info info;
+	struct util_buf key_pem;    /* secret, PKCS#8 */
+	struct util_buf fullchain;  /* leaf + intermediates */
+	size_t leaf_len;            /* cert.pem is fullchain[0, leaf_len) */
+	pthread_mutex_t lazy_lock;  /* guards the lazily made files below */
+	struct util_buf bundle;     /* secret: key + fullchain */
+	bool bundle_done;
+	struct engine_pfx *pfx;     /* one per (password, algorithm) asked for */
+	struct engine *engine;      /* for the PFX password */
+};
+
+enum engine_job {
+	ENGINE_JOB_NONE,
+	ENGINE_JOB_ISSUE, /* mkdir, renew, names */
+};
+
+struct engine_domain {
+	atomic_int refs;
+	struct engine *engine;
+	struct engine_domain *hnext;
+	char name[256];
+	char key[300]; /* "domains/NAME" */
+
+	pthread_mutex_t write_lock;  /* one writer at a time (held across a judgement) */
+	pthread_mutex_t lock;        /* everything below */
+	struct engine_gen *cur;      /* published */
+	uint64_t stored_gen;         /* generation named by the stored state */
+	uint64_t next_number;        /* next generation number to use */
+	bool gen_loaded;             /* stored_gen read from the store */
+	time_t created;
+	char **names;                /* SANs; names[0] is the domain */
+	size_t nnames;
+	char last_error[512];
+	time_t not_after;            /* of the served generation */
+	time_t not_before;
+	enum engine_source source;   /* of the served generation */
+	/* Two lineages: what the issuer made, and what a user uploaded. The
+	 * upload is served while it is valid; the managed one stays ready. */
+	uint64_t managed_gen;
+	time_t managed_not_before, managed_not_after;
+	uint64_t uploaded_gen;
+	time_t uploaded_not_after;
+	bool uploaded_warned;        /* the expiring notice was sent */
+	bool has_csr;                /* managed issuance uses the stored CSR */
+	char pending[128];           /* what an upload waits for, "" when nothing */
+	bool queued;                 /* an issuance job is queued or running */
+	bool removed;
+	uint64_t issued_total;
+	uint64_t errors_total;
+	time_t next_attempt;         /* retry after a failure; 0 = none */
+	int failures;
+	char hook_error[512];        /* last failed hook, shown in status */
+	void *slot;                  /* front end's */
+};
+
+struct engine_job_item {
+	struct engine_job_item *next;
+	struct engine_domain *d;
+};
+
+struct engine {
+	struct store *store;
+	pthread_mutex_t conf_lock;
+	struct conf conf;
+
+	pthread_rwlock_t table_lock; /* table, count, sorted */
+	struct engine_domain **table;
+	size_t table_size;
+	size_t count;
+	char **sorted;               /* cached sorted names, NULL when stale */
+	size_t nsorted;
+
+	pthread_mutex_t observer_lock;
+	struct engine_observer observer;
+
+	pthread_mutex_t ca_lock;
+	struct crypto_key *ca_key;
+	struct crypto_cert *ca_cert;   /* root */
+	struct crypto_key *int_key;
+	struct crypto_cert *int_cert;  /* intermediate that signs leaves */
+
+	pthread_mutex_t queue_lock;
+	pthread_cond_t queue_cond;
+	struct engine_job_item *queue_head, *queue_tail;
+	bool stopping;
+	pthread_t *workers;
+	size_t nworkers;
+	pthread_t scheduler;
+	bool scheduler_running;
+	pthread_cond_t sched_cond;
+
+	pthread_mutex_t hook_lock;
+	pthread_cond_t hook_cond;
+	struct hook_item *hook_head, *hook_tail;
+	pthread_t hook_thread;
+	bool hook_running, hook_stopping;
+	char *mountpoint;
+
+	atomic_ulong version;
+	atomic_ulong issued_total;
+	atomic_ulong errors_total;
+};
+
+/* gen.c */
+int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
+		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out);
+int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out);
+int engine_gen_from_record(struct engine *e, const void *data, size_t len,
+			   struct engine_gen **out, char *err, size_t errlen);
+
+/* engine.c */
+int engine_domain_store_state(struct engine_domain *d);
+int engine_domain_load_gen(struct engine_domain *d);
+void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Store g as d's newest generation and hand it to the observer. */
+int engine_commit_gen(struct engine_domain *d, struct engine_gen *g);
+/* Next generation number of d (takes d->lock). */
+uint64_t engine_alloc_number(struct engine_domain *d);
+/* Stop serving the upload (removed or expired) and serve the managed one. */
+void engine_drop_upload(struct engine_domain *d, const char *why);
+/* Read generation number n of d from the store (d->lock held). */
+int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_gen **out);
+void engine_conf_snapshot(struct engine *e, struct conf *out);
+
+/* write.c */
+/* The public key of the stored CSR (for CSR-based issuance). */
+int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key);
+
+/* hooks.c */
+struct hook_item;
+int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen);
+/* Queue the deploy (deploy=true) or notify hook for d, if configured. */
+void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
+		       const char *event, time_t not_after);
+int engine_hooks_start(struct engine *e);
+void engine_hooks_stop(struct engine *e);
+
+/* issue.c */
+int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
+void engine_queue(struct engine *e, struct engine_domain *d);
+int engine_workers_start(struct engine *e);
+void engine_workers_stop(struct engine *e);
+int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root);
+
+#endif

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Generations: one immutable snapshot of a domain's key and chain, with
+ * every file of the directory derived from it. PEM files are made when the
+ * generation is built; the PKCS#12 and bundle are made on first use and
+ * kept, so a file's bytes are computed once per generation, not per read.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+
+int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
+		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out)
+{
+	struct engine_gen *g;
+	struct util_buf leaf;
+	int rc;
+
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	atomic_init(&g->refs, 1);
+	g->number = number;
+	g->created = created;
+	g->source = src;
+	g->engine = e;
+	pthread_mutex_init(&g->lazy_lock, NULL);
+	util_buf_init(&g->key_pem, 64 * 1024, true);
+	util_buf_init(&g->fullchain, ENGINE_RECORD_MAX, false);
+	util_buf_init(&g->bundle, ENGINE_RECORD_MAX, true);
+	util_buf_init(&leaf, ENGINE_RECORD_MAX, false);
+
+	rc = crypto_chain_to_pem(chain, &g->fullchain);
+	if (rc)
+		goto fail;
+	rc = crypto_cert_to_pem(crypto_chain_get0(chain, 0), &leaf);
+	if (rc)
+		goto fail;
+	g->leaf_len = leaf.len;
+	util_buf_free(&leaf);
+	if (key) {
+		rc = crypto_key_to_pem(key, &g->key_pem);
+		if (rc)
+			goto fail;
+	}
+	rc = crypto_cert_info(crypto_chain_get0(chain, 0), &g->info);
+	if (rc)
+		goto fail;
+	g->key = key;
+	g->chain = chain;
+	*out = g;
+	return 0;
+fail:
+	util_buf_free(&leaf);
+	util_buf_free(&g->key_pem);
+	util_buf_free(&g->fullchain);
+	free(g);
+	return rc;
+}
+
+struct engine_gen *engine_gen_get(struct engine_gen *g)
+{
+	if (g)
+		atomic_fetch_add(&g->refs, 1);
+	return g;
+}
+
+void engine_gen_put(struct engine_gen *g)
+{
+	struct engine_pfx *p, *next;
+
+	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+		return;
+	crypto_key_free(g->key);
+	crypto_chain_free(g->chain);
+	crypto_cert_info_clear(&g->info);
+	util_buf_free(&g->key_pem);
+	util_buf_free(&g->fullchain);
+	util_buf_free(&g->bundle);
+	for (p = g->pfx; p; p = next) {
+		next = p->next;
+		util_secret_str_free(p->password);
+		util_buf_free(&p->der);
+		free(p);
+	}
+	pthread_mutex_destroy(&g->lazy_lock);
+	free(g);
+}
+
+uint64_t engine_gen_number(const struct engine_gen *g)
+{
+	return g->number;
+}
+
+time_t engine_gen_created(const struct engine_gen *g)
+{
+	return g->created;
+}
+
+bool engine_gen_has_key(const struct engine_gen *g)
+{
+	return g->key != NULL;
+}
+
+/* The PKCS#12 for the configured password; made once per password. */
+static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len)
+{
+	struct engine *e = g->engine;
+	struct engine_pfx *p;
+	char *password;
+	bool legacy;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->conf_lock);
+	password = strdup(e->conf.pfx_password ? e->conf.pfx_password : "");
+	legacy = e->conf.pfx_legacy;
+	pthread_mutex_unlock(&e->conf_lock);
+	if (!password)
+		return -ENOMEM;
+
+	pthread_mutex_lock(&g->lazy_lock);
+	for (p = g->pfx; p; p = p->next)
+		if (p->legacy == legacy && !strcmp(p->password, password))
+			break;
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		util_buf_init(&p->der, ENGINE_RECORD_MAX, true);
+		rc = crypto_p12_build(g->key, g->chain, password,
+				      legacy ? CRYPTO_P12_LEGACY : CRYPTO_P12_AES256, &p->der);
+		if (rc) {
+			util_buf_free(&p->der);
+			free(p);
+			goto out;
+		}
+		p->password = password;
+		p->legacy = legacy;
+		password = NULL;
+		p->next = g->pfx;
+		g->pfx = p;
+	}
+	*data = p->der.data;
+	*len = p->der.len;
+out:
+	pthread_mutex_unlock(&g->lazy_lock);
+	util_secret_str_free(password);
+	return rc;
+}
+
+int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned char **data,
+		       size_t *len)
+{
+	int rc = 0;
+
+	switch (f) {
+	case ENGINE_FILE_FULLCHAIN:
+		*data = g->fullchain.data;
+		*len = g->fullchain.len;
+		return 0;
+	case ENGINE_FILE_CERT:
+		*data = g->fullchain.data;
+		*len = g->leaf_len;
+		return 0;
+	case ENGINE_FILE_CHAIN:
+		*data = g->fullchain.data + g->leaf_len;
+		*len = g->fullchain.len - g->leaf_len;
+		return 0;
+	case ENGINE_FILE_PRIVKEY:
+		if (!g->key)
+			return -ENOENT;
+		*data = g->key_pem.data;
+		*len = g->key_pem.len;
+		return 0;
+	case ENGINE_FILE_BUNDLE:
+		if (!g->key)
+			return -ENOENT;
+		pthread_mutex_lock(&g->lazy_lock);
+		if (!g->bundle_done) {
+			/* Key first, then the leaf, then intermediates: the order
+			 * Postfix requires and haproxy accepts. */
+			rc = util_buf_append(&g->bundle, g->key_pem.data, g->key_pem.len);
+			if (!rc)
+				rc = util_buf_append(&g->bundle, g->fullchain.data,
+						     g->fullchain.len);
+			if (rc)
+				util_buf_reset(&g->bundle);
+			else
+				g->bundle_done = true;
+		}
+		pthread_mutex_unlock(&g->lazy_lock);
+		*data = g->bundle.data;
+		*len = g->bundle.len;
+		return rc;
+	case ENGINE_FILE_PFX:
+		if (!g->key)
+			return -ENOENT;
+		return gen_pfx(g, data, len);
+	default:
+		return -ENOENT;
+	}
+}
+
+int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out)
+{
+	json_t *o;
+	char *s;
+	int rc;
+
+	o = json_pack("{s:I, s:s, s:I, s:s%}", "generation", (json_int_t)g->number, "source",
+		      engine_source_name(g->source), "created", (json_int_t)g->created, "chain",
+		      (const char *)g->fullchain.data, g->fullchain.len);
+	if (!o)
+		return -ENOMEM;
+	if (g->key && json_object_set_new(o, "key", json_stringn((const char *)g->key_pem.data,
+								  g->key_pem.len))) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		return -ENOMEM;
+	rc = util_buf_append(out, s, strlen(s));
+	util_wipe(s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static int source_parse(const char *s, enum engine_source *out)
+{
+	for (int i = ENGINE_SOURCE_SELFSIGNED; i <= ENGINE_SOURCE_UPLOADED; i++) {
+		if (!strcmp(s, engine_source_name((enum engine_source)i))) {
+			*out = (enum engine_source)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int engine_gen_from_record(struct engine *e, const void *data, size_t len,
+			   struct engine_gen **out, char *err, size_t errlen)
+{
+	struct crypto_chain *chain = NULL;
+	struct crypto_key *key = NULL;
+	struct crypto_err cerr = {{0}};
+	json_t *o, *jkey, *jchain, *jsrc;
+	json_error_t jerr;
+	enum engine_source src;
+	int rc = -EINVAL;
+
+	o = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o || !json_is_object(o)) {
+		snprintf(err, errlen, "generation record is not valid JSON");
+		goto out;
+	}
+	jchain = json_object_get(o, "chain");
+	jkey = json_object_get(o, "key");
+	jsrc = json_object_get(o, "source");
+	if (!json_is_string(jchain) || !json_is_string(jsrc) ||
+	    !json_is_integer(json_object_get(o, "generation")) ||
+	    !json_is_integer(json_object_get(o, "created")) || (jkey && !json_is_string(jkey)) ||
+	    source_parse(json_string_value(jsrc), &src)) {
+		snprintf(err, errlen, "generation record is missing fields");
+		goto out;
+	}
+	rc = crypto_chain_parse(json_string_value(jchain), json_string_length(jchain), &chain,
+				&cerr);
+	if (rc) {
+		snprintf(err, errlen, "generation record: %s", cerr.msg);
+		goto out;
+	}
+	if (jkey) {
+		rc = crypto_key_parse_pem(json_string_value(jkey), json_string_length(jkey), NULL,
+					  &key, &cerr);
+		if (rc) {
+			snprintf(err, errlen, "generation record: %s", cerr.msg);
+			goto out;
+		}
+	}
+	rc = engine_gen_new(e, (uint64_t)json_integer_value(json_object_get(o, "generation")),
+			    (time_t)json_integer_value(json_object_get(o, "created")), src, key,
+			    chain, out);
+	if (rc) {
+		snprintf(err, errlen, "generation record: cannot rebuild files");
+		goto out;
+	}
+	key = NULL;
+	chain = NULL;
+	rc = 0;
+out:
+	crypto_key_free(key);
+	crypto_chain_free(chain);
+	json_decref(o);
+	return rc;
+}

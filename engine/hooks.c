@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hooks: the deploy, notify and dns commands of the configuration, run
+ * without a shell (posix_spawn with the configured argv) and with a fixed
+ * environment (CERTFS_DOMAIN, CERTFS_EVENT, CERTFS_MOUNT, ...). Deploy and
+ * notify run on their own thread, in order, so a slow `systemctl reload`
+ * never holds up a FUSE request or an issuance; dns hooks run synchronously
+ * because the ACME challenge must wait for the record.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine_int.h"
+
+extern char **environ;
+
+/* A hook that runs longer than this is killed and reported as failed. */
+#define HOOK_TIMEOUT_MS 120000
+
+struct hook_item {
+	struct hook_item *next;
+	char **argv;
+	char *env[8];
+	struct engine_domain *d;
+};
+
+static void strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char **strv_dup(char *const *v, const char *const *extra)
+{
+	size_t n = 0, m = 0;
+	char **out;
+
+	while (v[n])
+		n++;
+	while (extra && extra[m])
+		m++;
+	out = calloc(n + m + 1, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		out[i] = strdup(v[i]);
+	for (size_t i = 0; i < m; i++)
+		out[n + i] = strdup(extra[i]);
+	return out;
+}
+
+/*
+ * Run argv with env added to a minimal environment; wait for it (bounded).
+ * Returns 0 on exit status 0; otherwise -1 with a sentence in why.
+ */
+int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen)
+{
+	char *envp[24];
+	size_t n = 0;
+	posix_spawn_file_actions_t fa;
+	uint64_t deadline = util_mono_ms() + HOOK_TIMEOUT_MS;
+	pid_t pid;
+	int status, rc;
+	const char *keep[] = {"PATH", "HOME", "LANG", "CERTFS_CHALLTESTSRV", NULL};
+	char *copies[8] = {0};
+
+	for (size_t i = 0; keep[i] && n < 8; i++) {
+		const char *v = getenv(keep[i]);
+
+		if (v && asprintf(&copies[n], "%s=%s", keep[i], v) > 0) {
+			envp[n] = copies[n];
+			n++;
+		}
+	}
+	for (size_t i = 0; env && env[i] && n < 23; i++)
+		envp[n++] = env[i];
+	envp[n] = NULL;
+
+	posix_spawn_file_actions_init(&fa);
+	/* Hooks must not inherit stdin; their output goes to our log stream. */
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	for (size_t i = 0; i < 8; i++)
+		free(copies[i]);
+	if (rc) {
+		snprintf(why, whylen, "hook %s could not start: %s", argv[0], strerror(rc));
+		return -1;
+	}
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			snprintf(why, whylen, "hook %s: wait failed", argv[0]);
+			return -1;
+		}
+		if (util_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			snprintf(why, whylen, "hook %s timed out", argv[0]);
+			return -1;
+		}
+		/* Poll gently: hooks take milliseconds to seconds. */
+		{
+			struct timespec ts = {0, 2 * 1000 * 1000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status))
+		snprintf(why, whylen, "hook %s exited with status %d", argv[0],
+			 WEXITSTATUS(status));
+	else
+		snprintf(why, whylen, "hook %s was killed by signal %d", argv[0],
+			 WTERMSIG(status));
+	return -1;
+}
+
+static void *hook_main(void *arg)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->hook_lock);
+	for (;;) {
+		struct hook_item *it;
+		char why[512] = "";
+		int rc;
+
+		while (!e->hook_stopping && !e->hook_head)
+			pthread_cond_wait(&e->hook_cond, &e->hook_lock);
+		if (e->hook_stopping && !e->hook_head)
+			break;
+		it = e->hook_head;
+		e->hook_head = it->next;
+		if (!e->hook_head)
+			e->hook_tail = NULL;
+		pthread_mutex_unlock(&e->hook_lock);
+
+		rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
+		pthread_mutex_lock(&it->d->lock);
+		if (rc) {
+			snprintf(it->d->hook_error, sizeof(it->d->hook_error), "%s", why);
+			util_err("engine: %s: %s", it->d->name, why);
+		} else {
+			it->d->hook_error[0] = '\0';
+		}
+		pthread_mutex_unlock(&it->d->lock);
+		strv_free(it->argv);
+		for (size_t i = 0; it->env[i]; i++)
+			free(it->env[i]);
+		engine_domain_put(it->d);
+		free(it);
+		pthread_mutex_lock(&e->hook_lock);
+	}
+	pthread_mutex_unlock(&e->hook_lock);
+	return NULL;
+}
+
+void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
+		       const char *event, time_t not_after)
+{
+	struct hook_item *it;
+	char **argv_conf, nabuf[32];
+	size_t n = 0;
+
+	pthread_mutex_lock(&e->conf_lock);
+	argv_conf = deploy ? e->conf.hook_deploy : e->conf.hook_notify;
+	it = argv_conf ? calloc(1, sizeof(*it)) : NULL;
+	if (it)
+		it->argv = strv_dup(argv_conf, NULL);
+	pthread_mutex_unlock(&e->conf_lock);
+	if (!it)
+		return;
+	util_format_time(not_after, nabuf, sizeof(nabuf));
+	if (asprintf(&it->env[n], "CERTFS_DOMAIN=%s", d->name) > 0)
+		n++;
+	if (asprintf(&it->env[n], "CERTFS_EVENT=%s", event) > 0)
+		n++;
+	if (asprintf(&it->env[n], "CERTFS_MOUNT=%s", e->mountpoint ? e->mountpoint : "") > 0)
+		n++;
+	if (not_after && asprintf(&it->env[n], "CERTFS_NOT_AFTER=%s", nabuf) > 0)
+		n++;
+	it->d = engine_domain_ref(d);
+	pthread_mutex_lock(&e->hook_lock);
+	if (e->hook_tail)
+		e->hook_tail->next = it;
+	else
+		e->hook_head = it;
+	e->hook_tail = it;
+	pthread_cond_signal(&e->hook_cond);
+	pthread_mutex_unlock(&e->hook_lock);
+}
+
+int engine_hooks_start(struct engine *e)
+{
+	int rc = pthread_create(&e->hook_thread, NULL, hook_main, e);
+
+	if (rc)
+		return -rc;
+	e->hook_running = true;
+	return 0;
+}
+
+void engine_hooks_stop(struct engine *e)
+{
+	if (!e->hook_running)
+		return;
+	pthread_mutex_lock(&e->hook_lock);
+	e->hook_stopping = true;
+	pthread_cond_signal(&e->hook_cond);
+	pthread_mutex_unlock(&e->hook_lock);
+	pthread_join(e->hook_thread, NULL);
+	e->hook_running = false;
+}

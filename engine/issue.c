@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Issuance: the self-signed placeholder served from the first moment, the
+ * local CA (a root and an intermediate, created on first use and kept in the
+ * store), the worker pool that issues certificates off the FUSE threads, and
+ * the scheduler that queues renewals when a third of the lifetime is left.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine_int.h"
+
+#define CA_KEY "ca/root"
+/* How long a placeholder is valid: long enough for any issuer to finish. */
+#define PLACEHOLDER_DAYS 7
+/* Failed issuance is retried after min(RETRY_BASE * 2^failures, RETRY_MAX). */
+#define RETRY_BASE 30
+#define RETRY_MAX (6 * 3600)
+
+int engine_placeholder(struct engine_domain *d, struct engine_gen **out)
+{
+	struct crypto_chain *chain = NULL;
+	struct crypto_cert *cert = NULL;
+	struct crypto_key *key = NULL;
+	time_t now = util_now();
+	int rc;
+
+	/* Always P-256: the placeholder must appear at once, whatever key
+	 * type the real certificate will use (an RSA-4096 key takes seconds). */
+	rc = crypto_key_generate(CRYPTO_KEY_EC256, &key);
+	if (!rc)
+		rc = crypto_selfsigned_new(key, (const char *const *)d->names, d->nnames,
+					   PLACEHOLDER_DAYS, now, &cert);
+	if (!rc) {
+		chain = crypto_chain_new();
+		rc = chain ? crypto_chain_push(chain, cert) : -ENOMEM;
+	}
+	if (!rc)
+		rc = engine_gen_new(d->engine, 0, now, ENGINE_SOURCE_SELFSIGNED, key, chain, out);
+	crypto_cert_free(cert);
+	if (rc) {
+		crypto_key_free(key);
+		crypto_chain_free(chain);
+	}
+	return rc;
+}
+
+/* ---- the local CA ------------------------------------------------------------ */
+
+static int ca_load(struct engine *e)
+{
+	struct crypto_err cerr = {{0}};
+	const char *fields[4] = {"root_key", "root_cert", "int_key", "int_cert"};
+	json_t *o = NULL, *v[4];
+	struct util_buf b;
+	json_error_t jerr;
+	int rc;
+
+	util_buf_init(&b, ENGINE_RECORD_MAX, true);
+	rc = store_get(e->store, CA_KEY, &b);
+	if (rc)
+		goto out;
+	o = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &jerr);
+	rc = -EINVAL;
+	if (!o)
+		goto out;
+	for (int i = 0; i < 4; i++) {
+		v[i] = json_object_get(o, fields[i]);
+		if (!json_is_string(v[i]))
+			goto out;
+	}
+	rc = crypto_key_parse_pem(json_string_value(v[0]), json_string_length(v[0]), NULL,
+				  &e->ca_key, &cerr);
+	if (!rc)
+		rc = crypto_cert_parse(json_string_value(v[1]), json_string_length(v[1]),
+				       &e->ca_cert, &cerr);
+	if (!rc)
+		rc = crypto_key_parse_pem(json_string_value(v[2]), json_string_length(v[2]), NULL,
+					  &e->int_key, &cerr);
+	if (!rc)
+		rc = crypto_cert_parse(json_string_value(v[3]), json_string_length(v[3]),
+				       &e->int_cert, &cerr);
+	if (rc)
+		util_err("engine: local CA: stored CA is unreadable: %s", cerr.msg);
+out:
+	json_decref(o);
+	util_buf_free(&b);
+	return rc;
+}
+
+static int ca_create(struct engine *e)
+{
+	struct util_buf rk, rc_, ik, ic;
+	char *s = NULL;
+	json_t *o = NULL;
+	int days, rc;
+
+	pthread_mutex_lock(&e->conf_lock);
+	days = e->conf.local_ca_lifetime_days;
+	pthread_mutex_unlock(&e->conf_lock);
+	util_buf_init(&rk, 64 * 1024, true);
+	util_buf_init(&ik, 64 * 1024, true);
+	util_buf_init(&rc_, 64 * 1024, false);
+	util_buf_init(&ic, 64 * 1024, false);
+	rc = crypto_key_generate(CRYPTO_KEY_EC384, &e->ca_key);
+	if (!rc)
+		rc = crypto_ca_root_new(e->ca_key, "certfs local root CA", days, util_now(),
+					&e->ca_cert);
+	if (!rc)
+		rc = crypto_key_generate(CRYPTO_KEY_EC256, &e->int_key);
+	if (!rc)
+		rc = crypto_ca_intermediate_new(e->ca_key, e->ca_cert, e->int_key,
+						"certfs local intermediate CA", days, util_now(),
+						&e->int_cert);
+	if (!rc)
+		rc = crypto_key_to_pem(e->ca_key, &rk);
+	if (!rc)
+		rc = crypto_key_to_pem(e->int_key, &ik);
+	if (!rc)
+		rc = crypto_cert_to_pem(e->ca_cert, &rc_);
+	if (!rc)
+		rc = crypto_cert_to_pem(e->int_cert, &ic);
+	if (rc)
+		goto out;
+	o = json_pack("{s:s%, s:s%, s:s%, s:s%}", "root_key", (char *)rk.data, rk.len, "root_cert",
+		      (char *)rc_.data, rc_.len, "int_key", (char *)ik.data, ik.len, "int_cert",
+		      (char *)ic.data, ic.len);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	rc = s ? store_put(e->store, CA_KEY, s, strlen(s)) : -ENOMEM;
+	if (!rc)
+		util_info("engine: local CA: created (root and intermediate)");
+out:
+	if (s) {
+		util_wipe(s, strlen(s));
+		free(s);
+	}
+	json_decref(o);
+	util_buf_free(&rk);
+	util_buf_free(&ik);
+	util_buf_free(&rc_);
+	util_buf_free(&ic);
+	if (rc) {
+		crypto_key_free(e->ca_key);
+		crypto_cert_free(e->ca_cert);
+		crypto_key_free(e->int_key);
+		crypto_cert_free(e->int_cert);
+		e->ca_key = e->int_key = NULL;
+		e->ca_cert = e->int_cert = NULL;
+	}
+	return rc;
+}
+
+/* The CA's root certificate (borrowed); created when asked and missing. */
+int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&e->ca_lock);
+	if (!e->ca_cert) {
+		rc = ca_load(e);
+		if (rc == -ENOENT && create)
+			rc = ca_create(e);
+	}
+	*root = e->ca_cert;
+	pthread_mutex_unlock(&e->ca_lock);
+	return rc;
+}
+
+/* ---- issuing one domain ------------------------------------------------------- */
+
+static int issue_local(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
+		       struct crypto_key *reuse, struct engine_gen **out, char *why,
+		       size_t whylen)
+{
+	struct engine *e = d->engine;
+	struct crypto_chain *chain = NULL;
+	struct crypto_cert *leaf = NULL, *root;
+	struct crypto_key *key = NULL;
+	time_t now = util_now();
+	char **names;
+	size_t n;
+	int rc;
+
+	rc = engine_ca_get(e, true, &root);
+	if (rc) {
+		snprintf(why, whylen, "local CA is not available: %s", strerror(-rc));
+		return rc;
+	}
+	key = reuse ? crypto_key_up_ref(reuse) : NULL;
+	if (!key && d->has_csr) {
+		rc = engine_domain_csr_key(d, &key);
+		if (rc) {
+			snprintf(why, whylen, "the stored CSR is unreadable");
+			return rc;
+		}
+	}
+	if (!key) {
+		rc = crypto_key_generate(kt, &key);
+		if (rc) {
+			snprintf(why, whylen, "cannot generate a %s key", crypto_key_type_name(kt));
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&d->lock);
+	names = d->names;
+	n = d->nnames;
+	/* The CA lock is not needed: the intermediate never changes once made. */
+	rc = crypto_ca_issue(e->int_key, e->int_cert, key, (const char *const *)names, n,
+			     c->local_cert_lifetime_days, now, &leaf);
+	pthread_mutex_unlock(&d->lock);
+	if (rc) {
+		snprintf(why, whylen, "local CA could not sign the certificate");
+		goto out;
+	}
+	chain = crypto_chain_new();
+	rc = chain ? crypto_chain_push(chain, leaf) : -ENOMEM;
+	if (!rc)
+		rc = crypto_chain_push(chain, e->int_cert);
+	if (rc)
+		goto out;
+	/* A CSR's key is public only: the generation then has no key files. */
+	if (!crypto_key_is_private(key)) {
+		crypto_key_free(key);
+		key = NULL;
+	}
+	rc = engine_gen_new(e, engine_alloc_number(d), now, ENGINE_SOURCE_LOCAL, key, chain, out);
+	if (!rc) {
+		key = NULL;
+		chain = NULL;
+	}
+out:
+	crypto_cert_free(leaf);
+	crypto_key_free(key);
+	crypto_chain_free(chain);
+	return rc;
+}
+
+static int issue_selfsigned(struct engine_domain *d, enum crypto_key_type kt,
+			    const struct conf *c, struct engine_gen **out)
+{
+	struct crypto_chain *chain = NULL;
+	struct crypto_cert *cert = NULL;
+	struct crypto_key *key = NULL;
+	time_t now = util_now();
+	int rc;
+
+	rc = crypto_key_generate(kt, &key);
+	pthread_mutex_lock(&d->lock);
+	if (!rc)
+		rc = crypto_selfsigned_new(key, (const char *const *)d->names, d->nnames,
+					   c->local_cert_lifetime_days, now, &cert);
+	pthread_mutex_unlock(&d->lock);
+	if (!rc) {
+		chain = crypto_chain_new();
+		rc = chain ? crypto_chain_push(chain, cert) : -ENOMEM;
+	}
+	if (!rc)
+		rc = engine_gen_new(d->engine, engine_alloc_number(d), now,
+				    ENGINE_SOURCE_SELFSIGNED, key, chain, out);
+	crypto_cert_free(cert);
+	if (rc) {
+		crypto_key_free(key);
+		crypto_chain_free(chain);
+	}
+	return rc;
+}
+
+static void issue_domain(struct engine *e, struct engine_domain *d)
+{
+	const struct conf_domain *cd;
+	struct engine_gen *g = NULL, *cur;
+	struct crypto_key *reuse = NULL;
+	enum crypto_key_type kt;
+	enum conf_issuer issuer;
+	char why[512] = "";
+	struct conf c;
+	int rc;
+
+	engine_conf_snapshot(e, &c);
+	cd = conf_domain_find(&c, d->name);
+	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : c.issuer;
+	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
+		kt = CRYPTO_KEY_EC256;
+	cur = engine_domain_gen(d);
+	if (c.key_reuse && cur && cur->key && cur->source != ENGINE_SOURCE_SELFSIGNED &&
+	    cur->source != ENGINE_SOURCE_UPLOADED)
+		reuse = cur->key;
+
+	switch (issuer) {
+	case CONF_ISSUER_LOCAL:
+		rc = issue_local(d, &c, kt, reuse, &g, why, sizeof(why));
+		break;
+	case CONF_ISSUER_SELFSIGNED:
+		rc = issue_selfsigned(d, kt, &c, &g);
+		if (rc)
+			snprintf(why, sizeof(why), "cannot make a self-signed certificate");
+		break;
+	default:
+		rc = -ENOTSUP;
+		snprintf(why, sizeof(why), "issuer %s is not supported yet", conf_issuer_name(issuer));
+		break;
+	}
+	engine_gen_put(cur);
+	if (!rc) {
+		rc = engine_commit_gen(d, g);
+		if (rc)
+			snprintf(why, sizeof(why), "cannot store the new certificate: %s",
+				 strerror(-rc));
+	}
+	engine_gen_put(g);
+	if (rc && rc != -ENOENT) {
+		time_t delay;
+
+		pthread_mutex_lock(&d->lock);
+		d->failures++;
+		d->errors_total++;
+		delay = RETRY_BASE << (d->failures < 10 ? d->failures - 1 : 9);
+		if (delay > RETRY_MAX)
+			delay = RETRY_MAX;
+		d->next_attempt = util_now() + delay;
+		engine_domain_set_error(d, "%s", why);
+		(void)!engine_domain_store_state(d);
+		pthread_mutex_unlock(&d->lock);
+		atomic_fetch_add(&e->errors_total, 1);
+		util_err("engine: %s: issuance failed: %s", d->name, why);
+	}
+	conf_clear(&c);
+}
+
+/* ---- worker pool and scheduler -------------------------------------------------- */
+
+void engine_queue(struct engine *e, struct engine_domain *d)
+{
+	struct engine_job_item *it;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->queued || d->removed) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	d->queued = true;
+	pthread_mutex_unlock(&d->lock);
+	it = calloc(1, sizeof(*it));
+	if (!it) {
+		pthread_mutex_lock(&d->lock);
+		d->queued = false;
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	atomic_fetch_add(&d->refs, 1);
+	it->d = d;
+	pthread_mutex_lock(&e->queue_lock);
+	if (e->queue_tail)
+		e->queue_tail->next = it;
+	else
+		e->queue_head = it;
+	e->queue_tail = it;
+	pthread_cond_signal(&e->queue_cond);
+	pthread_mutex_unlock(&e->queue_lock);
+}
+
+static void *worker_main(void *arg)
+{
+	struct engine *e = arg;
+
+	for (;;) {
+		struct engine_job_item *it;
+
+		pthread_mutex_lock(&e->queue_lock);
+		while (!e->stopping && !e->queue_head)
+			pthread_cond_wait(&e->queue_cond, &e->queue_lock);
+		if (e->stopping) {
+			pthread_mutex_unlock(&e->queue_lock);
+			return NULL;
+		}
+		it = e->queue_head;
+		e->queue_head = it->next;
+		if (!e->queue_head)
+			e->queue_tail = NULL;
+		pthread_mutex_unlock(&e->queue_lock);
+
+		issue_domain(e, it->d);
+		pthread_mutex_lock(&it->d->lock);
+		it->d->queued = false;
+		pthread_mutex_unlock(&it->d->lock);
+		engine_domain_put(it->d);
+		free(it);
+	}
+}
+
+/* Does d need a new managed certificate now? (d->lock held) */
+static bool domain_due(struct engine_domain *d, time_t now, double fraction)
+{
+	time_t life, left;
+
+	if (d->removed || d->queued)
+		return false;
+	if (d->next_attempt && now < d->next_attempt)
+		return false;
+	if (!d->managed_gen || d->next_attempt)
+		return true; /* never issued, or a retry that is due */
+	life = d->managed_not_after - d->managed_not_before;
+	left = d->managed_not_after - now;
+	return left <= (time_t)((double)life * fraction);
+}
+
+enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED };
+
+/* What happens to a served upload now? (d->lock held) */
+static enum upload_event upload_check(struct engine_domain *d, time_t now, int warn_days)
+{
+	if (d->removed || !d->uploaded_gen || d->stored_gen != d->uploaded_gen)
+		return UPLOAD_NONE;
+	if (now >= d->uploaded_not_after)
+		return UPLOAD_EXPIRED;
+	if (!d->uploaded_warned && now >= d->uploaded_not_after - (time_t)warn_days * 86400) {
+		d->uploaded_warned = true;
+		(void)!engine_domain_store_state(d);
+		return UPLOAD_EXPIRING;
+	}
+	return UPLOAD_NONE;
+}
+
+static void schedule_pass(struct engine *e)
+{
+	struct engine_domain **todo = NULL;
+	enum upload_event *events = NULL;
+	size_t ntodo = 0, cap;
+	time_t now = util_now();
+	double fraction;
+	int warn_days;
+
+	pthread_mutex_lock(&e->conf_lock);
+	fraction = e->conf.renew_fraction;
+	warn_days = e->conf.warn_days;
+	pthread_mutex_unlock(&e->conf_lock);
+
+	pthread_rwlock_rdlock(&e->table_lock);
+	cap = e->count + 1;
+	todo = calloc(cap, sizeof(*todo));
+	events = calloc(cap, sizeof(*events));
+	for (size_t i = 0; todo && events && i < e->table_size; i++) {
+		for (struct engine_domain *d = e->table[i]; d; d = d->hnext) {
+			enum upload_event ev;
+			bool due;
+
+			pthread_mutex_lock(&d->lock);
+			due = domain_due(d, now, fraction);
+			ev = upload_check(d, now, warn_days);
+			pthread_mutex_unlock(&d->lock);
+			if (due)
+				engine_queue(e, d);
+			if (ev != UPLOAD_NONE && ntodo < cap) {
+				todo[ntodo] = engine_domain_ref(d);
+				events[ntodo++] = ev;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&e->table_lock);
+
+	/* Outside the table lock: these write the store and run hooks. */
+	for (size_t i = 0; i < ntodo; i++) {
+		struct engine_domain *d = todo[i];
+		char date[32];
+
+		util_format_date(d->uploaded_not_after, date, sizeof(date));
+		if (events[i] == UPLOAD_EXPIRING) {
+			util_warn("engine: %s: uploaded certificate expires on %s; certfs cannot renew it",
+				  d->name, date);
+			engine_hook_queue(e, d, false, "expiring", d->uploaded_not_after);
+		} else {
+			char why[64];
+
+			snprintf(why, sizeof(why), "expired on %s", date);
+			engine_drop_upload(d, why);
+			engine_hook_queue(e, d, false, "expired", d->uploaded_not_after);
+		}
+		engine_domain_put(d);
+	}
+	free(todo);
+	free(events);
+}
+
+static void *scheduler_main(void *arg)
+{
+	struct engine *e = arg;
+	/* With a test clock the clock can jump at any moment, so look often;
+	 * otherwise once a minute is plenty for lifetimes counted in days. */
+	int period_ms = getenv("CERTFS_CLOCK_FILE") ? 200 : 60000;
+
+	pthread_mutex_lock(&e->queue_lock);
+	while (!e->stopping) {
+		struct timespec ts;
+
+		pthread_mutex_unlock(&e->queue_lock);
+		schedule_pass(e);
+		pthread_mutex_lock(&e->queue_lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += period_ms / 1000;
+		ts.tv_nsec += (long)(period_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!e->stopping)
+			pthread_cond_timedwait(&e->sched_cond, &e->queue_lock, &ts);
+	}
+	pthread_mutex_unlock(&e->queue_lock);
+	return NULL;
+}
+
+int engine_workers_start(struct engine *e)
+{
+	size_t n;
+	int rc;
+
+	pthread_mutex_lock(&e->conf_lock);
+	n = (size_t)(e->conf.workers > 0 ? e->conf.workers : 4);
+	pthread_mutex_unlock(&e->conf_lock);
+	e->workers = calloc(n, sizeof(*e->workers));
+	if (!e->workers)
+		return -ENOMEM;
+	for (e->nworkers = 0; e->nworkers < n; e->nworkers++) {
+		rc = pthread_create(&e->workers[e->nworkers], NULL, worker_main, e);
+		if (rc)
+			return -rc;
+	}
+	rc = pthread_create(&e->scheduler, NULL, scheduler_main, e);
+	if (rc)
+		return -rc;
+	e->scheduler_running = true;
+	return 0;
+}
+
+void engine_workers_stop(struct engine *e)
+{
+	struct engine_job_item *it, *next;
+
+	pthread_mutex_lock(&e->queue_lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->queue_cond);
+	pthread_cond_broadcast(&e->sched_cond);
+	pthread_mutex_unlock(&e->queue_lock);
+	for (size_t i = 0; i < e->nworkers; i++)
+		pthread_join(e->workers[i], NULL);
+	free(e->workers);
+	e->workers = NULL;
+	e->nworkers = 0;
+	if (e->scheduler_running)
+		pthread_join(e->scheduler, NULL);
+	e->scheduler_running = false;
+	for (it = e->queue_head; it; it = next) {
+		next = it->next;
+		engine_domain_put(it->d);
+		free(it);
+	}
+	e->queue_head = e->queue_tail = NULL;
+}

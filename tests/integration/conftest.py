@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures of the certfs integration suite.
+
+Every test mounts a real certfs through the `certfs` factory: a tmp store
+and mountpoint, `certfs -f` with its stderr in a file, a deadline on the
+mount, and a teardown that unmounts, requires exit code 0, and fails the
+test on sanitizer reports. Leftover mounts and daemons are removed even
+when the test failed.
+
+Without root or /dev/fuse the suite is skipped, except under CI=true where
+a missing prerequisite is a failure.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import certfs_harness as h  # noqa: E402
+
+
+in_ci = h.in_ci
+missing_prerequisite = h.missing_prerequisite
+
+
+def prerequisite_problem():
+    if os.geteuid() != 0:
+        return "the integration tests mount FUSE filesystems and need root"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    if not h.which("fusermount3"):
+        return "fusermount3 is missing"
+    b = h.certfs_bin()
+    if not b or not os.access(b, os.X_OK):
+        return "no certfs binary: set CERTFS_BIN to the built daemon"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fuse_available():
+    """Root, /dev/fuse and the daemon, checked once per session."""
+    why = prerequisite_problem()
+    if why:
+        missing_prerequisite(why)
+    return h.certfs_bin()
+
+
+@pytest.fixture
+def certfs_bin(fuse_available):
+    return fuse_available
+
+
+@pytest.fixture
+def certfs(tmp_path, certfs_bin, request):
+    """Factory: certfs(config=None, args=(), options=None, clock=None,
+    store=None, mount=None, env=None, start=True) -> Certfs.
+
+    `config` is the INI text (written to a file passed with -c); `options`
+    the -o string; `clock` an offset in seconds written to a file named by
+    CERTFS_CLOCK_FILE. Several calls give several daemons (each in its own
+    tmp dir unless store/mount are shared on purpose)."""
+    made = []
+    public_dirs = []
+
+    def make(config=None, args=(), options=None, clock=None, store=None, mount=None,
+             env=None, start=True, name=None, public=False):
+        base = str(tmp_path)
+        if public:
+            # A path other users can traverse (pytest's tmp dirs are 0700),
+            # for tests that read the mount as another user.
+            base = tempfile.mkdtemp(prefix="certfs-it-", dir="/tmp")
+            os.chmod(base, 0o755)
+            public_dirs.append(base)
+        inst = h.Certfs(base, name or "certfs%d" % len(made), certfs_bin,
+                        config=config, args=args, options=options, clock=clock,
+                        store=store, mount=mount, env=env)
+        if public:
+            os.chmod(inst.dir, 0o755)
+            os.chmod(inst.mount, 0o755)
+        inst.shared = any(os.path.realpath(i.mount) == os.path.realpath(inst.mount)
+                          for i in made)
+        made.append(inst)
+        if start:
+            inst.start()
+        return inst
+
+    yield make
+
+    problems = []
+    for inst in reversed(made):
+        try:
+            problems += ["%s: %s" % (inst.mount, p)
+                         for p in inst.cleanup(unmount=not inst.shared)]
+        except Exception as e:  # noqa: BLE001 - clean up the others first
+            problems.append("%s: cleanup failed: %r" % (inst.mount, e))
+    for inst in made:
+        if h.is_any_mounted(inst.mount):
+            problems.append("%s: still mounted after the daemon stopped" % inst.mount)
+            h.lazy_unmount(inst.mount)
+    for inst in made:
+        reports = inst.sanitizer_reports()
+        if reports:
+            problems.append("%s: sanitizer report (%s) in the daemon's stderr"
+                            % (inst.mount, ", ".join(reports)))
+        log = inst.stderr()
+        if log and (problems or getattr(request.node, "rep_call_failed", False)):
+            sys.stdout.write("\n--- certfs stderr (%s) ---\n%s" % (inst.mount, log))
+    for d in public_dirs:
+        if not any(h.is_any_mounted(i.mount) for i in made):
+            shutil.rmtree(d, ignore_errors=True)
+    if problems:
+        pytest.fail("certfs teardown: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def mounted(certfs):
+    """A default mount: local issuer, no config file."""
+    return certfs()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        item.rep_call_failed = True

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for chain ordering: a root -> intermediate -> leaf hierarchy
+ * built with OpenSSL directly, given in every order, with duplicates, and
+ * with the refusals: an unrelated certificate, a missing link, two leaves,
+ * a look-alike intermediate (right name, wrong key), only roots.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/x509v3.h>
+
+#include "crypto/crypto_int.h"
+#include "tests/unit/check.h"
+
+#define NOW ((time_t)1700000000)
+
+static EVP_PKEY *ec_key(void)
+{
+	return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+}
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	ext = X509V3_EXT_nconf_nid(NULL, &ctx, nid, value);
+	CHECK(ext != NULL);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+}
+
+/* A certificate for subject key with CN=cn, issued by issuer (NULL: self). */
+static struct crypto_cert *mk(const char *cn, EVP_PKEY *subj, X509 *issuer, EVP_PKEY *signer,
+			      bool ca)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = X509_get_subject_name(x);
+	struct crypto_cert *c;
+
+	X509_set_version(x, 2);
+	CHECK_INT(crypto_set_random_serial(x), 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
+	X509_set_pubkey(x, subj);
+	ASN1_TIME_set(X509_getm_notBefore(x), NOW - 86400);
+	ASN1_TIME_set(X509_getm_notAfter(x), NOW + 86400);
+	add_ext(x, issuer ? issuer : x, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
+	if (ca)
+		add_ext(x, x, NID_subject_key_identifier, "hash");
+	CHECK(X509_sign(x, signer, EVP_sha256()) > 0);
+	c = crypto_cert_wrap(x);
+	CHECK(c != NULL);
+	return c;
+}
+
+static struct crypto_chain *chain_of(struct crypto_cert *const *v, size_t n)
+{
+	struct crypto_chain *ch = crypto_chain_new();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		CHECK_INT(crypto_chain_push(ch, v[i]), 0);
+	return ch;
+}
+
+static void sorted(struct crypto_cert *const *in, size_t n, struct crypto_cert *const *want,
+		   size_t nwant)
+{
+	struct crypto_chain *ch = chain_of(in, n), *out = NULL;
+	struct crypto_err e;
+	size_t i;
+
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(crypto_chain_sort(ch, &out, &e), 0);
+	if (e.msg[0])
+		fprintf(stderr, "unexpected: %s\n", e.msg);
+	CHECK_INT(crypto_chain_count(out), nwant);
+	for (i = 0; i < nwant && i < crypto_chain_count(out); i++)
+		CHECK(X509_cmp(crypto_chain_get0(out, i)->x509, want[i]->x509) == 0);
+	crypto_chain_free(out);
+	crypto_chain_free(ch);
+}
+
+static void refused(struct crypto_cert *const *in, size_t n, const char *msg)
+{
+	struct crypto_chain *ch = chain_of(in, n), *out = NULL;
+	struct crypto_err e;
+
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(crypto_chain_sort(ch, &out, &e), -EINVAL);
+	CHECK(out == NULL);
+	CHECK_STR(e.msg, msg);
+	crypto_chain_free(ch);
+}
+
+int main(void)
+{
+	EVP_PKEY *kr = ec_key(), *ki = ec_key(), *kl = ec_key(), *kl2 = ec_key();
+	EVP_PKEY *kr2 = ec_key(), *ki2 = ec_key(), *kfake = ec_key();
+	struct crypto_cert *root = mk("Test Root", kr, NULL, kr, true);
+	struct crypto_cert *inter = mk("Test Int", ki, root->x509, kr, true);
+	struct crypto_cert *leaf = mk("leaf.example.com", kl, inter->x509, ki, false);
+	struct crypto_cert *leaf2 = mk("leaf2.example.com", kl2, inter->x509, ki, false);
+	struct crypto_cert *root2 = mk("Other Root", kr2, NULL, kr2, true);
+	struct crypto_cert *inter2 = mk("Other Int", ki2, root2->x509, kr2, true);
+	/* same name as the intermediate, different key */
+	struct crypto_cert *fake = mk("Test Int", kfake, root->x509, kr, true);
+	struct crypto_chain *ch = NULL, *parsed = NULL, *out = NULL;
+	struct util_buf pem;
+	struct crypto_err e;
+
+	{
+		struct crypto_cert *in[] = { root, leaf, inter }, *want[] = { leaf, inter };
+
+		sorted(in, 3, want, 2);
+	}
+	{
+		struct crypto_cert *in[] = { inter, leaf }, *want[] = { leaf, inter };
+
+		sorted(in, 2, want, 2);
+	}
+	{
+		struct crypto_cert *in[] = { leaf, inter, root }, *want[] = { leaf, inter };
+
+		sorted(in, 3, want, 2);
+	}
+	{
+		struct crypto_cert *in[] = { inter, leaf, inter, leaf }, *want[] = { leaf, inter };
+
+		sorted(in, 4, want, 2);
+	}
+	{
+		struct crypto_cert *in[] = { leaf }, *want[] = { leaf };
+
+		sorted(in, 1, want, 1);
+	}
+	{
+		/* a lone self-signed certificate is its own chain */
+		struct crypto_cert *in[] = { root }, *want[] = { root };
+
+		sorted(in, 1, want, 1);
+	}
+	{
+		/* an intermediate and its root only: the intermediate leads */
+		struct crypto_cert *in[] = { root, inter }, *want[] = { inter };
+
+		sorted(in, 2, want, 1);
+	}
+	{
+		struct crypto_cert *in[] = { leaf, inter, root, root2 };
+
+		refused(in, 4, "chain: certificate 'CN=Other Root' does not belong to the chain");
+	}
+	{
+		struct crypto_cert *in[] = { inter2, leaf, inter, root };
+
+		refused(in, 4, "chain: certificate 'CN=Other Int' does not belong to the chain");
+	}
+	{
+		struct crypto_cert *in[] = { leaf, root };
+
+		refused(in, 2, "chain: missing the certificate that issued 'CN=leaf.example.com' "
+			       "(issuer 'CN=Test Int')");
+	}
+	{
+		struct crypto_cert *in[] = { leaf, inter2 };
+
+		refused(in, 2, "chain: missing the certificate that issued 'CN=leaf.example.com' "
+			       "(issuer 'CN=Test Int')");
+	}
+	{
+		struct crypto_cert *in[] = { leaf, leaf2, inter };
+
+		refused(in, 3, "chain: more than one leaf certificate");
+	}
+	{
+		struct crypto_cert *in[] = { leaf, fake };
+
+		refused(in, 2, "chain: certificate 'CN=leaf.example.com' is not issued by "
+			       "'CN=Test Int'");
+	}
+	{
+		struct crypto_cert *in[] = { root, root2 };
+
+		refused(in, 2, "chain: no leaf certificate");
+	}
+	refused(NULL, 0, "chain: no certificate");
+	CHECK(crypto_cert_issued_by(leaf, inter));
+	CHECK(!crypto_cert_issued_by(leaf, fake));
+	CHECK(!crypto_cert_issued_by(inter, leaf));
+	CHECK(!crypto_cert_is_self_signed(inter));
+	CHECK(crypto_cert_is_self_signed(root));
+
+	/* PEM out and back, order kept */
+	{
+		struct crypto_cert *in[] = { leaf, inter, root };
+
+		ch = chain_of(in, 3);
+	}
+	util_buf_init(&pem, 1 << 20, false);
+	CHECK_INT(crypto_chain_to_pem(ch, &pem), 0);
+	CHECK(memchr(pem.data, '\r', pem.len) == NULL);
+	CHECK_INT(crypto_chain_parse(pem.data, pem.len, &parsed, &e), 0);
+	CHECK_INT(crypto_chain_count(parsed), 3);
+	CHECK(X509_cmp(crypto_chain_get0(parsed, 0)->x509, leaf->x509) == 0);
+	CHECK(X509_cmp(crypto_chain_get0(parsed, 2)->x509, root->x509) == 0);
+	CHECK_INT(crypto_chain_sort(parsed, &out, &e), 0);
+	CHECK_INT(crypto_chain_count(out), 2);
+	CHECK_INT(crypto_chain_push(ch, NULL), -EINVAL);
+	CHECK_INT(crypto_chain_count(NULL), 0);
+	crypto_chain_free(NULL);
+
+	util_buf_free(&pem);
+	crypto_chain_free(out);
+	crypto_chain_free(parsed);
+	crypto_chain_free(ch);
+	crypto_cert_free(root);
+	crypto_cert_free(inter);
+	crypto_cert_free(leaf);
+	crypto_cert_free(leaf2);
+	crypto_cert_free(root2);
+	crypto_cert_free(inter2);
+	crypto_cert_free(fake);
+	EVP_PKEY_free(kr);
+	EVP_PKEY_free(ki);
+	EVP_PKEY_free(kl);
+	EVP_PKEY_free(kl2);
+	EVP_PKEY_free(kr2);
+	EVP_PKEY_free(ki2);
+	EVP_PKEY_free(kfake);
+	CHECK_DONE();
+}
