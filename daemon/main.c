@@ -306,8 +306,9 @@ int main(int argc, char **argv)
 	conf_ok = true;
 	if (fopts.debug)
 		util_log_set_level(UTIL_LOG_DEBUG);
-	if (c.issuer == CONF_ISSUER_ACME) {
-		fprintf(stderr, "certfs: issuer acme is not supported yet\n");
+	if (c.issuer == CONF_ISSUER_ACME && !c.acme_directory) {
+		fprintf(stderr, "certfs: issuer acme needs an ACME directory "
+				"(--acme-directory or [acme] directory)\n");
 		goto out;
 	}
 
@@ -385,7 +386,10 @@ int main(int argc, char **argv)
 	}
 	fuse_loop_cfg_set_clone_fd(loop, (unsigned)fopts.clone_fd);
 	fuse_loop_cfg_set_idle_threads(loop, fopts.max_idle_threads ? fopts.max_idle_threads : 10);
-	fuse_loop_cfg_set_max_threads(loop, fopts.max_threads ? fopts.max_threads : 16);
+	/* libfuse leaves max_threads at UINT_MAX when -o max_threads is not given. */
+	fuse_loop_cfg_set_max_threads(loop, fopts.max_threads && fopts.max_threads <= 1000
+						    ? fopts.max_threads
+						    : 16);
 	ret = fopts.singlethread ? fuse_session_loop(fs_session(fs))
 				 : fuse_session_loop_mt(fs_session(fs), loop);
 	fuse_loop_cfg_destroy(loop);

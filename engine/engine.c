@@ -540,6 +540,7 @@ int engine_new(const struct conf *c, struct store *s, struct engine **out, char 
 	pthread_cond_init(&e->queue_cond, NULL);
 	pthread_cond_init(&e->sched_cond, NULL);
 	pthread_mutex_init(&e->hook_lock, NULL);
+	pthread_mutex_init(&e->acme_lock, NULL);
 	pthread_cond_init(&e->hook_cond, NULL);
 	rc = conf_dup(c, &e->conf);
 	if (rc) {
@@ -593,6 +594,8 @@ int engine_start(struct engine *e)
 		util_err("engine: local CA: cannot be created or loaded");
 	if (engine_hooks_start(e))
 		return -EAGAIN;
+	if (engine_acme_start(e))
+		return -EADDRINUSE;
 	return engine_workers_start(e);
 }
 
@@ -600,6 +603,7 @@ void engine_stop(struct engine *e)
 {
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
+	engine_acme_stop(e);
 }
 
 void engine_set_mountpoint(struct engine *e, const char *path)
@@ -614,6 +618,7 @@ void engine_free(struct engine *e)
 		return;
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
+	engine_acme_stop(e);
 	for (size_t i = 0; i < e->table_size; i++) {
 		struct engine_domain *d = e->table[i], *next;
 

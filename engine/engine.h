@@ -148,6 +148,13 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
  */
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f);
 
+/* ---- http-01 challenges served by the mount ------------------------------- */
+
+/* Key authorization of a pending http-01 token into out; -ENOENT if none. */
+int engine_challenge_get(struct engine *e, const char *token, struct util_buf *out) ENGINE_WUR;
+/* Pending tokens (for a listing); free with engine_names_free. */
+size_t engine_challenge_tokens(struct engine *e, char ***tokens);
+
 /* ---- generations --------------------------------------------------------- */
 
 struct engine_gen *engine_gen_get(struct engine_gen *g);

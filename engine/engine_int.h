@@ -122,6 +122,12 @@ struct engine {
 	bool scheduler_running;
 	pthread_cond_t sched_cond;
 
+	pthread_mutex_t acme_lock;   /* acme, tokens */
+	struct acme_client *acme;
+	struct crypto_key *acme_account_key;
+	struct acme_http01 *http01;
+	struct engine_token *tokens;
+
 	pthread_mutex_t hook_lock;
 	pthread_cond_t hook_cond;
 	struct hook_item *hook_head, *hook_tail;
@@ -159,6 +165,16 @@ void engine_conf_snapshot(struct engine *e, struct conf *out);
 /* write.c */
 /* The public key of the stored CSR (for CSR-based issuance). */
 int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key);
+
+/* acme_issuer.c */
+struct acme_client;
+struct acme_http01;
+struct engine_token;
+int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
+		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
+		      char *why, size_t whylen);
+int engine_acme_start(struct engine *e);
+void engine_acme_stop(struct engine *e);
 
 /* hooks.c */
 struct hook_item;

@@ -275,6 +275,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	enum crypto_key_type kt;
 	enum conf_issuer issuer;
 	char why[512] = "";
+	time_t retry_after = 0;
 	struct conf c;
 	int rc;
 
@@ -297,9 +298,12 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		if (rc)
 			snprintf(why, sizeof(why), "cannot make a self-signed certificate");
 		break;
+	case CONF_ISSUER_ACME:
+		rc = engine_issue_acme(d, &c, kt, reuse, &g, &retry_after, why, sizeof(why));
+		break;
 	default:
 		rc = -ENOTSUP;
-		snprintf(why, sizeof(why), "issuer %s is not supported yet", conf_issuer_name(issuer));
+		snprintf(why, sizeof(why), "issuer %s is not supported", conf_issuer_name(issuer));
 		break;
 	}
 	engine_gen_put(cur);
@@ -320,6 +324,11 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		if (delay > RETRY_MAX)
 			delay = RETRY_MAX;
 		d->next_attempt = util_now() + delay;
+		/* The CA's Retry-After (clamped by the client) wins when later. */
+		if (retry_after > d->next_attempt)
+			d->next_attempt = retry_after;
+		if (d->failures == 3)
+			engine_hook_queue(e, d, false, "failed", d->not_after);
 		engine_domain_set_error(d, "%s", why);
 		(void)!engine_domain_store_state(d);
 		pthread_mutex_unlock(&d->lock);

@@ -604,7 +604,39 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_dom *fd;
 	int err = 0;
 
+	if (p->kind == FS_WK_DIR) {
+		pthread_mutex_lock(&f->lock);
+		if (p == &f->wk && !strcmp(name, "acme-challenge")) {
+			reply_entry(req, f, &f->wk_acme, CACHE_FOREVER);
+		} else if (p == &f->wk_acme) {
+			/* A pending http-01 token: the web server serving the
+			 * mount's root answers the CA from here. */
+			i = inode_new(f, FS_SNAPSHOT, ENGINE_FILE_COUNT);
+			if (i && !engine_challenge_get(f->engine, name, &i->snap)) {
+				i->data = i->snap.data;
+				i->size = i->snap.len;
+				i->st.st_mode = S_IFREG | 0444;
+				set_size(&i->st, i->size);
+				set_times(&i->st, util_now());
+				reply_entry(req, f, i, 0);
+			} else {
+				if (i)
+					inode_free(f, i);
+				fuse_reply_err(req, ENOENT);
+			}
+		} else {
+			fuse_reply_err(req, ENOENT);
+		}
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	if (p->kind == FS_ROOT) {
+		if (!strcmp(name, ".well-known")) {
+			pthread_mutex_lock(&f->lock);
+			reply_entry(req, f, &f->wk, CACHE_FOREVER);
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
 		k = engine_file_lookup(name, true);
 		if (k == ENGINE_FILE_COUNT) {
 			lookup_domain(req, f, name, CACHE_FOREVER);
@@ -658,8 +690,8 @@ static void forget_one(struct fs *f, fuse_ino_t ino, uint64_t n)
 {
 	struct fs_inode *i = ino_get(f, ino);
 
-	if (i == &f->root)
-		return;
+	if (i == &f->root || i == &f->wk || i == &f->wk_acme)
+		return; /* part of the mount object */
 	i->nlookup = i->nlookup > n ? i->nlookup - n : 0;
 	if (!i->nlookup)
 		inode_free(f, i);
@@ -728,7 +760,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int n;
 
 	(void)fi;
-	if (i->kind != FS_ROOT && i->kind != FS_DIR) {
+	if (i->kind != FS_ROOT && i->kind != FS_DIR && i->kind != FS_WK_DIR) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
@@ -756,7 +788,24 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	ADD(".", S_IFDIR);
 	ADD("..", S_IFDIR);
-	if (i->kind == FS_ROOT) {
+	if (i == &f->wk) {
+		ADD("acme-challenge", S_IFDIR);
+	} else if (i == &f->wk_acme) {
+		char **tokens;
+		size_t nt = engine_challenge_tokens(f->engine, &tokens);
+
+		for (size_t t = 0; t < nt; t++) {
+			idx++;
+			if (idx <= off)
+				continue;
+			st.st_mode = S_IFREG;
+			n = (int)fuse_add_direntry(req, buf + used, size - used, tokens[t], &st, idx);
+			if ((size_t)n > size - used)
+				break;
+			used += (size_t)n;
+		}
+		engine_names_free(tokens, nt);
+	} else if (i->kind == FS_ROOT) {
 		static const enum engine_file root_files[] = {
 			ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
 			ENGINE_FILE_CA_PEM};
@@ -857,7 +906,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_inode *i = ino_get(f, ino);
 	struct fs_handle *h;
 
-	if (i->kind == FS_ROOT || i->kind == FS_DIR) {
+	if (i->kind == FS_ROOT || i->kind == FS_DIR || i->kind == FS_WK_DIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
@@ -915,7 +964,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_inode *i = ino_get(f, ino);
 
 	(void)fi;
-	if (i->kind == FS_ROOT || i->kind == FS_DIR) {
+	if (i->kind == FS_ROOT || i->kind == FS_DIR || i->kind == FS_WK_DIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
@@ -1134,6 +1183,9 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	f->root.st.st_uid = f->uid;
 	f->root.st.st_gid = f->gid;
 	set_times(&f->root.st, f->started);
+	f->wk = f->root;
+	f->wk.kind = FS_WK_DIR;
+	f->wk_acme = f->wk;
 
 	/* The kernel enforces the modes we report: without this, allow_other
 	 * would let every local user read private keys. */

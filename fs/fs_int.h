@@ -33,6 +33,7 @@ enum fs_kind {
 	FS_GEN_FILE, /* a file of one generation: immutable */
 	FS_SNAPSHOT, /* a rendered status file: immutable, one per lookup */
 	FS_CONTROL,  /* request.csr, passphrase: write-only, empty */
+	FS_WK_DIR,   /* .well-known and .well-known/acme-challenge */
 };
 
 struct fs_inode {
@@ -103,6 +104,8 @@ struct fs {
 
 	pthread_mutex_t lock; /* inodes, fs_dom, pins */
 	struct fs_inode root;
+	struct fs_inode wk;      /* .well-known */
+	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
 	struct fs_inode *inodes;
 
 	pthread_mutex_t names_lock; /* cached root listing */

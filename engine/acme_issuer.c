@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ACME issuer: turns a domain's names and key into an issuance by the
+ * acme/ client. The account key lives in the store (acme/account) and is
+ * reused; the order URL and the domain key are stored before finalize
+ * (domains/NAME/order), so a restart resumes the same order with the same
+ * key. http-01 tokens are served from the mount's .well-known (and by the
+ * built-in responder when http01_listen is set); dns-01 records go through
+ * the dns hook, which runs to completion before the challenge is answered.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acme/acme.h"
+#include "engine/engine_int.h"
+
+#define ACCOUNT_KEY "acme/account"
+
+struct engine_token {
+	struct engine_token *next;
+	char *token;
+	char *keyauth;
+};
+
+/* What the challenge callbacks of one issuance share. */
+struct issue_ctx {
+	struct engine *e;
+	struct engine_domain *d;
+	char **dns_hook;
+	const struct crypto_key *key;
+	char why[512];
+};
+
+/* ---- http-01 tokens served by the mount -------------------------------------- */
+
+static int token_publish(void *arg, const char *token, const char *keyauth)
+{
+	struct engine *e = ((struct issue_ctx *)arg)->e;
+	struct engine_token *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->token = strdup(token);
+	t->keyauth = strdup(keyauth);
+	if (!t->token || !t->keyauth) {
+		free(t->token);
+		free(t->keyauth);
+		free(t);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&e->acme_lock);
+	t->next = e->tokens;
+	e->tokens = t;
+	pthread_mutex_unlock(&e->acme_lock);
+	if (e->http01) {
+		int rc = acme_http01_publish(e->http01, token, keyauth);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void token_unpublish(void *arg, const char *token)
+{
+	struct engine *e = ((struct issue_ctx *)arg)->e;
+	struct engine_token **pp, *t;
+
+	pthread_mutex_lock(&e->acme_lock);
+	for (pp = &e->tokens; (t = *pp); pp = &t->next) {
+		if (!strcmp(t->token, token)) {
+			*pp = t->next;
+			free(t->token);
+			free(t->keyauth);
+			free(t);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->acme_lock);
+	if (e->http01)
+		acme_http01_unpublish(e->http01, token);
+}
+
+int engine_challenge_get(struct engine *e, const char *token, struct util_buf *out)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&e->acme_lock);
+	for (struct engine_token *t = e->tokens; t; t = t->next) {
+		if (!strcmp(t->token, token)) {
+			rc = util_buf_append(out, t->keyauth, strlen(t->keyauth));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&e->acme_lock);
+	return rc;
+}
+
+size_t engine_challenge_tokens(struct engine *e, char ***tokens)
+{
+	size_t n = 0, cap = 0;
+	char **v;
+
+	pthread_mutex_lock(&e->acme_lock);
+	for (struct engine_token *t = e->tokens; t; t = t->next)
+		cap++;
+	v = calloc(cap + 1, sizeof(*v));
+	for (struct engine_token *t = e->tokens; v && t; t = t->next)
+		v[n++] = strdup(t->token);
+	pthread_mutex_unlock(&e->acme_lock);
+	*tokens = v;
+	return v ? n : 0;
+}
+
+/* ---- dns-01 through the hook ---------------------------------------------------- */
+
+static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, const char *value)
+{
+	char *argv[32], *env[4] = {0}, why[512] = "";
+	size_t n = 0;
+	int rc;
+
+	if (!ctx->dns_hook) {
+		snprintf(ctx->why, sizeof(ctx->why), "dns-01 needs the dns hook ([hooks] dns)");
+		return -EINVAL;
+	}
+	while (ctx->dns_hook[n] && n < 27) {
+		argv[n] = ctx->dns_hook[n];
+		n++;
+	}
+	argv[n++] = (char *)verb;
+	argv[n++] = (char *)record;
+	argv[n++] = (char *)value;
+	argv[n] = NULL;
+	if (asprintf(&env[0], "CERTFS_DOMAIN=%s", ctx->d->name) < 0)
+		env[0] = NULL;
+	if (asprintf(&env[1], "CERTFS_EVENT=dns-%s", verb) < 0)
+		env[1] = NULL;
+	rc = engine_hook_exec(argv, env, why, sizeof(why));
+	free(env[0]);
+	free(env[1]);
+	if (rc) {
+		snprintf(ctx->why, sizeof(ctx->why), "dns hook failed: %s", why);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int dns_add(void *arg, const char *record, const char *value)
+{
+	return dns_run(arg, "add", record, value);
+}
+
+static void dns_del(void *arg, const char *record, const char *value)
+{
+	(void)dns_run(arg, "del", record, value);
+}
+
+/* Before finalize: the order URL and the key, so a restart resumes it. */
+static int save_order(void *arg, const char *url)
+{
+	struct issue_ctx *ctx = arg;
+	struct util_buf pem;
+	char skey[320], *s = NULL;
+	json_t *o;
+	int rc;
+
+	util_buf_init(&pem, 64 * 1024, true);
+	rc = crypto_key_is_private(ctx->key) ? crypto_key_to_pem(ctx->key, &pem) : 0;
+	o = rc ? NULL : json_pack("{s:s}", "url", url);
+	if (o && pem.len)
+		json_object_set_new(o, "key", json_stringn((const char *)pem.data, pem.len));
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	snprintf(skey, sizeof(skey), "%s/order", ctx->d->key);
+	rc = s ? store_put(ctx->e->store, skey, s, strlen(s)) : -ENOMEM;
+	if (s) {
+		util_wipe(s, strlen(s));
+		free(s);
+	}
+	json_decref(o);
+	util_buf_free(&pem);
+	return rc;
+}
+
+/* A saved order (URL, key) from before a restart, if any. */
+static void load_order(struct engine_domain *d, char **url, struct crypto_key **key)
+{
+	struct crypto_err cerr = {{0}};
+	struct util_buf b;
+	char skey[320];
+	json_error_t jerr;
+	json_t *o, *v;
+
+	*url = NULL;
+	*key = NULL;
+	util_buf_init(&b, 256 * 1024, true);
+	snprintf(skey, sizeof(skey), "%s/order", d->key);
+	if (store_get(d->engine->store, skey, &b)) {
+		util_buf_free(&b);
+		return;
+	}
+	o = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &jerr);
+	util_buf_free(&b);
+	v = o ? json_object_get(o, "url") : NULL;
+	if (json_is_string(v))
+		*url = strdup(json_string_value(v));
+	v = o ? json_object_get(o, "key") : NULL;
+	if (json_is_string(v) &&
+	    crypto_key_parse_pem(json_string_value(v), json_string_length(v), NULL, key, &cerr))
+		*key = NULL;
+	json_decref(o);
+}
+
+/* ---- the client ------------------------------------------------------------------ */
+
+static int account_load(struct engine *e, struct crypto_key **key, char **url)
+{
+	struct crypto_err cerr = {{0}};
+	struct util_buf b, pem;
+	json_error_t jerr;
+	json_t *o = NULL, *v;
+	char *s = NULL;
+	int rc;
+
+	*url = NULL;
+	util_buf_init(&b, 256 * 1024, true);
+	rc = store_get(e->store, ACCOUNT_KEY, &b);
+	if (!rc) {
+		o = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &jerr);
+		v = o ? json_object_get(o, "key") : NULL;
+		rc = json_is_string(v) ? crypto_key_parse_pem(json_string_value(v),
+							       json_string_length(v), NULL, key, &cerr)
+				       : -EINVAL;
+		v = o ? json_object_get(o, "url") : NULL;
+		if (!rc && json_is_string(v))
+			*url = strdup(json_string_value(v));
+		json_decref(o);
+		util_buf_free(&b);
+		return rc;
+	}
+	util_buf_free(&b);
+	if (rc != -ENOENT)
+		return rc;
+	/* First use: an ES256 account key, stored before it is registered. */
+	rc = crypto_key_generate(CRYPTO_KEY_EC256, key);
+	if (rc)
+		return rc;
+	util_buf_init(&pem, 64 * 1024, true);
+	rc = crypto_key_to_pem(*key, &pem);
+	o = rc ? NULL : json_pack("{s:s%}", "key", (char *)pem.data, pem.len);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	rc = s ? store_put(e->store, ACCOUNT_KEY, s, strlen(s)) : -ENOMEM;
+	if (s) {
+		util_wipe(s, strlen(s));
+		free(s);
+	}
+	json_decref(o);
+	util_buf_free(&pem);
+	if (rc) {
+		crypto_key_free(*key);
+		*key = NULL;
+	}
+	return rc;
+}
+
+static void account_store_url(struct engine *e, const struct crypto_key *key, const char *url)
+{
+	struct util_buf pem;
+	json_t *o;
+	char *s;
+
+	util_buf_init(&pem, 64 * 1024, true);
+	if (crypto_key_to_pem(key, &pem)) {
+		util_buf_free(&pem);
+		return;
+	}
+	o = json_pack("{s:s%, s:s}", "key", (char *)pem.data, pem.len, "url", url);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	if (s && store_put(e->store, ACCOUNT_KEY, s, strlen(s)))
+		util_err("engine: acme: cannot store the account URL");
+	if (s) {
+		util_wipe(s, strlen(s));
+		free(s);
+	}
+	json_decref(o);
+	util_buf_free(&pem);
+}
+
+/* The shared client, made on first use (e->acme_lock not held). */
+static struct acme_client *client_get(struct engine *e, const struct conf *c, char *why,
+				      size_t whylen)
+{
+	struct acme_client_config cfg;
+	struct acme_problem prob;
+	struct crypto_key *key = NULL;
+	char *url = NULL;
+	struct acme_client *cl;
+
+	pthread_mutex_lock(&e->acme_lock);
+	cl = e->acme;
+	if (cl) {
+		pthread_mutex_unlock(&e->acme_lock);
+		return cl;
+	}
+	if (!c->acme_directory) {
+		pthread_mutex_unlock(&e->acme_lock);
+		snprintf(why, whylen, "issuer acme needs an ACME directory (--acme-directory)");
+		return NULL;
+	}
+	if (account_load(e, &key, &url)) {
+		pthread_mutex_unlock(&e->acme_lock);
+		snprintf(why, whylen, "acme: the account key cannot be read or created");
+		return NULL;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.directory_url = c->acme_directory;
+	cfg.ca_bundle = c->acme_ca_bundle;
+	cfg.email = c->acme_email;
+	cfg.eab_kid = c->acme_eab_kid;
+	cfg.eab_hmac_key = c->acme_eab_hmac_key;
+	cfg.preferred_chain = c->acme_preferred_chain;
+	cfg.profile = c->acme_profile;
+	cfg.account_key = key;
+	cfg.account_url = url;
+	acme_problem_clear(&prob);
+	if (acme_client_new(&cfg, &cl, &prob)) {
+		acme_problem_sentence(&prob, why, whylen);
+		cl = NULL;
+	} else {
+		e->acme = cl;
+		e->acme_account_key = crypto_key_up_ref(key);
+	}
+	pthread_mutex_unlock(&e->acme_lock);
+	crypto_key_free(key);
+	free(url);
+	return cl;
+}
+
+int engine_acme_start(struct engine *e)
+{
+	char listen[128] = "";
+	int rc;
+
+	pthread_mutex_lock(&e->conf_lock);
+	if (e->conf.acme_http01_listen)
+		snprintf(listen, sizeof(listen), "%s", e->conf.acme_http01_listen);
+	pthread_mutex_unlock(&e->conf_lock);
+	if (!listen[0])
+		return 0;
+	rc = acme_http01_start(listen, &e->http01);
+	if (rc)
+		util_err("engine: acme: http-01 responder on %s: %s", listen, strerror(-rc));
+	return rc;
+}
+
+void engine_acme_stop(struct engine *e)
+{
+	struct engine_token *t, *next;
+
+	if (e->http01)
+		acme_http01_stop(e->http01);
+	e->http01 = NULL;
+	acme_client_free(e->acme);
+	e->acme = NULL;
+	crypto_key_free(e->acme_account_key);
+	e->acme_account_key = NULL;
+	for (t = e->tokens; t; t = next) {
+		next = t->next;
+		free(t->token);
+		free(t->keyauth);
+		free(t);
+	}
+	e->tokens = NULL;
+}
+
+/* ---- issuing ------------------------------------------------------------------------ */
+
+int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
+		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
+		      char *why, size_t whylen)
+{
+	struct engine *e = d->engine;
+	struct acme_challenge_ops ops;
+	struct acme_issue_request req;
+	struct acme_problem prob;
+	struct issue_ctx ctx;
+	struct crypto_err cerr = {{0}};
+	struct crypto_chain *chain = NULL;
+	struct crypto_key *key = NULL;
+	struct crypto_csr *csr = NULL;
+	struct util_buf der, pem;
+	const struct conf_domain *cd = conf_domain_find(c, d->name);
+	char *resume = NULL, **names = NULL, acct[1024];
+	size_t n = 0;
+	int rc;
+
+	*retry_after = 0;
+	util_buf_init(&der, ENGINE_UPLOAD_MAX, false);
+	util_buf_init(&pem, ENGINE_RECORD_MAX, false);
+	if (!client_get(e, c, why, whylen))
+		return -EINVAL;
+
+	pthread_mutex_lock(&d->lock);
+	names = calloc(d->nnames + 1, sizeof(*names));
+	for (size_t i = 0; names && i < d->nnames; i++)
+		names[n++] = strdup(d->names[i]);
+	pthread_mutex_unlock(&d->lock);
+	if (!names) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	load_order(d, &resume, &key);
+	if (d->has_csr) {
+		/* The user's CSR: its key stays with the user. */
+		struct util_buf raw;
+		char skey[320];
+
+		crypto_key_free(key);
+		key = NULL;
+		util_buf_init(&raw, ENGINE_UPLOAD_MAX, false);
+		snprintf(skey, sizeof(skey), "%s/csr", d->key);
+		rc = store_get(e->store, skey, &raw);
+		if (!rc)
+			rc = crypto_csr_parse(raw.data, raw.len, &csr, &cerr);
+		util_buf_free(&raw);
+		if (!rc)
+			rc = crypto_csr_get1_key(csr, &key);
+	} else {
+		if (!key)
+			key = reuse ? crypto_key_up_ref(reuse) : NULL;
+		rc = key ? 0 : crypto_key_generate(kt, &key);
+		if (!rc)
+			rc = crypto_csr_new(key, (const char *const *)names, n, &csr);
+	}
+	if (!rc)
+		rc = crypto_csr_to_der(csr, &der);
+	if (rc) {
+		snprintf(why, whylen, "acme: cannot make the CSR%s%s", cerr.msg[0] ? ": " : "",
+			 cerr.msg);
+		goto out;
+	}
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.e = e;
+	ctx.d = d;
+	ctx.dns_hook = c->hook_dns;
+	ctx.key = key;
+	memset(&ops, 0, sizeof(ops));
+	ops.prefer = ((cd && cd->challenge >= 0) ? (enum conf_challenge)cd->challenge
+						 : c->acme_challenge) == CONF_CHALLENGE_DNS01
+			     ? ACME_CHALLENGE_DNS01
+			     : ACME_CHALLENGE_HTTP01;
+	ops.arg = &ctx;
+	ops.dns01_add = dns_add;
+	ops.dns01_del = dns_del;
+	ops.save_order = save_order;
+	ops.http01_publish = token_publish;
+	ops.http01_unpublish = token_unpublish;
+
+	memset(&req, 0, sizeof(req));
+	req.names = (const char *const *)names;
+	req.nnames = n;
+	req.csr_der = der.data;
+	req.csr_len = der.len;
+	req.resume_order_url = resume;
+	req.ops = &ops;
+	acme_problem_clear(&prob);
+	rc = acme_issue(e->acme, &req, &pem, &prob);
+	if (rc) {
+		if (ctx.why[0])
+			snprintf(why, whylen, "%s", ctx.why);
+		else
+			acme_problem_sentence(&prob, why, whylen);
+		*retry_after = prob.retry_after;
+		goto out;
+	}
+	if (!acme_client_get_account_url(e->acme, acct, sizeof(acct)))
+		account_store_url(e, e->acme_account_key, acct);
+	rc = crypto_chain_parse(pem.data, pem.len, &chain, &cerr);
+	if (rc) {
+		snprintf(why, whylen, "acme: the issued chain is unreadable: %s", cerr.msg);
+		goto out;
+	}
+	if (!crypto_key_is_private(key)) {
+		crypto_key_free(key);
+		key = NULL;
+	}
+	rc = engine_gen_new(e, engine_alloc_number(d), util_now(), ENGINE_SOURCE_ACME, key, chain,
+			    out);
+	if (!rc) {
+		char skey[320];
+
+		key = NULL;
+		chain = NULL;
+		snprintf(skey, sizeof(skey), "%s/order", d->key);
+		(void)!store_del(e->store, skey); /* done: nothing to resume */
+	}
+out:
+	crypto_strv_free(names, n);
+	crypto_key_free(key);
+	crypto_chain_free(chain);
+	crypto_csr_free(csr);
+	util_buf_free(&der);
+	util_buf_free(&pem);
+	free(resume);
+	return rc;
+}
