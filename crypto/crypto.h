@@ -128,6 +128,8 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 int crypto_cert_parse(const void *data, size_t len, struct crypto_cert **out,
 		      struct crypto_err *err) CRYPTO_WUR;
 int crypto_cert_to_pem(const struct crypto_cert *c, struct util_buf *out) CRYPTO_WUR;
+/* Append the DER encoding (for ACME revocation). */
+int crypto_cert_to_der(const struct crypto_cert *c, struct util_buf *out) CRYPTO_WUR;
 struct crypto_cert *crypto_cert_up_ref(struct crypto_cert *c);
 void crypto_cert_free(struct crypto_cert *c);
 /* Public key of the certificate (public-only key object). */

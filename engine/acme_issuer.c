@@ -19,6 +19,9 @@
 
 #define ACCOUNT_KEY "acme/account"
 
+static struct acme_client *client_get(struct engine *e, const struct conf *c, char *why,
+				      size_t whylen);
+
 struct engine_token {
 	struct engine_token *next;
 	char *token;
@@ -393,7 +396,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	struct crypto_csr *csr = NULL;
 	struct util_buf der, pem;
 	const struct conf_domain *cd = conf_domain_find(c, d->name);
-	char *resume = NULL, **names = NULL, acct[1024];
+	char *resume = NULL, **names = NULL, *replaces = NULL, acct[1024];
 	size_t n = 0;
 	int rc;
 
@@ -467,6 +470,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	req.csr_der = der.data;
 	req.csr_len = der.len;
 	req.resume_order_url = resume;
+	req.replaces = replaces = engine_acme_replaces(d);
 	req.ops = &ops;
 	acme_problem_clear(&prob);
 	rc = acme_issue(e->acme, &req, &pem, &prob);
@@ -507,5 +511,116 @@ out:
 	util_buf_free(&der);
 	util_buf_free(&pem);
 	free(resume);
+	free(replaces);
+	return rc;
+}
+
+/* ---- renewal information (RFC 9773) and revocation ------------------------------ */
+
+/* The managed ACME certificate of d, read from the store (caller puts it). */
+static struct engine_gen *managed_acme_gen(struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	if (d->managed_gen && (d->cur && d->cur->number == d->managed_gen))
+		g = engine_gen_get(d->cur);
+	else if (d->managed_gen && engine_domain_read_gen(d, d->managed_gen, &g))
+		g = NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (g && g->source != ENGINE_SOURCE_ACME) {
+		engine_gen_put(g);
+		g = NULL;
+	}
+	return g;
+}
+
+char *engine_acme_replaces(struct engine_domain *d)
+{
+	struct engine_gen *g;
+	struct util_buf id;
+	char *s = NULL;
+
+	if (d->ari_unsupported)
+		return NULL;
+	g = managed_acme_gen(d);
+	if (!g)
+		return NULL;
+	util_buf_init(&id, 1024, false);
+	if (!crypto_cert_ari_id(crypto_chain_get0(g->chain, 0), &id) && !util_buf_terminate(&id))
+		s = strdup((const char *)id.data);
+	util_buf_free(&id);
+	engine_gen_put(g);
+	return s;
+}
+
+void engine_acme_check_ari(struct engine_domain *d)
+{
+	struct engine *e = d->engine;
+	struct acme_renewal_info info;
+	struct acme_problem prob;
+	struct acme_client *cl;
+	char why[512], *id;
+	time_t now = util_now();
+	struct conf c;
+	int rc;
+
+	engine_conf_snapshot(e, &c);
+	cl = client_get(e, &c, why, sizeof(why));
+	conf_clear(&c);
+	id = cl ? engine_acme_replaces(d) : NULL;
+	if (!id) {
+		pthread_mutex_lock(&d->lock);
+		d->ari_next_check = now + 6 * 3600;
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	acme_problem_clear(&prob);
+	memset(&info, 0, sizeof(info));
+	rc = acme_renewal_info(cl, id, &info, &prob);
+	free(id);
+	pthread_mutex_lock(&d->lock);
+	if (rc == -EOPNOTSUPP) {
+		d->ari_unsupported = true; /* the lifetime rule decides */
+	} else if (rc) {
+		d->ari_next_check = now + 3600;
+	} else {
+		time_t span = info.window_end > info.window_start ?
+				      info.window_end - info.window_start : 0;
+
+		/* A random moment inside the window spreads the CA's load
+		 * (RFC 9773 4.2); a window in the past means now. */
+		d->ari_renew_at = info.window_start + (span ? (time_t)(d->jitter % (unsigned)span) : 0);
+		/* Check at least daily, sooner when the CA asks. */
+		d->ari_next_check = info.retry_after > now ? info.retry_after : now + 6 * 3600;
+		if (d->ari_next_check > now + 86400)
+			d->ari_next_check = now + 86400;
+		util_info("engine: %s: renewal information: renew at %lld", d->name,
+			  (long long)d->ari_renew_at);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen)
+{
+	struct acme_problem prob;
+	struct acme_client *cl;
+	struct util_buf der;
+	struct conf c;
+	int rc;
+
+	engine_conf_snapshot(e, &c);
+	cl = client_get(e, &c, why, whylen);
+	conf_clear(&c);
+	if (!cl)
+		return -EIO;
+	util_buf_init(&der, 64 * 1024, false);
+	rc = crypto_cert_to_der(crypto_chain_get0(g->chain, 0), &der);
+	acme_problem_clear(&prob);
+	if (!rc)
+		rc = acme_revoke(cl, der.data, der.len, -1, &prob);
+	if (rc)
+		acme_problem_sentence(&prob, why, whylen);
+	util_buf_free(&der);
 	return rc;
 }

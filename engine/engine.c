@@ -169,6 +169,8 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
 	d->next_number = 1;
+	if (crypto_random(&d->jitter, sizeof(d->jitter)))
+		d->jitter = (unsigned)name_hash(name);
 	return d;
 }
 
@@ -337,6 +339,7 @@ int engine_domain_store_state(struct engine_domain *d)
 			    json_integer((json_int_t)d->uploaded_not_after));
 	json_object_set_new(o, "uploaded_warned", json_boolean(d->uploaded_warned));
 	json_object_set_new(o, "csr", json_boolean(d->has_csr));
+	json_object_set_new(o, "managed_acme", json_boolean(d->source_managed_acme));
 	json_object_set_new(o, "next_number", json_integer((json_int_t)d->next_number));
 	if (d->pending[0])
 		json_object_set_new(o, "pending", json_string(d->pending));
@@ -392,6 +395,7 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	d->uploaded_not_after = (time_t)json_integer_value(json_object_get(o, "uploaded_not_after"));
 	d->uploaded_warned = json_is_true(json_object_get(o, "uploaded_warned"));
 	d->has_csr = json_is_true(json_object_get(o, "csr"));
+	d->source_managed_acme = json_is_true(json_object_get(o, "managed_acme"));
 	v = json_object_get(o, "pending");
 	if (json_is_string(v))
 		snprintf(d->pending, sizeof(d->pending), "%s", json_string_value(v));
@@ -742,6 +746,43 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	return 0;
 }
 
+/*
+ * With revoke_on_delete, an ACME certificate is revoked before its domain
+ * goes: if the CA cannot be reached the domain stays (and says why), so
+ * nothing is left valid and forgotten.
+ */
+static int revoke_first(struct engine *e, struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+	char why[512] = "";
+	bool revoke;
+	int rc;
+
+	pthread_mutex_lock(&e->conf_lock);
+	revoke = e->conf.acme_revoke_on_delete;
+	pthread_mutex_unlock(&e->conf_lock);
+	if (!revoke)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->managed_gen && d->source_managed_acme &&
+	    engine_domain_read_gen(d, d->managed_gen, &g))
+		g = NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (!g)
+		return 0;
+	rc = engine_acme_revoke(e, g, why, sizeof(why));
+	engine_gen_put(g);
+	pthread_mutex_lock(&d->lock);
+	if (rc)
+		engine_domain_set_error(d, "not removed: revocation failed: %.400s", why);
+	pthread_mutex_unlock(&d->lock);
+	if (rc)
+		util_err("engine: %s: revocation failed: %s", d->name, why);
+	else
+		util_info("engine: %s: certificate revoked", d->name);
+	return rc;
+}
+
 int engine_rmdir(struct engine *e, const char *name)
 {
 	struct engine_domain *d, **slot;
@@ -754,6 +795,10 @@ int engine_rmdir(struct engine *e, const char *name)
 	if (!d) {
 		pthread_rwlock_unlock(&e->table_lock);
 		return -ENOENT;
+	}
+	if (revoke_first(e, d)) {
+		pthread_rwlock_unlock(&e->table_lock);
+		return -EIO;
 	}
 	util_format_time(util_now(), stamp, sizeof(stamp));
 	for (char *p = stamp; *p; p++)
@@ -847,6 +892,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 			serve = true;
 		} else {
 			d->managed_gen = g->number;
+			d->source_managed_acme = g->source == ENGINE_SOURCE_ACME;
 			d->managed_not_before = g->info.not_before;
 			d->managed_not_after = g->info.not_after;
 			d->failures = 0;

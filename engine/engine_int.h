@@ -83,12 +83,20 @@ struct engine_domain {
 	time_t next_attempt;         /* retry after a failure; 0 = none */
 	int failures;
 	char hook_error[512];        /* last failed hook, shown in status */
+	/* RFC 9773 renewal information for the managed ACME certificate. */
+	bool ari_unsupported;        /* the directory has no renewalInfo */
+	time_t ari_renew_at;         /* chosen inside the suggested window; 0 = none */
+	time_t ari_next_check;       /* when to ask the CA again */
+	unsigned jitter;             /* random per domain: spreads renewals */
+	bool ari_queued;
+	bool source_managed_acme;    /* the managed lineage came from ACME */
 	void *slot;                  /* front end's */
 };
 
 struct engine_job_item {
 	struct engine_job_item *next;
 	struct engine_domain *d;
+	bool ari;                    /* ask for renewal information, not issue */
 };
 
 struct engine {
@@ -174,6 +182,12 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
 		      char *why, size_t whylen);
 int engine_acme_start(struct engine *e);
+/* Fetch renewal information for d's managed ACME certificate (worker thread). */
+void engine_acme_check_ari(struct engine_domain *d);
+/* The ARI id of d's managed ACME certificate, for "replaces" (caller frees). */
+char *engine_acme_replaces(struct engine_domain *d);
+/* Revoke the certificate of g (before the domain is removed). */
+int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen);
 void engine_acme_stop(struct engine *e);
 
 /* hooks.c */
@@ -188,6 +202,7 @@ void engine_hooks_stop(struct engine *e);
 /* issue.c */
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
 void engine_queue(struct engine *e, struct engine_domain *d);
+void engine_queue_ari(struct engine *e, struct engine_domain *d);
 int engine_workers_start(struct engine *e);
 void engine_workers_stop(struct engine *e);
 int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root);

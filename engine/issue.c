@@ -340,26 +340,28 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 
 /* ---- worker pool and scheduler -------------------------------------------------- */
 
-void engine_queue(struct engine *e, struct engine_domain *d)
+static void queue_item(struct engine *e, struct engine_domain *d, bool ari)
 {
 	struct engine_job_item *it;
+	bool *flag = ari ? &d->ari_queued : &d->queued;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->queued || d->removed) {
+	if (*flag || d->removed) {
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
-	d->queued = true;
+	*flag = true;
 	pthread_mutex_unlock(&d->lock);
 	it = calloc(1, sizeof(*it));
 	if (!it) {
 		pthread_mutex_lock(&d->lock);
-		d->queued = false;
+		*flag = false;
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
 	atomic_fetch_add(&d->refs, 1);
 	it->d = d;
+	it->ari = ari;
 	pthread_mutex_lock(&e->queue_lock);
 	if (e->queue_tail)
 		e->queue_tail->next = it;
@@ -368,6 +370,16 @@ void engine_queue(struct engine *e, struct engine_domain *d)
 	e->queue_tail = it;
 	pthread_cond_signal(&e->queue_cond);
 	pthread_mutex_unlock(&e->queue_lock);
+}
+
+void engine_queue(struct engine *e, struct engine_domain *d)
+{
+	queue_item(e, d, false);
+}
+
+void engine_queue_ari(struct engine *e, struct engine_domain *d)
+{
+	queue_item(e, d, true);
 }
 
 static void *worker_main(void *arg)
@@ -390,9 +402,18 @@ static void *worker_main(void *arg)
 			e->queue_tail = NULL;
 		pthread_mutex_unlock(&e->queue_lock);
 
-		issue_domain(e, it->d);
+		if (it->ari)
+			engine_acme_check_ari(it->d);
+		else
+			issue_domain(e, it->d);
 		pthread_mutex_lock(&it->d->lock);
-		it->d->queued = false;
+		if (it->ari) {
+			it->d->ari_queued = false;
+		} else {
+			it->d->queued = false;
+			it->d->ari_renew_at = 0; /* a new certificate has a new window */
+			it->d->ari_next_check = 0;
+		}
 		pthread_mutex_unlock(&it->d->lock);
 		engine_domain_put(it->d);
 		free(it);
@@ -410,9 +431,15 @@ static bool domain_due(struct engine_domain *d, time_t now, double fraction)
 		return false;
 	if (!d->managed_gen || d->next_attempt)
 		return true; /* never issued, or a retry that is due */
+	/* The CA's renewal window, when it gave one, decides. */
+	if (d->ari_renew_at)
+		return now >= d->ari_renew_at;
 	life = d->managed_not_after - d->managed_not_before;
 	left = d->managed_not_after - now;
-	return left <= (time_t)((double)life * fraction);
+	/* Up to 2% of the lifetime of jitter, so that domains made together
+	 * do not all renew in the same minute. */
+	return left <= (time_t)((double)life * fraction) -
+			       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
 }
 
 enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED };
@@ -441,9 +468,12 @@ static void schedule_pass(struct engine *e)
 	double fraction;
 	int warn_days;
 
+	bool acme;
+
 	pthread_mutex_lock(&e->conf_lock);
 	fraction = e->conf.renew_fraction;
 	warn_days = e->conf.warn_days;
+	acme = e->conf.issuer == CONF_ISSUER_ACME;
 	pthread_mutex_unlock(&e->conf_lock);
 
 	pthread_rwlock_rdlock(&e->table_lock);
@@ -455,12 +485,18 @@ static void schedule_pass(struct engine *e)
 			enum upload_event ev;
 			bool due;
 
+			bool ari;
+
 			pthread_mutex_lock(&d->lock);
 			due = domain_due(d, now, fraction);
 			ev = upload_check(d, now, warn_days);
+			ari = acme && d->source_managed_acme && !d->ari_unsupported &&
+			      !d->ari_queued && now >= d->ari_next_check;
 			pthread_mutex_unlock(&d->lock);
 			if (due)
 				engine_queue(e, d);
+			else if (ari)
+				engine_queue_ari(e, d);
 			if (ev != UPLOAD_NONE && ntodo < cap) {
 				todo[ntodo] = engine_domain_ref(d);
 				events[ntodo++] = ev;

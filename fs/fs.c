@@ -747,6 +747,20 @@ static void names_refresh(struct fs *f)
 	f->names_valid = true;
 }
 
+/*
+ * The inode number a directory entry shows. Node ids are made at lookup, so
+ * readdir cannot give the real one; any number will do but 0, which glibc's
+ * readdir() takes for a deleted entry and silently skips.
+ */
+static ino_t dirent_ino(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ull;
+	return (ino_t)(h | 1);
+}
+
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -777,7 +791,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		idx++;                                                                  \
 		if (idx > off) {                                                        \
 			size_t need;                                                    \
-			st.st_ino = 2; /* any non-zero: readdir inode numbers are hints */ \
+			st.st_ino = dirent_ino(nm);                                     \
 			st.st_mode = (mode);                                            \
 			need = fuse_add_direntry(req, buf + used, size - used, (nm), &st, idx); \
 			if (need > size - used)                                         \
@@ -798,6 +812,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			idx++;
 			if (idx <= off)
 				continue;
+			st.st_ino = dirent_ino(tokens[t]);
 			st.st_mode = S_IFREG;
 			n = (int)fuse_add_direntry(req, buf + used, size - used, tokens[t], &st, idx);
 			if ((size_t)n > size - used)
@@ -818,6 +833,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			idx++;
 			if (idx <= off)
 				continue;
+			st.st_ino = dirent_ino(f->names[d]);
 			st.st_mode = S_IFDIR;
 			n = (int)fuse_add_direntry(req, buf + used, size - used, f->names[d], &st,
 						   idx);
@@ -841,6 +857,19 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 full:
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+/*
+ * Directory listings may be cached by the kernel: it drops its copy itself
+ * after a mkdir or rmdir through the mount, and we drop it when a domain's
+ * key files come or go.
+ */
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fuse_reply_open(req, fi);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -1138,21 +1167,33 @@ static const struct fuse_lowlevel_ops fs_ops_rw = {
 	.write = fs_write,
 	.flush = fs_flush,
 	.release = fs_release,
+	.opendir = fs_opendir,
 	.readdir = fs_readdir,
 	.statfs = fs_statfs,
 };
 
 /*
- * Read-only: no open, flush, opendir. libfuse answers ENOSYS for each, the
- * kernel remembers that, and from then on opening and closing a cached file
- * costs no request at all.
+ * Read-only mounts: OPEN and OPENDIR are answered ENOSYS (libfuse would
+ * answer them itself, with no caching flags, if the handlers were missing)
+ * and FLUSH is not implemented. The kernel remembers all three and from
+ * then on treats every file as kept in the page cache and every directory
+ * listing as cacheable: opening and closing a cached file costs no request.
  */
+static void fs_enosys_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, ENOSYS);
+}
+
 static const struct fuse_lowlevel_ops fs_ops_ro = {
 	.init = fs_init,
 	.lookup = fs_lookup,
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
 	.getattr = fs_getattr,
+	.open = fs_enosys_open,
+	.opendir = fs_enosys_open,
 	.read = fs_read,
 	.readdir = fs_readdir,
 	.statfs = fs_statfs,
@@ -1180,6 +1221,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	f->root.kind = FS_ROOT;
 	f->root.st.st_mode = S_IFDIR | 0755;
 	f->root.st.st_nlink = 2;
+	f->root.st.st_blksize = 4096;
 	f->root.st.st_uid = f->uid;
 	f->root.st.st_gid = f->gid;
 	set_times(&f->root.st, f->started);
