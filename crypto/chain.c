@@ -282,8 +282,11 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 			/* Right name, wrong signature: a look-alike or a re-keyed CA. */
 			subject_of(u[end], b, sizeof(b));
 			crypto_err_set(err, "chain: certificate '%s' is not issued by '%s'", b, a);
-		} else if (!selfsig[end] && cert_is_ca(u[i])) {
-			/* A CA above the last link shows that a link is missing. */
+		} else if (!selfsig[end] && npath == 1 && cert_is_ca(u[i])) {
+			/* A lone leaf with a CA that does not link to it: most
+			 * likely the intermediate between them is missing. Once a
+			 * leaf and an intermediate link up, an unrelated CA is far
+			 * more likely pasted in by mistake (below). */
 			subject_of(u[end], b, sizeof(b));
 			issuer_of(u[end], a, sizeof(a));
 			crypto_err_set(err, "chain: missing the certificate that issued '%s' "

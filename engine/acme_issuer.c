@@ -547,8 +547,18 @@ char *engine_acme_replaces(struct engine_domain *d)
 	if (!g)
 		return NULL;
 	util_buf_init(&id, 1024, false);
-	if (!crypto_cert_ari_id(crypto_chain_get0(g->chain, 0), &id) && !util_buf_terminate(&id))
-		s = strdup((const char *)id.data);
+	{
+		struct crypto_chain *chain;
+		struct crypto_key *key;
+
+		if (!engine_gen_parse(g, &key, &chain)) {
+			if (!crypto_cert_ari_id(crypto_chain_get0(chain, 0), &id) &&
+			    !util_buf_terminate(&id))
+				s = strdup((const char *)id.data);
+			crypto_key_free(key);
+			crypto_chain_free(chain);
+		}
+	}
 	util_buf_free(&id);
 	engine_gen_put(g);
 	return s;
@@ -615,7 +625,16 @@ int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t
 	if (!cl)
 		return -EIO;
 	util_buf_init(&der, 64 * 1024, false);
-	rc = crypto_cert_to_der(crypto_chain_get0(g->chain, 0), &der);
+	{
+		struct crypto_chain *chain;
+		struct crypto_key *key;
+
+		rc = engine_gen_parse(g, &key, &chain);
+		if (!rc)
+			rc = crypto_cert_to_der(crypto_chain_get0(chain, 0), &der);
+		crypto_key_free(key);
+		crypto_chain_free(chain);
+	}
 	acme_problem_clear(&prob);
 	if (!rc)
 		rc = acme_revoke(cl, der.data, der.len, -1, &prob);

@@ -983,14 +983,25 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	engine_gen_put(g);
 }
 
+bool engine_gen_current(struct engine_domain *d, const struct engine_gen *g)
+{
+	bool cur;
+
+	pthread_mutex_lock(&d->lock);
+	cur = g->number == d->stored_gen;
+	pthread_mutex_unlock(&d->lock);
+	return cur;
+}
+
 void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine_gen *old;
 
 	pthread_mutex_lock(&d->lock);
 	old = d->cur;
-	/* Never go back: a late publish of an older generation is dropped. */
-	if (old && old->number > g->number && old->source != ENGINE_SOURCE_SELFSIGNED) {
+	/* Only what the stored state names is published: a late publication
+	 * of a generation that was since replaced is dropped. */
+	if (g->number != d->stored_gen) {
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}

@@ -129,6 +129,8 @@ size_t engine_count(struct engine *e);
 /* Changes whenever a domain is added or removed (to cache listings). */
 uint64_t engine_version(struct engine *e);
 
+/* Is g the generation d's stored state names (the one to serve)? */
+bool engine_gen_current(struct engine_domain *d, const struct engine_gen *g);
 /* Publish g as d's generation now (see struct engine_observer). */
 void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g);
 
@@ -140,6 +142,12 @@ void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen
  */
 int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		 const void *data, size_t len, char *why, size_t whylen) ENGINE_WUR;
+
+/*
+ * Record a write refused before it reached the engine (the writer died, it
+ * was too large) as the domain's last_error: "FILE: why".
+ */
+void engine_write_refused(struct engine_domain *d, enum engine_file f, const char *why);
 
 /*
  * rm DOMAIN/FILE: removing fullchain.pem or cert.pem removes an uploaded

@@ -29,8 +29,13 @@ struct engine_gen {
 	uint64_t number;
 	time_t created;
 	enum engine_source source;
-	struct crypto_key *key;     /* NULL for a CSR issuance */
-	struct crypto_chain *chain; /* leaf first, no root */
+	/*
+	 * Only the bytes and a summary are kept: parsed OpenSSL objects cost
+	 * about 14 KB a generation and are needed only for rare operations
+	 * (PKCS#12, pairing an upload, ARI, revocation), which parse them
+	 * again with engine_gen_parse().
+	 */
+	bool has_key;               /* false for a CSR issuance */
 	struct crypto_cert_info info;
 	struct util_buf key_pem;    /* secret, PKCS#8 */
 	struct util_buf fullchain;  /* leaf + intermediates */
@@ -77,6 +82,7 @@ struct engine_domain {
 	bool has_csr;                /* managed issuance uses the stored CSR */
 	char pending[128];           /* what an upload waits for, "" when nothing */
 	bool queued;                 /* an issuance job is queued or running */
+	bool again;                  /* asked again while it ran: run once more */
 	bool removed;
 	uint64_t issued_total;
 	uint64_t errors_total;
@@ -149,6 +155,9 @@ struct engine {
 };
 
 /* gen.c */
+/* Parse the generation's key (NULL when it has none) and chain, owned. */
+int engine_gen_parse(const struct engine_gen *g, struct crypto_key **key,
+		     struct crypto_chain **chain);
 int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
 		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out);
 int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out);

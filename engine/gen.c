@@ -49,8 +49,10 @@ int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engin
 	rc = crypto_cert_info(crypto_chain_get0(chain, 0), &g->info);
 	if (rc)
 		goto fail;
-	g->key = key;
-	g->chain = chain;
+	g->has_key = key != NULL;
+	/* The bytes are made: the objects are no longer needed (we own them). */
+	crypto_key_free(key);
+	crypto_chain_free(chain);
 	*out = g;
 	return 0;
 fail:
@@ -74,8 +76,6 @@ void engine_gen_put(struct engine_gen *g)
 
 	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
 		return;
-	crypto_key_free(g->key);
-	crypto_chain_free(g->chain);
 	crypto_cert_info_clear(&g->info);
 	util_buf_free(&g->key_pem);
 	util_buf_free(&g->fullchain);
@@ -102,7 +102,25 @@ time_t engine_gen_created(const struct engine_gen *g)
 
 bool engine_gen_has_key(const struct engine_gen *g)
 {
-	return g->key != NULL;
+	return g->has_key;
+}
+
+int engine_gen_parse(const struct engine_gen *g, struct crypto_key **key,
+		     struct crypto_chain **chain)
+{
+	struct crypto_err cerr = {{0}};
+	int rc;
+
+	*key = NULL;
+	*chain = NULL;
+	rc = crypto_chain_parse(g->fullchain.data, g->fullchain.len, chain, &cerr);
+	if (!rc && g->has_key)
+		rc = crypto_key_parse_pem(g->key_pem.data, g->key_pem.len, NULL, key, &cerr);
+	if (rc) {
+		crypto_chain_free(*chain);
+		*chain = NULL;
+	}
+	return rc;
 }
 
 /* The PKCS#12 for the configured password; made once per password. */
@@ -131,9 +149,17 @@ static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len
 			rc = -ENOMEM;
 			goto out;
 		}
+		struct crypto_chain *chain;
+		struct crypto_key *key;
+
 		util_buf_init(&p->der, ENGINE_RECORD_MAX, true);
-		rc = crypto_p12_build(g->key, g->chain, password,
-				      legacy ? CRYPTO_P12_LEGACY : CRYPTO_P12_AES256, &p->der);
+		rc = engine_gen_parse(g, &key, &chain);
+		if (!rc)
+			rc = crypto_p12_build(key, chain, password,
+					      legacy ? CRYPTO_P12_LEGACY : CRYPTO_P12_AES256,
+					      &p->der);
+		crypto_key_free(key);
+		crypto_chain_free(chain);
 		if (rc) {
 			util_buf_free(&p->der);
 			free(p);
@@ -172,13 +198,13 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 		*len = g->fullchain.len - g->leaf_len;
 		return 0;
 	case ENGINE_FILE_PRIVKEY:
-		if (!g->key)
+		if (!g->has_key)
 			return -ENOENT;
 		*data = g->key_pem.data;
 		*len = g->key_pem.len;
 		return 0;
 	case ENGINE_FILE_BUNDLE:
-		if (!g->key)
+		if (!g->has_key)
 			return -ENOENT;
 		pthread_mutex_lock(&g->lazy_lock);
 		if (!g->bundle_done) {
@@ -198,7 +224,7 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 		*len = g->bundle.len;
 		return rc;
 	case ENGINE_FILE_PFX:
-		if (!g->key)
+		if (!g->has_key)
 			return -ENOENT;
 		return gen_pfx(g, data, len);
 	default:
@@ -217,7 +243,7 @@ int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out)
 		      (const char *)g->fullchain.data, g->fullchain.len);
 	if (!o)
 		return -ENOMEM;
-	if (g->key && json_object_set_new(o, "key", json_stringn((const char *)g->key_pem.data,
+	if (g->has_key && json_object_set_new(o, "key", json_stringn((const char *)g->key_pem.data,
 								  g->key_pem.len))) {
 		json_decref(o);
 		return -ENOMEM;

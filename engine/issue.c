@@ -272,6 +272,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	const struct conf_domain *cd;
 	struct engine_gen *g = NULL, *cur;
 	struct crypto_key *reuse = NULL;
+	struct crypto_chain *unused = NULL;
 	enum crypto_key_type kt;
 	enum conf_issuer issuer;
 	char why[512] = "";
@@ -285,9 +286,10 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
 		kt = CRYPTO_KEY_EC256;
 	cur = engine_domain_gen(d);
-	if (c.key_reuse && cur && cur->key && cur->source != ENGINE_SOURCE_SELFSIGNED &&
-	    cur->source != ENGINE_SOURCE_UPLOADED)
-		reuse = cur->key;
+	if (c.key_reuse && cur && cur->has_key && cur->source != ENGINE_SOURCE_SELFSIGNED &&
+	    cur->source != ENGINE_SOURCE_UPLOADED && engine_gen_parse(cur, &reuse, &unused))
+		reuse = NULL;
+	crypto_chain_free(unused);
 
 	switch (issuer) {
 	case CONF_ISSUER_LOCAL:
@@ -314,6 +316,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 				 strerror(-rc));
 	}
 	engine_gen_put(g);
+	crypto_key_free(reuse);
 	if (rc && rc != -ENOENT) {
 		time_t delay;
 
@@ -347,6 +350,10 @@ static void queue_item(struct engine *e, struct engine_domain *d, bool ari)
 
 	pthread_mutex_lock(&d->lock);
 	if (*flag || d->removed) {
+		/* A request (new names, a CSR, renew) while an issuance runs
+		 * must not be lost: it runs again once this one is done. */
+		if (!ari && *flag)
+			d->again = true;
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
@@ -388,6 +395,7 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		struct engine_job_item *it;
+		bool again = false;
 
 		pthread_mutex_lock(&e->queue_lock);
 		while (!e->stopping && !e->queue_head)
@@ -413,8 +421,12 @@ static void *worker_main(void *arg)
 			it->d->queued = false;
 			it->d->ari_renew_at = 0; /* a new certificate has a new window */
 			it->d->ari_next_check = 0;
+			again = it->d->again;
+			it->d->again = false;
 		}
 		pthread_mutex_unlock(&it->d->lock);
+		if (again)
+			engine_queue(e, it->d);
 		engine_domain_put(it->d);
 		free(it);
 	}
@@ -459,8 +471,10 @@ static enum upload_event upload_check(struct engine_domain *d, time_t now, int w
 	return UPLOAD_NONE;
 }
 
-static void schedule_pass(struct engine *e)
+/* Returns the earliest future moment something is due (0: none known). */
+static time_t schedule_pass(struct engine *e)
 {
+	time_t next = 0;
 	struct engine_domain **todo = NULL;
 	enum upload_event *events = NULL;
 	size_t ntodo = 0, cap;
@@ -489,6 +503,12 @@ static void schedule_pass(struct engine *e)
 
 			pthread_mutex_lock(&d->lock);
 			due = domain_due(d, now, fraction);
+			/* Wake for the earliest retry or renewal window, not a
+			 * fixed period later. */
+			if (d->next_attempt > now && (!next || d->next_attempt < next))
+				next = d->next_attempt;
+			if (d->ari_renew_at > now && (!next || d->ari_renew_at < next))
+				next = d->ari_renew_at;
 			ev = upload_check(d, now, warn_days);
 			ari = acme && d->source_managed_acme && !d->ari_unsupported &&
 			      !d->ari_queued && now >= d->ari_next_check;
@@ -526,6 +546,7 @@ static void schedule_pass(struct engine *e)
 	}
 	free(todo);
 	free(events);
+	return next;
 }
 
 static void *scheduler_main(void *arg)
@@ -538,13 +559,18 @@ static void *scheduler_main(void *arg)
 	pthread_mutex_lock(&e->queue_lock);
 	while (!e->stopping) {
 		struct timespec ts;
+		time_t next, now;
+		int wait_ms = period_ms;
 
 		pthread_mutex_unlock(&e->queue_lock);
-		schedule_pass(e);
+		next = schedule_pass(e);
+		now = util_now();
+		if (next > now && (next - now) * 1000 < wait_ms)
+			wait_ms = (int)(next - now) * 1000;
 		pthread_mutex_lock(&e->queue_lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += period_ms / 1000;
-		ts.tv_nsec += (long)(period_ms % 1000) * 1000000L;
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;

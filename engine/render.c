@@ -187,13 +187,19 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 		      "domain", d->name, "names", names, "state", v.state, "source",
 		      engine_source_name(g->source), "issuer", g->info.issuer, "serial",
 		      g->info.serial, "not_before", nb, "not_after", na, "days_left",
-		      (json_int_t)crypto_cert_days_left(crypto_chain_get0(g->chain, 0), now),
+		      (json_int_t)(g->info.not_after > now ? (g->info.not_after - now) / 86400
+							      : -((now - g->info.not_after + 86399) / 86400)),
 		      "key_type", g->info.key_type, "fingerprint_sha256",
 		      g->info.fingerprint_sha256, "generation", (json_int_t)g->number,
 		      "last_error", v.last_error[0] ? v.last_error : NULL);
 	if (o) {
+		pthread_mutex_lock(&d->lock);
+		json_object_set_new(o, "pending", d->pending[0] ? json_string(d->pending) : json_null());
+		if (d->hook_error[0])
+			json_object_set_new(o, "hook_error", json_string(d->hook_error));
+		pthread_mutex_unlock(&d->lock);
 		json_object_set_new(o, "subject", json_string(g->info.subject));
-		json_object_set_new(o, "has_private_key", json_boolean(g->key != NULL));
+		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
 	}
 	if (!o) {
 		rc = -ENOMEM;

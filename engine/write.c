@@ -160,6 +160,7 @@ static void pending_describe(struct engine_domain *d, const struct pending *p)
 			 "private key waiting for its certificate (write fullchain.pem)");
 	else
 		d->pending[0] = '\0';
+	(void)!engine_domain_store_state(d); /* status shows it after a restart too */
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -235,10 +236,22 @@ static int install(struct engine_domain *d, struct crypto_key *key, struct crypt
 	return 0;
 }
 
-/* The served generation, if its key or certificate pairs with the upload. */
-static struct engine_gen *served_gen(struct engine_domain *d)
+/*
+ * The served generation and its parsed key and chain, for pairing an upload
+ * with what is served. Both objects are owned by the caller (NULL if absent).
+ */
+static struct engine_gen *served_gen(struct engine_domain *d, struct crypto_key **key,
+				     struct crypto_chain **chain)
 {
-	return engine_domain_gen(d);
+	struct engine_gen *g = engine_domain_gen(d);
+
+	*key = NULL;
+	*chain = NULL;
+	if (g && engine_gen_parse(g, key, chain)) {
+		*key = NULL;
+		*chain = NULL;
+	}
+	return g;
 }
 
 static int upload_chain(struct engine_domain *d, const void *data, size_t len, char *why,
@@ -247,6 +260,8 @@ static int upload_chain(struct engine_domain *d, const void *data, size_t len, c
 	struct crypto_chain *in = NULL, *sorted = NULL;
 	struct crypto_err cerr = {{0}};
 	struct engine_gen *cur = NULL;
+	struct crypto_key *ckey = NULL;
+	struct crypto_chain *cchain = NULL;
 	struct pending p;
 	int rc;
 
@@ -262,7 +277,7 @@ static int upload_chain(struct engine_domain *d, const void *data, size_t len, c
 	rc = pending_load(d, &p);
 	if (rc)
 		goto out;
-	cur = served_gen(d);
+	cur = served_gen(d, &ckey, &cchain);
 	if (p.key && crypto_cert_matches_key(crypto_chain_get0(sorted, 0), p.key)) {
 		rc = install(d, crypto_key_up_ref(p.key), sorted, ENGINE_SOURCE_UPLOADED, why,
 			     whylen);
@@ -271,9 +286,8 @@ static int upload_chain(struct engine_domain *d, const void *data, size_t len, c
 			crypto_key_free(p.key);
 			p.key = NULL;
 		}
-	} else if (cur && cur->key &&
-		   crypto_cert_matches_key(crypto_chain_get0(sorted, 0), cur->key)) {
-		rc = install(d, crypto_key_up_ref(cur->key), sorted, ENGINE_SOURCE_UPLOADED, why,
+	} else if (ckey && crypto_cert_matches_key(crypto_chain_get0(sorted, 0), ckey)) {
+		rc = install(d, crypto_key_up_ref(ckey), sorted, ENGINE_SOURCE_UPLOADED, why,
 			     whylen);
 		sorted = NULL;
 	} else {
@@ -296,6 +310,8 @@ describe:
 	pending_describe(d, &p);
 out:
 	engine_gen_put(cur);
+	crypto_key_free(ckey);
+	crypto_chain_free(cchain);
 	crypto_chain_free(sorted);
 	pending_clear(&p);
 	return rc;
@@ -326,7 +342,8 @@ static int parse_key(struct engine_domain *d, const void *data, size_t len,
 static int upload_key(struct engine_domain *d, const void *data, size_t len, char *why,
 		      size_t whylen)
 {
-	struct crypto_key *key = NULL;
+	struct crypto_key *key = NULL, *ckey = NULL;
+	struct crypto_chain *cchain = NULL;
 	struct engine_gen *cur = NULL;
 	struct pending p;
 	int rc;
@@ -337,7 +354,7 @@ static int upload_key(struct engine_domain *d, const void *data, size_t len, cha
 	rc = pending_load(d, &p);
 	if (rc)
 		goto out;
-	cur = served_gen(d);
+	cur = served_gen(d, &ckey, &cchain);
 	if (p.chain && crypto_cert_matches_key(crypto_chain_get0(p.chain, 0), key)) {
 		rc = install(d, crypto_key_up_ref(key), p.chain, ENGINE_SOURCE_UPLOADED, why,
 			     whylen);
@@ -347,21 +364,12 @@ static int upload_key(struct engine_domain *d, const void *data, size_t len, cha
 			p.key = NULL;
 			rc = pending_store(d, &p);
 		}
-	} else if (cur && crypto_cert_matches_key(crypto_chain_get0(cur->chain, 0), key)) {
-		if (!cur->key) {
+	} else if (cchain && crypto_cert_matches_key(crypto_chain_get0(cchain, 0), key)) {
+		if (!ckey) {
 			/* The key of a certificate issued from the user's CSR:
 			 * the same certificate, now with its key files. */
-			struct crypto_chain *copy = crypto_chain_new();
-			int i, n = (int)crypto_chain_count(cur->chain);
-
-			rc = copy ? 0 : -ENOMEM;
-			for (i = 0; !rc && i < n; i++)
-				rc = crypto_chain_push(copy, crypto_chain_get0(cur->chain, (size_t)i));
-			if (!rc)
-				rc = install(d, crypto_key_up_ref(key), copy, cur->source, why,
-					     whylen);
-			else
-				crypto_chain_free(copy);
+			rc = install(d, crypto_key_up_ref(key), cchain, cur->source, why, whylen);
+			cchain = NULL;
 		}
 		/* Otherwise it is the key already served: nothing to do. */
 	} else {
@@ -374,6 +382,8 @@ static int upload_key(struct engine_domain *d, const void *data, size_t len, cha
 	pending_describe(d, &p);
 out:
 	engine_gen_put(cur);
+	crypto_key_free(ckey);
+	crypto_chain_free(cchain);
 	crypto_key_free(key);
 	pending_clear(&p);
 	return rc;
@@ -711,6 +721,15 @@ done:
 	if (why)
 		snprintf(why, whylen, "%.480s", reason);
 	return rc;
+}
+
+void engine_write_refused(struct engine_domain *d, enum engine_file f, const char *why)
+{
+	pthread_mutex_lock(&d->lock);
+	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
+	d->errors_total++;
+	(void)!engine_domain_store_state(d);
+	pthread_mutex_unlock(&d->lock);
 }
 
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)

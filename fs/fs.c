@@ -345,6 +345,11 @@ static void fence_flip(struct fs *f, struct fs_dom *fd)
 		int err = 0;
 
 		fd->held = h->next;
+		if (h->flush) {
+			fuse_reply_err(h->req, 0);
+			free(h);
+			continue;
+		}
 		i = gen_inode(f, d, fd->served, fd->files, h->file, &err);
 		if (i) {
 			fd->handed_out = true;
@@ -368,14 +373,59 @@ static bool fence_try_flip(struct fs *f, struct fs_dom *fd, uint64_t now)
 	return true;
 }
 
+static void expire_domain_entries(struct fs *f, fuse_ino_t dir);
+
+/* Queue a notification for the fence thread (f->lock held). */
+static void notify_queue(struct fs *f, fuse_ino_t dir, bool entries, bool listing)
+{
+	struct fs_notify *n;
+
+	if (!dir || (!entries && !listing))
+		return;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return; /* the entries then expire no sooner than their timeout */
+	n->dir = dir;
+	n->entries = entries;
+	n->listing = listing;
+	if (f->notify_tail)
+		f->notify_tail->next = n;
+	else
+		f->notify_head = n;
+	f->notify_tail = n;
+	pthread_cond_signal(&f->fence_cond);
+}
+
+/* Send queued notifications (f->lock held; dropped while sending). */
+static void notify_send(struct fs *f)
+{
+	while (f->notify_head) {
+		struct fs_notify *n = f->notify_head;
+
+		f->notify_head = n->next;
+		if (!f->notify_head)
+			f->notify_tail = NULL;
+		pthread_mutex_unlock(&f->lock);
+		if (n->entries)
+			expire_domain_entries(f, n->dir);
+		if (n->listing)
+			fuse_lowlevel_notify_inval_inode(f->se, n->dir, 0, 0);
+		free(n);
+		pthread_mutex_lock(&f->lock);
+	}
+}
+
 static void *fence_main(void *arg)
 {
 	struct fs *f = arg;
 
 	pthread_mutex_lock(&f->lock);
 	while (!f->stopping) {
-		uint64_t now = util_mono_ms(), next = 0;
+		uint64_t now, next = 0;
 		struct fs_dom **pp = &f->fence_list;
+
+		notify_send(f);
+		now = util_mono_ms();
 
 		while (*pp) {
 			struct fs_dom *fd = *pp;
@@ -404,8 +454,9 @@ static void *fence_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
 			}
-			pthread_cond_timedwait(&f->fence_cond, &f->lock, &ts);
-		} else {
+			if (!f->notify_head)
+				pthread_cond_timedwait(&f->fence_cond, &f->lock, &ts);
+		} else if (!f->notify_head) {
 			pthread_cond_wait(&f->fence_cond, &f->lock);
 		}
 	}
@@ -424,6 +475,15 @@ static void expire_domain_entries(struct fs *f, fuse_ino_t dir)
 	}
 }
 
+/*
+ * Set while an UNLINK is handled: removing an upload publishes the managed
+ * certificate at once. Its reply cannot wait for a fence, because the
+ * kernel holds the directory's lock until it comes and the fence's
+ * notifications need that lock; the kernel drops the removed name's entry
+ * itself, and the other entries are expired right after.
+ */
+static __thread bool rotate_now;
+
 /* engine_observer.rotate: a new generation is stored; publish or fence. */
 static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 {
@@ -434,6 +494,12 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 	uint64_t now = util_mono_ms();
 
 	pthread_mutex_lock(&f->lock);
+	if (!engine_gen_current(d, g)) {
+		/* Rotations of one domain can reach us out of order from two
+		 * threads; only the one the engine stored last counts. */
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	fd = *engine_domain_slot(d);
 	if (fd && fd->pending) {
 		/* A fence is already running: the newer generation replaces the
@@ -443,7 +509,7 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
-	fence = f->ready && fd && fd->handed_out;
+	fence = f->ready && fd && fd->handed_out && !rotate_now;
 	if (fd && fd->dir)
 		dir = ino_id(f, fd->dir);
 	if (!fence) {
@@ -455,11 +521,11 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 			fd->handed_out = false;
 		}
 		engine_publish(f->engine, d, g);
+		/* Entries handed out uncached need no invalidation (cached ones
+		 * exist only when publishing at once on removal); the directory
+		 * listing does when the key files come or go. */
+		notify_queue(f, dir, rotate_now, keys_changed);
 		pthread_mutex_unlock(&f->lock);
-		/* Entries handed out uncached need no invalidation; the
-		 * directory listing does when the key files come or go. */
-		if (dir && keys_changed)
-			fuse_lowlevel_notify_inval_inode(f->se, dir, 0, 0);
 		return;
 	}
 	keys_changed = engine_gen_has_key(fd->served) != engine_gen_has_key(g);
@@ -473,13 +539,9 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 		f->fence_list = fd;
 		fd->on_fence_list = true;
 	}
+	notify_queue(f, dir, true, keys_changed);
 	pthread_cond_signal(&f->fence_cond);
 	pthread_mutex_unlock(&f->lock);
-	if (dir) {
-		expire_domain_entries(f, dir);
-		if (keys_changed)
-			fuse_lowlevel_notify_inval_inode(f->se, dir, 0, 0);
-	}
 }
 
 /* ---- lookup ---------------------------------------------------------------------- */
@@ -910,6 +972,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *f = req_fs(req);
 	struct fs_inode *p = ino_get(f, parent);
+	int rc;
 
 	if (p->kind != FS_DIR || engine_file_lookup(name, false) == ENGINE_FILE_COUNT) {
 		fuse_reply_err(req, p->kind == FS_ROOT ? EPERM : ENOENT);
@@ -918,7 +981,10 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* Removing the certificate removes an upload; the other files are views
 	 * of the generation, so removing them changes nothing but succeeds, and
 	 * `rm -r DOMAIN` reaches rmdir. */
-	fuse_reply_err(req, -engine_unlink(f->engine, p->dom, engine_file_lookup(name, false)));
+	rotate_now = true;
+	rc = engine_unlink(f->engine, p->dom, engine_file_lookup(name, false));
+	rotate_now = false;
+	fuse_reply_err(req, -rc);
 }
 
 /* ---- files ------------------------------------------------------------------------ */
@@ -1054,6 +1120,49 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	fuse_reply_write(req, size);
 }
 
+/*
+ * Was the writer killed? Its last FLUSH comes from inside the kernel's
+ * do_exit(), after the task's exit code is set: /proc/TID/stat then shows
+ * PF_EXITING in the flags (field 9) and the killing signal in exit_code
+ * (field 52). A process that exits normally has a zero signal part, and one
+ * that closes the file itself is not exiting at all. Returns the signal, or 0.
+ */
+static int writer_killed_by(pid_t tid)
+{
+	char path[64], buf[2048];
+	unsigned long flags = 0;
+	long code = 0;
+	char *p;
+	int field;
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid);
+	fp = fopen(path, "re");
+	if (!fp)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p)
+		return 0;
+	/* After ") " come field 3 (state) onwards. */
+	for (field = 3, p += 2; *p && field < 52; field++) {
+		if (field == 9)
+			flags = strtoul(p, NULL, 10);
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+		p++;
+	}
+	if (field == 52)
+		code = strtol(p, NULL, 10);
+	if (!(flags & 0x4)) /* PF_EXITING */
+		return 0;
+	return (int)(code & 0x7f);
+}
+
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *f = req_fs(req);
@@ -1066,8 +1175,20 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (h->error) {
+	if (h->error == EFBIG) {
+		/* Too large: the engine records why (it never sees the bytes). */
+		rc = engine_write(f->engine, h->dom, h->file, NULL, ENGINE_UPLOAD_MAX + 1, why,
+				  sizeof(why));
+	} else if (h->error) {
 		rc = -h->error;
+	} else if (h->dirty && writer_killed_by(fuse_req_ctx(req)->pid)) {
+		/* Whatever it wrote may be a prefix that happens to parse. */
+		snprintf(why, sizeof(why), "the writer was killed (signal %d) before closing "
+			 "the file; nothing was changed", writer_killed_by(fuse_req_ctx(req)->pid));
+		engine_write_refused(h->dom, h->file, why);
+		util_info("fs: %s/%s: %s", engine_domain_name(h->dom), engine_file_name(h->file),
+			  why);
+		rc = -EIO;
 	} else if (h->dirty) {
 		/* Judged whole at close; what close(2) returns is the verdict. */
 		rc = engine_write(f->engine, h->dom, h->file, h->buf.data, h->buf.len, why,
@@ -1077,6 +1198,24 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				  engine_file_name(h->file), why);
 	}
 	h->dirty = false;
+	if (!rc) {
+		struct fs_dom *fd;
+		struct fs_held *held;
+
+		/* An accepted upload may wait behind a fence: close(2) returns
+		 * once it is published, so the writer's next open sees it. */
+		pthread_mutex_lock(&f->lock);
+		fd = *engine_domain_slot(h->dom);
+		if (fd && fd->pending && (held = calloc(1, sizeof(*held)))) {
+			held->req = req;
+			held->flush = true;
+			held->next = fd->held;
+			fd->held = held;
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -1106,9 +1245,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (!h || attr->st_size < 0 || (size_t)attr->st_size > ENGINE_UPLOAD_MAX) {
-			fuse_reply_err(req, h ? EFBIG : EPERM);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && h) {
+		if (attr->st_size < 0 || (size_t)attr->st_size > ENGINE_UPLOAD_MAX) {
+			fuse_reply_err(req, EFBIG);
 			return;
 		}
 		if (handle_resize(h, (size_t)attr->st_size)) {
@@ -1116,6 +1255,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			return;
 		}
 	}
+	/* Without a handle (open with O_TRUNC, truncate(1)) a size change is
+	 * answered with the size unchanged: a generation never changes, and
+	 * what a writer sends is judged when it closes. */
 	/* Times are accepted and ignored, so `touch` works. */
 	pthread_mutex_lock(&f->lock);
 	st = i->st;
@@ -1145,8 +1287,13 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Content never changes under an inode, so mtime-driven page cache
 	 * invalidation would only cost reads. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-	if (!f->read_only && (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC))
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/*
+	 * With atomic O_TRUNC the kernel would set the size of the inode a
+	 * writer opens to 0, and every reader of that generation would see an
+	 * empty file. Without it the kernel asks with SETATTR first, and we
+	 * answer with the size unchanged: a writer's bytes go to its handle.
+	 */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	pthread_mutex_lock(&f->lock);
 	f->ready = true;
 	pthread_mutex_unlock(&f->lock);
@@ -1316,7 +1463,8 @@ void fs_shutdown(struct fs *f)
 			struct fs_held *h = fd->held;
 
 			fd->held = h->next;
-			fuse_reply_err(h->req, EINTR);
+			/* An accepted upload is stored: its close succeeded. */
+			fuse_reply_err(h->req, h->flush ? 0 : EINTR);
 			free(h);
 		}
 		engine_gen_put(fd->pending);
@@ -1325,6 +1473,13 @@ void fs_shutdown(struct fs *f)
 		fd->pending_dom = NULL;
 	}
 	f->fence_list = NULL;
+	while (f->notify_head) {
+		struct fs_notify *n = f->notify_head;
+
+		f->notify_head = n->next;
+		free(n);
+	}
+	f->notify_tail = NULL;
 	while (f->inodes)
 		inode_free(f, f->inodes);
 	pthread_mutex_unlock(&f->lock);

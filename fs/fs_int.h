@@ -50,11 +50,22 @@ struct fs_inode {
 };
 
 /* A process seen in a fence, and the files of its current cycle of opens. */
-/* A lookup whose reply waits for the rotation (see lookup_gen_file). */
+/* A request whose reply waits for the rotation: a lookup that would start
+ * a new pair (see lookup_gen_file), or the close of an upload (fs_flush). */
 struct fs_held {
 	struct fs_held *next;
 	void *req; /* fuse_req_t */
 	enum engine_file file;
+	bool flush; /* reply 0 to a FLUSH, not an entry */
+};
+
+/* Kernel notifications to send from the fence thread, never from inside a
+ * FUSE request: the kernel may hold the very directory lock they need. */
+struct fs_notify {
+	struct fs_notify *next;
+	uint64_t dir;     /* node id of the domain directory */
+	bool entries;     /* expire the entries of the generation's files */
+	bool listing;     /* drop the cached directory listing */
 };
 
 struct fs_pin {
@@ -119,6 +130,7 @@ struct fs {
 	bool stopping;
 	pthread_cond_t fence_cond;
 	struct fs_dom *fence_list;
+	struct fs_notify *notify_head, *notify_tail;
 };
 
 int fs_notify_expire_entry(struct fuse_session *se, uint64_t parent, const char *name);

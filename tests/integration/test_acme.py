@@ -1,0 +1,648 @@
+# SPDX-License-Identifier: MIT
+"""The daemon issuing from a real ACME server: certfs --issuer acme against
+Pebble 2.4 + pebble-challtestsrv (PebbleEnv) on loopback.
+
+One Pebble serves the whole module; tests that need Pebble started with
+other settings (EAB, nonce rejection, alternate roots, short validity) start
+their own. Issued chains are checked with `openssl verify` against the root
+Pebble serves. Nothing sleeps for a fixed time: every wait is a condition
+with a deadline.
+"""
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import acme_proxy  # noqa: E402
+import certfs_harness as h  # noqa: E402
+import pebble_env  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DNS_HOOK = os.path.join(ROOT, "contrib", "hooks", "dns-challtestsrv")
+NGINX = "/usr/sbin/nginx"
+ISSUE_TIMEOUT = 20.0
+PROBLEM_PREFIX = "acme: urn:ietf:params:acme:error:"
+
+pytestmark = pytest.mark.acme
+
+
+# ---------------------------------------------------------------- Pebble
+
+def _need_pebble():
+    for b in (pebble_env.PEBBLE, pebble_env.CHALLTESTSRV):
+        if not pebble_env.which(b):
+            h.missing_prerequisite("%s is missing (apt install pebble)" % b)
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory):
+    """The module's Pebble (default settings)."""
+    _need_pebble()
+    env = pebble_env.PebbleEnv(str(tmp_path_factory.mktemp("pebble")))
+    with env:
+        env.root_file = env.write_root(0)
+        yield env
+
+
+@pytest.fixture
+def own_pebble(tmp_path):
+    """Factory for a Pebble with special settings, stopped at teardown."""
+    _need_pebble()
+    envs = []
+
+    def start(**kw):
+        d = tmp_path / ("pebble%d" % len(envs))
+        d.mkdir()
+        env = pebble_env.PebbleEnv(str(d), **kw)
+        envs.append(env)
+        env.start()
+        env.root_file = env.write_root(0)
+        return env
+
+    try:
+        yield start
+    finally:
+        for env in envs:
+            env.stop()
+
+
+_seq = [0]
+
+
+def domain(prefix):
+    """A fresh name per call (Pebble keeps state for the whole module)."""
+    _seq[0] += 1
+    return "%s%d-%d.example.test" % (prefix, _seq[0], os.getpid())
+
+
+def acme_config(extra="", acme="", hooks=""):
+    text = "[acme]\n" + acme
+    if hooks:
+        text += "[hooks]\n" + hooks
+    return text + extra
+
+
+def start_acme(certfs, env, http01=True, directory=None, ca_bundle=None, config=None,
+               args=(), daemon_env=None, **kw):
+    """certfs --issuer acme against env (or `directory` in front of it)."""
+    a = ["--issuer", "acme", "--acme-directory", directory or env.directory_url,
+         "--acme-ca-bundle", ca_bundle or env.ca_pem]
+    if http01:
+        a += ["--http01-listen", "127.0.0.1:%d" % env.http_port]
+    e = {"CERTFS_CHALLTESTSRV": env.challtestsrv_url}
+    e.update(daemon_env or {})
+    return certfs(config=config, args=a + list(args), env=e, **kw)
+
+
+def wait_acme(fs, name, timeout=ISSUE_TIMEOUT, cond=None, what="an ACME certificate"):
+    """Wait until NAME serves a certificate from the ACME issuer (and cond(fs, name)
+    holds); fails early with the status when the daemon reports an error."""
+    last = {}
+
+    def ok():
+        st = h.status_json(fs.mount, name)
+        last["st"] = st
+        if st.get("source") != "acme":
+            return None
+        if cond is not None and not cond(fs, name):
+            return None
+        return st
+
+    try:
+        return h.wait_for(ok, timeout, "%s for %s" % (what, name))
+    except h.WaitTimeout as e:
+        raise h.WaitTimeout("%s; last status.json: %r; daemon log tail:\n%s"
+                            % (e, last.get("st"), fs.stderr()[-3000:]))
+
+
+def wait_error(fs, name, pred, timeout=ISSUE_TIMEOUT, what="last_error"):
+    last = {}
+
+    def ok():
+        st = h.status_json(fs.mount, name)
+        last["st"] = st
+        err = st.get("last_error") or ""
+        return st if err and pred(err) else None
+
+    try:
+        return h.wait_for(ok, timeout, "%s of %s" % (what, name))
+    except h.WaitTimeout as e:
+        raise h.WaitTimeout("%s; last status.json: %r; daemon log tail:\n%s"
+                            % (e, last.get("st"), fs.stderr()[-3000:]))
+
+
+def leaf(fs, name):
+    return x509.load_pem_x509_certificate(fs.read(name, "cert.pem"))
+
+
+def verify_chain(fs, name, root_file, tmp_path, check=True):
+    """openssl verify of NAME's leaf with its chain.pem against root_file."""
+    d = tmp_path / ("verify-" + name.replace("*", "_"))
+    d.mkdir(exist_ok=True)
+    for f in ("cert.pem", "chain.pem", "fullchain.pem"):
+        (d / f).write_bytes(fs.read(name, f))
+    r = subprocess.run(["openssl", "verify", "-CAfile", root_file, "-untrusted",
+                        str(d / "chain.pem"), str(d / "cert.pem")],
+                       capture_output=True, text=True, timeout=20)
+    if check:
+        assert r.returncode == 0, "openssl verify failed: %s%s" % (r.stdout, r.stderr)
+    return r
+
+
+def assert_issued(fs, name, env, tmp_path, names=None):
+    cert = leaf(fs, name)
+    got = sorted(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                 .value.get_values_for_type(x509.DNSName))
+    assert got == sorted(names or [name])
+    verify_chain(fs, name, env.root_file, tmp_path)
+    full = h.pem_certs(fs.read(name, "fullchain.pem"))
+    assert h.fingerprint(full[0]) == h.fingerprint(cert), \
+        "fullchain.pem does not start with the leaf"
+    if os.path.exists(fs.path(name, "privkey.pem")):
+        assert h.key_matches_cert(h.load_key(fs.read(name, "privkey.pem")), cert)
+    return cert
+
+
+def store_file(fs, name, what):
+    return os.path.join(fs.store, "domains", name, what)
+
+
+def write_file(path, data):
+    """open/write/close: the write is judged at close."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_script(path, text):
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text).lstrip())
+    os.chmod(path, 0o755)
+    return path
+
+
+def pebble_cert_status(env, cert):
+    """Pebble's management API view of a certificate: "Valid" or "Revoked"."""
+    for s in ("%x" % cert.serial_number, "%032x" % cert.serial_number):
+        try:
+            doc = json.loads(env._mgmt_get("/cert-status-by-serial/" + s))
+        except Exception:  # noqa: BLE001 - try the other spelling
+            continue
+        return doc.get("Status")
+    return None
+
+
+# ---------------------------------------------------------------- 1. basics
+
+@pytest.mark.timeout(60)
+def test_mkdir_issues_from_pebble(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble)
+    name = domain("basic")
+    os.mkdir(fs.path(name))
+    # The placeholder is served at once, before the CA answers.
+    assert h.pem_certs(fs.read(name, "fullchain.pem"))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+    st = h.status_json(fs.mount, name)
+    assert not st.get("last_error"), st
+
+
+# ---------------------------------------------------------------- 2. nginx serves the tokens
+
+@pytest.fixture
+def nginx(tmp_path):
+    """nginx serving a directory on a port: start(root, port)."""
+    if not os.access(NGINX, os.X_OK):
+        h.missing_prerequisite("%s is missing (apt install nginx)" % NGINX)
+    procs = []
+
+    def start(root, port):
+        d = tmp_path / "nginx"
+        d.mkdir()
+        conf = d / "nginx.conf"
+        conf.write_text(textwrap.dedent("""\
+            daemon off;
+            master_process on;
+            worker_processes 1;
+            user root;
+            pid {d}/nginx.pid;
+            error_log {d}/error.log info;
+            events {{ worker_connections 64; }}
+            http {{
+                access_log {d}/access.log;
+                client_body_temp_path {d}/client_body;
+                proxy_temp_path {d}/proxy;
+                fastcgi_temp_path {d}/fastcgi;
+                uwsgi_temp_path {d}/uwsgi;
+                scgi_temp_path {d}/scgi;
+                sendfile off;
+                server {{
+                    listen 127.0.0.1:{port};
+                    root {root};
+                    location /.well-known/acme-challenge/ {{ default_type text/plain; }}
+                }}
+            }}
+            """).format(d=d, port=port, root=root))
+        p = subprocess.Popen([NGINX, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=open(d / "stderr.log", "wb"))
+        procs.append(p)
+        pebble_env.wait_port(port, time.monotonic() + 10, p, "nginx")
+        p.logdir = d
+        return p
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            pebble_env.stop_process(p)
+
+
+@pytest.mark.timeout(60)
+def test_http01_through_nginx_serving_the_mount(pebble, nginx, certfs, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False)
+    ng = nginx(fs.mount, pebble.http_port)
+    name = domain("nginx")
+    os.mkdir(fs.path(name))
+    try:
+        wait_acme(fs, name)
+    except AssertionError:
+        access = (ng.logdir / "access.log").read_text(errors="replace")
+        raise AssertionError("not issued through nginx; nginx access log:\n" + access[-2000:])
+    assert_issued(fs, name, pebble, tmp_path)
+    access = (ng.logdir / "access.log").read_text(errors="replace")
+    assert "/.well-known/acme-challenge/" in access and '" 200 ' in access, access
+
+
+# ---------------------------------------------------------------- 3. wildcard via dns-01
+
+@pytest.mark.timeout(60)
+def test_wildcard_via_dns01_hook(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False,
+                    config=acme_config(hooks="dns = %s\n" % DNS_HOOK))
+    name = "*.wild%d.example.test" % os.getpid()
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+
+
+# ---------------------------------------------------------------- 4. request.csr
+
+def blocking_dns_hook(tmp_path):
+    """A dns hook that records each call ("PID ARGS" lines in `calls`) and
+    then waits until `flag` exists (at most 60 s) before doing the real work.
+    Returns (script, calls, flag)."""
+    calls = tmp_path / "hook-calls"
+    flag = tmp_path / "hook-release"
+    script = write_script(str(tmp_path / "dns-blocking"), """
+        #!/bin/sh
+        echo "$$ $*" >> {calls}
+        i=0
+        while [ ! -e {flag} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+        exec {hook} "$@"
+        """.format(calls=calls, flag=flag, hook=DNS_HOOK))
+    return script, calls, flag
+
+
+def make_csr(names):
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                          critical=False)
+           .sign(key, hashes.SHA256()))
+    return key, csr.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.timeout(60)
+def test_request_csr_issues_for_the_csr_key(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble)
+    name = domain("csr")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name)
+    key, csr = make_csr([name])
+    write_file(fs.path(name, "request.csr"), csr)
+    wait_acme(fs, name, cond=lambda f, n: h.spki(leaf(f, n)) == h.spki(key), timeout=10,
+              what="a certificate for the CSR's key")
+    assert leaf(fs, name).serial_number != first.serial_number
+    assert_issued(fs, name, pebble, tmp_path)
+    for f in ("privkey.pem", "bundle.pem", "cert.pfx"):
+        assert not os.path.exists(fs.path(name, f)), "%s is served for a CSR issuance" % f
+
+
+@pytest.mark.timeout(60)
+def test_request_csr_written_during_an_issuance_is_not_lost(certfs, pebble, tmp_path):
+    # The mkdir's own issuance is held in the dns hook while the CSR arrives.
+    blocking, calls, flag = blocking_dns_hook(tmp_path)
+    fs = start_acme(certfs, pebble, http01=False,
+                    config=acme_config(acme="challenge = dns-01\n", hooks="dns = %s\n" % blocking))
+    name = domain("csrbusy")
+    os.mkdir(fs.path(name))
+    h.wait_for(lambda: calls.exists() and " add " in calls.read_text(), ISSUE_TIMEOUT,
+               "the dns hook of the mkdir's issuance")
+    key, csr = make_csr([name])
+    write_file(fs.path(name, "request.csr"), csr)
+    flag.write_text("go\n")
+    wait_acme(fs, name, cond=lambda f, n: h.spki(leaf(f, n)) == h.spki(key), timeout=10,
+              what="a certificate for the CSR written during the first issuance (the "
+                   "CSR was accepted, then the in-flight issuance finished with the "
+                   "daemon's own key and the CSR was never ordered)")
+    assert_issued(fs, name, pebble, tmp_path)
+    for f in ("privkey.pem", "bundle.pem", "cert.pfx"):
+        assert not os.path.exists(fs.path(name, f)), "%s is served for a CSR issuance" % f
+
+
+# ---------------------------------------------------------------- 5. EAB
+
+@pytest.mark.timeout(60)
+def test_external_account_binding(own_pebble, certfs, tmp_path):
+    import base64
+    kid = "certfs-kid-1"
+    hmac_key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    wrong = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    env = own_pebble(eab_required=True, eab_keys={kid: hmac_key})
+
+    good = start_acme(certfs, env, config=acme_config(
+        acme="email = eab@example.test\neab_kid = %s\neab_hmac_key = %s\n" % (kid, hmac_key)))
+    name = domain("eab")
+    os.mkdir(good.path(name))
+    wait_acme(good, name)
+    assert_issued(good, name, env, tmp_path)
+    good.stop()
+
+    bad = start_acme(certfs, env, config=acme_config(
+        acme="eab_kid = %s\neab_hmac_key = %s\n" % (kid, wrong)))
+    name2 = domain("eabbad")
+    os.mkdir(bad.path(name2))
+    st = wait_error(bad, name2, lambda e: "unauthorized" in e or "externalAccount" in e,
+                    what="an EAB error in last_error")
+    assert st["last_error"].startswith("acme: "), st
+    assert st.get("source") != "acme", st
+
+
+# ---------------------------------------------------------------- 6. bad nonces
+
+@pytest.mark.timeout(90)
+def test_issues_despite_rejected_nonces(own_pebble, certfs, tmp_path):
+    env = own_pebble(nonce_reject=50)
+    # clock=0 only makes the scheduler look every 200 ms: when ten badNonce
+    # answers in a row exhaust the client's retries (about one run in twenty),
+    # the 30 s backoff retry then comes on time instead of at the next minute.
+    fs = start_acme(certfs, env, clock=0)
+    names = [domain("nonce") for _ in range(3)]
+    for n in names:
+        os.mkdir(fs.path(n))
+    for n in names:
+        wait_acme(fs, n, timeout=45)
+        assert_issued(fs, n, env, tmp_path)
+
+
+# ---------------------------------------------------------------- 7. preferred chain
+
+@pytest.mark.timeout(60)
+def test_preferred_chain_selects_alternate_root(own_pebble, certfs, tmp_path):
+    env = own_pebble(alternate_roots=2)
+    roots = []
+    for i in (0, 1):
+        p = env.write_root(i)
+        roots.append(p)
+    root1 = x509.load_pem_x509_certificate(open(roots[1], "rb").read())
+    cn1 = root1.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    fs = start_acme(certfs, env, config=acme_config(acme="preferred_chain = %s\n" % cn1))
+    name = domain("chain")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    ok = verify_chain(fs, name, roots[1], tmp_path, check=False)
+    assert ok.returncode == 0, ("the served chain does not lead to the preferred root %r: %s%s"
+                                % (cn1, ok.stdout, ok.stderr))
+    no = verify_chain(fs, name, roots[0], tmp_path, check=False)
+    assert no.returncode != 0, "the served chain still leads to the default root"
+
+
+# ---------------------------------------------------------------- 8. failing challenge
+
+@pytest.mark.timeout(60)
+def test_failed_challenge_reports_problem_then_renew_issues(certfs, pebble, tmp_path):
+    # Nothing answers on Pebble's http port: the validation fails.
+    fs = start_acme(certfs, pebble, http01=False)
+    name = domain("fail")
+    os.mkdir(fs.path(name))
+    st = wait_error(fs, name, lambda e: e.startswith(PROBLEM_PREFIX),
+                    what="a problem document in last_error")
+    assert st.get("source") != "acme", st
+    assert "\n" not in st["last_error"], st
+    status_text = fs.read(name, "status", mode="r")
+    assert "urn:ietf:params:acme:error:" in status_text, status_text
+    assert h.pem_certs(fs.read(name, "fullchain.pem")), "the placeholder is no longer served"
+
+    # Start the responder (restart with --http01-listen) and force a new try.
+    assert fs.stop() == 0
+    fs.args += ["--http01-listen", "127.0.0.1:%d" % pebble.http_port]
+    fs.start()
+    fs.renew(name)
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+
+
+# ---------------------------------------------------------------- 9. restart mid-order
+
+@pytest.mark.timeout(90)
+def test_restart_mid_order_resumes_with_saved_key(certfs, pebble, tmp_path):
+    blocking, calls, flag = blocking_dns_hook(tmp_path)
+    fs = start_acme(certfs, pebble, http01=False,
+                    config=acme_config(acme="challenge = dns-01\n", hooks="dns = %s\n" % blocking))
+    name = domain("resume")
+    os.mkdir(fs.path(name))
+    h.wait_for(lambda: calls.exists() and " add " in calls.read_text(), ISSUE_TIMEOUT,
+               "the dns hook to be called")
+    order_path = store_file(fs, name, "order")
+    assert os.path.exists(order_path), "no order record in the store while the order is pending"
+    with open(order_path) as f:
+        order = json.load(f)
+    assert order.get("url", "").startswith("https://"), order
+    saved_key = serialization.load_pem_private_key(order["key"].encode(), None)
+
+    hook_pids = [int(line.split()[0]) for line in calls.read_text().splitlines()]
+    fs.kill9()
+    h.lazy_unmount(fs.mount)
+    for pid in hook_pids:  # the orphaned hook of the dead daemon
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    with open(order_path) as f:
+        assert json.load(f)["url"] == order["url"]
+
+    fs.write_config(acme_config(acme="challenge = dns-01\n", hooks="dns = %s\n" % DNS_HOOK))
+    since = len(fs.stderr())
+    fs.start()
+    wait_acme(fs, name)
+    cert = assert_issued(fs, name, pebble, tmp_path)
+    assert h.spki(cert) == h.spki(saved_key), \
+        "the certificate after the restart is not for the key saved with the order"
+    assert not os.path.exists(order_path), "the order record is kept after success"
+    assert order["url"] in fs.stderr()[since:], \
+        "the daemon did not finish the saved order %s after the restart" % order["url"]
+
+
+# ---------------------------------------------------------------- 10. renewal when due
+
+@pytest.mark.timeout(60)
+def test_renews_when_a_third_is_left_and_runs_deploy_hook(own_pebble, certfs, tmp_path):
+    env = own_pebble(validity_seconds=3600)
+    log = tmp_path / "deploy.log"
+    deploy = write_script(str(tmp_path / "deploy"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=log))
+    fs = start_acme(certfs, env, clock=0, config=acme_config(hooks="deploy = %s\n" % deploy))
+    name = domain("renew")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = assert_issued(fs, name, env, tmp_path)
+    lifetime = (h.cert_not_after(first) - h.cert_not_before(first)).total_seconds()
+    assert lifetime <= 3700, lifetime
+    h.wait_for(lambda: log.exists() and name in log.read_text(), 10,
+               "the deploy hook after the first issuance")
+    deploys = log.read_text().count(name)
+
+    # Move the clock until less than a third of the lifetime is left.
+    left = (h.cert_not_after(first) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    fs.set_clock(int(left - lifetime / 3 + 120))
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
+              what="a renewed certificate (new serial)")
+    # Pebble dates certificates by the real clock: back to it, or the new one
+    # would be due at once too.
+    fs.set_clock(0)
+    assert_issued(fs, name, env, tmp_path)
+    h.wait_for(lambda: log.read_text().count(name) > deploys, 10,
+               "the deploy hook after the renewal")
+    lines = log.read_text().splitlines()
+    assert all(line == "deploy " + name for line in lines), lines
+
+
+# ---------------------------------------------------------------- 11. 429 + Retry-After
+
+@pytest.fixture
+def proxy(tmp_path):
+    made = []
+
+    def start(env, **kw):
+        d = tmp_path / ("proxy%d" % len(made))
+        d.mkdir()
+        p = acme_proxy.AcmeProxy(str(d), env, **kw)
+        made.append(p)
+        return p.start()
+
+    try:
+        yield start
+    finally:
+        for p in made:
+            p.stop()
+
+
+def read_state(fs, name):
+    with open(store_file(fs, name, "state")) as f:
+        return json.load(f)
+
+
+@pytest.mark.timeout(60)
+def test_rate_limited_new_order_honours_retry_after(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble, retry_after=120)
+    px.rate_limit_new_order = True
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    clock=0)
+    name = domain("ratelimit")
+    os.mkdir(fs.path(name))
+    t0 = time.time()
+    st = wait_error(fs, name, lambda e: "rateLimited" in e, what="rateLimited in last_error")
+    assert st.get("source") == "selfsigned", "the placeholder is not served: %r" % st
+    assert h.pem_certs(fs.read(name, "fullchain.pem"))
+    state = h.wait_for(lambda: read_state(fs, name).get("next_attempt"), 5,
+                       "next_attempt in the stored state")
+    assert t0 + 110 <= state <= time.time() + 125, \
+        "next_attempt %s is not about now+120 (now %d)" % (state, time.time())
+    orders = px.count("/order-plz", "POST")
+    assert orders >= 1
+
+    # Persisted: a restart keeps it, and no new order goes out before it.
+    assert fs.stop() == 0
+    px.rate_limit_new_order = False
+    fs.set_clock(60)
+    fs.start()
+    assert read_state(fs, name).get("next_attempt") == state
+    st = h.status_json(fs.mount, name)
+    assert st.get("source") == "selfsigned", st
+    # A quiet second (five scheduler ticks) with the clock 60 s on: nothing is ordered.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert px.count("/order-plz", "POST") == orders, \
+            "a new order went out before Retry-After passed; log:\n" + fs.stderr()[-2000:]
+        time.sleep(0.05)
+    fs.set_clock(130)
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+
+
+# ---------------------------------------------------------------- 12. revoke on delete
+
+@pytest.mark.timeout(60)
+def test_revoke_on_delete(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, config=acme_config(acme="revoke_on_delete = true\n"))
+    name = domain("revoke")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    cert = assert_issued(fs, name, pebble, tmp_path)
+    assert pebble_cert_status(pebble, cert) == "Valid"
+    os.rmdir(fs.path(name))
+    assert not os.path.exists(fs.path(name))
+    h.wait_for(lambda: pebble_cert_status(pebble, cert) == "Revoked", 10,
+               "Pebble to list the certificate as revoked; daemon log:\n" + fs.stderr()[-2000:])
+    assert "revoked" in fs.stderr()
+
+
+# ---------------------------------------------------------------- ARI (RFC 9773)
+
+@pytest.mark.timeout(60)
+def test_ari_window_triggers_renewal_with_replaces(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    px.ari = True
+    # clock=0: the scheduler looks every 200 ms instead of every minute.
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    clock=0)
+    name = domain("ari")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = assert_issued(fs, name, pebble, tmp_path)
+    cid = acme_proxy.ari_cert_id(first)
+    h.wait_for(lambda: cid in px.ari_ids, 10,
+               "a renewalInfo request for the issued certificate (%s); the daemon does not "
+               "ask the CA's renewalInfo (RFC 9773); proxy saw %r; log:\n%s"
+               % (cid, px.requests[-20:], fs.stderr()[-2000:]))
+    orders = len(px.new_orders)
+
+    px.ari_due.add(cid)  # the suggested window is now in the past
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
+              what="a renewal inside the CA's suggested window (ARI)")
+    assert_issued(fs, name, pebble, tmp_path)
+    later = [o for o in px.new_orders[orders:] if o]
+    assert later, "no newOrder was seen for the renewal"
+    assert any(o.get("replaces") == cid for o in later), \
+        "the renewal's newOrder did not carry \"replaces\": %r (want %s)" % (later, cid)
