@@ -146,7 +146,7 @@ static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, 
 	free(env[0]);
 	free(env[1]);
 	if (rc) {
-		snprintf(ctx->why, sizeof(ctx->why), "dns hook failed: %s", why);
+		snprintf(ctx->why, sizeof(ctx->why), "dns hook failed: %.480s", why);
 		return -EIO;
 	}
 	return 0;

@@ -235,8 +235,10 @@ struct engine_gen *engine_domain_gen(struct engine_domain *d)
 	pthread_mutex_lock(&d->lock);
 	/* Generations are read from the store on first use, so a mount with
 	 * many domains serves at once. */
-	if (!d->gen_loaded)
+	if (!d->gen_loaded) {
 		(void)!engine_domain_load_gen(d);
+		engine_domain_changed(d);
+	}
 	g = engine_gen_get(d->cur);
 	pthread_mutex_unlock(&d->lock);
 	return g;
@@ -289,6 +291,24 @@ uint64_t engine_version(struct engine *e)
 	return atomic_load(&e->version);
 }
 
+void engine_domain_changed(struct engine_domain *d)
+{
+	d->state_version++;
+	atomic_fetch_add(&d->engine->state_version, 1);
+}
+
+uint64_t engine_state_version(struct engine *e, struct engine_domain *d)
+{
+	uint64_t v;
+
+	if (!d)
+		return atomic_load(&e->state_version) + atomic_load(&e->version);
+	pthread_mutex_lock(&d->lock);
+	v = d->state_version;
+	pthread_mutex_unlock(&d->lock);
+	return v;
+}
+
 size_t engine_count(struct engine *e)
 {
 	size_t n;
@@ -308,6 +328,7 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->last_error, sizeof(d->last_error), fmt, ap);
 	va_end(ap);
+	engine_domain_changed(d);
 }
 
 /* Write the domain's state record (d->lock held). */
@@ -349,6 +370,7 @@ int engine_domain_store_state(struct engine_domain *d)
 	json_decref(o);
 	if (!s)
 		return -ENOMEM;
+	engine_domain_changed(d);
 	snprintf(key, sizeof(key), "%s/state", d->key);
 	rc = store_put(d->engine->store, key, s, strlen(s));
 	free(s);
@@ -1006,6 +1028,7 @@ void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen
 		return;
 	}
 	d->cur = engine_gen_get(g);
+	engine_domain_changed(d);
 	pthread_mutex_unlock(&d->lock);
 	/* The served certificate changed: tell whoever must reload. */
 	if (old && old != g)

@@ -128,6 +128,11 @@ void engine_names_free(char **names, size_t n);
 size_t engine_count(struct engine *e);
 /* Changes whenever a domain is added or removed (to cache listings). */
 uint64_t engine_version(struct engine *e);
+/*
+ * Changes whenever anything a status file shows may have changed: of d, or
+ * of any domain (d == NULL). Rendered status can be reused while it holds.
+ */
+uint64_t engine_state_version(struct engine *e, struct engine_domain *d);
 
 /* Is g the generation d's stored state names (the one to serve)? */
 bool engine_gen_current(struct engine_domain *d, const struct engine_gen *g);

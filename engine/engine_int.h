@@ -96,6 +96,7 @@ struct engine_domain {
 	unsigned jitter;             /* random per domain: spreads renewals */
 	bool ari_queued;
 	bool source_managed_acme;    /* the managed lineage came from ACME */
+	uint64_t state_version;      /* bumped on every change status shows */
 	void *slot;                  /* front end's */
 };
 
@@ -150,6 +151,7 @@ struct engine {
 	char *mountpoint;
 
 	atomic_ulong version;
+	atomic_ulong state_version;  /* bumped when any domain's status changes */
 	atomic_ulong issued_total;
 	atomic_ulong errors_total;
 };
@@ -167,6 +169,8 @@ int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 /* engine.c */
 int engine_domain_store_state(struct engine_domain *d);
 int engine_domain_load_gen(struct engine_domain *d);
+/* A change status shows (d->lock held). */
+void engine_domain_changed(struct engine_domain *d);
 void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Store g as d's newest generation and hand it to the observer. */

@@ -157,6 +157,7 @@ static void *hook_main(void *arg)
 		} else {
 			it->d->hook_error[0] = '\0';
 		}
+		engine_domain_changed(it->d);
 		pthread_mutex_unlock(&it->d->lock);
 		strv_free(it->argv);
 		for (size_t i = 0; it->env[i]; i++)

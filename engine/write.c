@@ -728,6 +728,7 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 	pthread_mutex_lock(&d->lock);
 	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
 	d->errors_total++;
+	engine_domain_changed(d);
 	(void)!engine_domain_store_state(d);
 	pthread_mutex_unlock(&d->lock);
 }

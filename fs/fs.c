@@ -80,7 +80,13 @@ static void inode_free(struct fs *f, struct fs_inode *i)
 {
 	struct fs_dom *fd = i->dom ? *engine_domain_slot(i->dom) : NULL;
 
+	for (int k = 0; k < 4; k++)
+		if (f->root_snap[k] == i)
+			f->root_snap[k] = NULL;
 	if (fd) {
+		for (int k = 0; k < 3; k++)
+			if (fd->snap[k] == i)
+				fd->snap[k] = NULL;
 		if (fd->dir == i)
 			fd->dir = NULL;
 		for (int k = 0; k < ENGINE_GEN_FILES; k++)
@@ -546,11 +552,45 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 
 /* ---- lookup ---------------------------------------------------------------------- */
 
+/* Which cache slot a status file of a domain (or the root) uses. */
+static int snap_slot(enum engine_file k)
+{
+	switch (k) {
+	case ENGINE_FILE_STATUS:
+		return 0;
+	case ENGINE_FILE_STATUS_JSON:
+		return 1;
+	case ENGINE_FILE_NAMES:
+	case ENGINE_FILE_METRICS:
+		return 2;
+	case ENGINE_FILE_CA_PEM:
+		return 3;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * A rendered status file, reused while nothing it shows can have changed:
+ * the engine's state version and the minute (days_left moves with time).
+ * Rendering the root's files walks every domain, and `ls -l` or a scan
+ * would otherwise render them again at every lookup.
+ */
 static struct fs_inode *snapshot_inode(struct fs *f, struct engine_domain *d,
 				       enum engine_file k, int *err)
 {
-	struct fs_inode *i;
-	int rc;
+	struct fs_inode *i, **slot = NULL;
+	uint64_t key = 0, *slot_key = NULL;
+	struct fs_dom *fd = d ? dom_state(d) : NULL;
+	int s = snap_slot(k), rc;
+
+	if (s >= 0 && (!d || (fd && s < 3))) {
+		slot = d ? &fd->snap[s] : &f->root_snap[s];
+		slot_key = d ? &fd->snap_key[s] : &f->root_snap_key[s];
+		key = engine_state_version(f->engine, d) * 1000003u + (uint64_t)(util_now() / 60);
+		if (*slot && *slot_key == key)
+			return *slot;
+	}
 
 	i = inode_new(f, FS_SNAPSHOT, k);
 	if (!i) {
@@ -569,6 +609,10 @@ static struct fs_inode *snapshot_inode(struct fs *f, struct engine_domain *d,
 	i->st.st_mode = S_IFREG | file_mode(k);
 	set_size(&i->st, i->size);
 	set_times(&i->st, util_now());
+	if (slot) {
+		*slot = i;
+		*slot_key = key;
+	}
 	return i;
 }
 

@@ -90,6 +90,8 @@ struct fs_dom {
 	uint64_t fence_deadline;         /* latest publication */
 	struct fs_pin pins[FS_MAX_PINS];
 	struct fs_held *held;            /* lookups waiting for the publication */
+	struct fs_inode *snap[3];        /* status, status.json, names */
+	uint64_t snap_key[3];
 	int npins;
 	struct fs_dom *fence_next;       /* on the fence list */
 	bool on_fence_list;
@@ -117,6 +119,8 @@ struct fs {
 	struct fs_inode root;
 	struct fs_inode wk;      /* .well-known */
 	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
+	struct fs_inode *root_snap[4]; /* status, status.json, metrics, ca.pem */
+	uint64_t root_snap_key[4];
 	struct fs_inode *inodes;
 
 	pthread_mutex_t names_lock; /* cached root listing */
