@@ -50,6 +50,9 @@ int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engin
 	if (rc)
 		goto fail;
 	g->has_key = key != NULL;
+	/* A generation lives long: keep only the bytes it needs. */
+	util_buf_shrink(&g->fullchain);
+	util_buf_shrink(&g->key_pem);
 	/* The bytes are made: the objects are no longer needed (we own them). */
 	crypto_key_free(key);
 	crypto_chain_free(chain);
@@ -165,6 +168,7 @@ static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len
 			free(p);
 			goto out;
 		}
+		util_buf_shrink(&p->der);
 		p->password = password;
 		p->legacy = legacy;
 		password = NULL;
@@ -214,10 +218,12 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 			if (!rc)
 				rc = util_buf_append(&g->bundle, g->fullchain.data,
 						     g->fullchain.len);
-			if (rc)
+			if (rc) {
 				util_buf_reset(&g->bundle);
-			else
+			} else {
+				util_buf_shrink(&g->bundle);
 				g->bundle_done = true;
+			}
 		}
 		pthread_mutex_unlock(&g->lazy_lock);
 		*data = g->bundle.data;

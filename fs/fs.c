@@ -176,6 +176,7 @@ static void fs_slot_free(void *arg, void *slot)
 	(void)arg;
 	engine_gen_put(fd->served);
 	engine_gen_put(fd->pending);
+	free(fd->pins);
 	free(fd);
 }
 
@@ -288,7 +289,9 @@ static struct fs_pin *fence_record(struct fs *f, struct fs_dom *fd, pid_t tgid,
 
 	*starts = false;
 	if (!p) {
-		if (fd->npins == FS_MAX_PINS)
+		if (!fd->pins)
+			fd->pins = calloc(FS_MAX_PINS, sizeof(*fd->pins));
+		if (!fd->pins || fd->npins == FS_MAX_PINS)
 			return NULL; /* untracked: the deadline still bounds the fence */
 		p = &fd->pins[fd->npins++];
 		memset(p, 0, sizeof(*p));
@@ -343,6 +346,8 @@ static void fence_flip(struct fs *f, struct fs_dom *fd)
 	fd->pending_dom = NULL;
 	fd->handed_out = false;
 	fd->npins = 0;
+	free(fd->pins); /* most domains never see a fence: keep them small */
+	fd->pins = NULL;
 	engine_publish(f->engine, d, fd->served);
 	/* Lookups that waited start their cycle on the new generation. */
 	while (fd->held) {
@@ -604,6 +609,7 @@ static struct fs_inode *snapshot_inode(struct fs *f, struct engine_domain *d,
 		inode_free(f, i);
 		return NULL;
 	}
+	util_buf_shrink(&i->snap);
 	i->data = i->snap.data;
 	i->size = i->snap.len;
 	i->st.st_mode = S_IFREG | file_mode(k);

@@ -88,7 +88,7 @@ struct fs_dom {
 	bool handed_out;                 /* a cached entry of served exists */
 	uint64_t fence_until;            /* monotonic ms: earliest publication */
 	uint64_t fence_deadline;         /* latest publication */
-	struct fs_pin pins[FS_MAX_PINS];
+	struct fs_pin *pins;             /* FS_MAX_PINS, only while a fence runs */
 	struct fs_held *held;            /* lookups waiting for the publication */
 	struct fs_inode *snap[3];        /* status, status.json, names */
 	uint64_t snap_key[3];

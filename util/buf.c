@@ -150,6 +150,29 @@ void util_buf_free(struct util_buf *b)
 	b->len = b->cap = 0;
 }
 
+void util_buf_shrink(struct util_buf *b)
+{
+	unsigned char *p;
+
+	if (!b->data || b->cap == b->len + 1)
+		return;
+	/* Keep room for the terminating NUL util_buf_terminate may add. */
+	if (b->secret) {
+		p = malloc(b->len + 1);
+		if (!p)
+			return;
+		memcpy(p, b->data, b->len);
+		util_wipe(b->data, b->cap);
+		free(b->data);
+	} else {
+		p = realloc(b->data, b->len + 1);
+		if (!p)
+			return;
+	}
+	b->data = p;
+	b->cap = b->len + 1;
+}
+
 unsigned char *util_buf_take(struct util_buf *b, size_t *len)
 {
 	unsigned char *p = b->data;

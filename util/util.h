@@ -75,6 +75,8 @@ int util_buf_printf(struct util_buf *b, const char *fmt, ...) UTIL_PRINTF(2, 3) 
 void util_buf_reset(struct util_buf *b);
 /* Release the allocation (wiped if secret). The buffer can be reused. */
 void util_buf_free(struct util_buf *b);
+/* Give back unused capacity (for buffers that live long once filled). */
+void util_buf_shrink(struct util_buf *b);
 /* Hand the bytes to the caller (who must free them); the buffer is emptied. */
 unsigned char *util_buf_take(struct util_buf *b, size_t *len);
 

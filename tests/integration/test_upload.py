@@ -358,9 +358,12 @@ def test_pending_half_survives_restart(certfs, tmp_path):
 def test_bundle_installed_at_once(mounted, tmp_path):
     before = managed(mounted)
     key, leaf, _, _ = valid_upload()
-    # Key in the middle, root first: one file is enough, in any order.
-    bundle = chain_pem(ca().root) + key_pem(key) + chain_pem(ca().inter, leaf)
-    cp_ok(mounted, tmp_path, bundle, D, "bundle.pem")
+    # One file is enough, its blocks in any order (the root is dropped).
+    blocks = [key_pem(key), pem(leaf), pem(ca().inter), pem(ca().root)]
+    random.shuffle(blocks)
+    order = [b.split(b"\n", 1)[0].decode() for b in blocks]
+    r = cp(tmp_path, b"".join(blocks), mounted.path(D, "bundle.pem"))
+    assert r.returncode == 0, "bundle in the order %r refused: %s" % (order, r.stderr)
     st = assert_serves_upload(mounted, leaf, key)
     assert st["generation"] > before["generation"]
     assert st["last_error"] is None, st
