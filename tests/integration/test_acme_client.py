@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import certfs_harness as h
 import pebble_env  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,11 +42,11 @@ def acme_tool():
 def tool():
     t = acme_tool()
     if not t or not os.access(t, os.X_OK):
-        pytest.skip("acme-issue is not built: set ACME_TOOL to tests/tools/acme-issue "
-                    "in a build directory")
+        h.missing_prerequisite("acme-issue is not built: set ACME_TOOL to "
+                               "tests/tools/acme-issue in a build directory")
     for b in (pebble_env.PEBBLE, pebble_env.CHALLTESTSRV):
         if not pebble_env.which(b):
-            pytest.skip("%s is missing (apt install pebble)" % b)
+            h.missing_prerequisite("%s is missing (apt install pebble)" % b)
     return t
 
 
