@@ -11,6 +11,18 @@
 
 #include "engine/engine_int.h"
 
+/*
+ * Whole days from now to not_after, rounded to the nearest day. A fresh
+ * certificate of 90 days shows 90 for its first half day, not 89 from its
+ * second second on; two renders a moment apart agree.
+ */
+static long days_left(time_t not_after, time_t now)
+{
+	time_t d = not_after - now;
+
+	return (long)(d >= 0 ? (d + 43200) / 86400 : -((-d + 43200) / 86400));
+}
+
 struct domain_view {
 	char state[16];
 	enum engine_source source;
@@ -35,13 +47,13 @@ static void domain_view(struct engine *e, struct engine_domain *d, struct domain
 	snprintf(v->last_error, sizeof(v->last_error), "%s", d->last_error);
 	if (!d->stored_gen && d->cur)
 		v->not_after = d->cur->info.not_after;
-	v->days_left = v->not_after > now ? (long)((v->not_after - now) / 86400) :
-					    -(long)((now - v->not_after + 86399) / 86400);
+	v->days_left = days_left(v->not_after, now);
 	if (!d->stored_gen)
 		st = d->last_error[0] ? "error" : "issuing";
 	else if (d->not_after <= now)
 		st = "expired";
-	else if (d->source == ENGINE_SOURCE_UPLOADED && v->days_left < warn_days)
+	else if (d->source == ENGINE_SOURCE_UPLOADED &&
+		 d->not_after - now < (time_t)warn_days * 86400) /* as the scheduler warns */
 		st = "expiring";
 	else
 		st = "valid";
@@ -187,8 +199,7 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 		      "domain", d->name, "names", names, "state", v.state, "source",
 		      engine_source_name(g->source), "issuer", g->info.issuer, "serial",
 		      g->info.serial, "not_before", nb, "not_after", na, "days_left",
-		      (json_int_t)(g->info.not_after > now ? (g->info.not_after - now) / 86400
-							      : -((now - g->info.not_after + 86399) / 86400)),
+		      (json_int_t)days_left(g->info.not_after, now),
 		      "key_type", g->info.key_type, "fingerprint_sha256",
 		      g->info.fingerprint_sha256, "generation", (json_int_t)g->number,
 		      "last_error", v.last_error[0] ? v.last_error : NULL);
