@@ -115,3 +115,29 @@ def test_full_store_refuses_and_keeps_everything(certfs, small_store, tmp_path):
     h.wait_for(lambda: m.status_json(D)["source"] == "uploaded", 10, "the upload to be served")
     os.mkdir(m.path("other.example.com"))
     m.wait_state("other.example.com", state="valid", source="local")
+
+
+@pytest.mark.timeout(30)
+def test_names_are_fixed(certfs, tmp_path):
+    """New files, links and renames are refused with EPERM and change
+    nothing: an editor's temporary file cannot be created."""
+    m = certfs()
+    os.mkdir(m.path(D))
+    m.wait_state(D, state="valid", source="local")
+    before = sorted(os.listdir(m.path(D)))
+    served = m.read(D, "fullchain.pem")
+    for call in (lambda: open(m.path(D, ".fullchain.pem.swp"), "wb"),
+                 lambda: os.mknod(m.path(D, "node")),
+                 lambda: os.symlink("fullchain.pem", m.path(D, "link.pem")),
+                 lambda: os.link(m.path(D, "fullchain.pem"), m.path(D, "hard.pem")),
+                 lambda: os.rename(m.path(D, "cert.pem"), m.path(D, "fullchain.pem")),
+                 lambda: os.rename(m.path(D), m.path("renamed.example.com")),
+                 lambda: open(m.path("newfile"), "wb")):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EPERM, e.value
+    assert sorted(os.listdir(m.path(D))) == before
+    assert m.read(D, "fullchain.pem") == served
+    r = subprocess.run(["mv", m.path(D, "chain.pem"), m.path(D, "names")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
