@@ -363,9 +363,16 @@ int main(int argc, char **argv)
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out;
 
-	/* SIGHUP goes to our thread only: block it before any thread starts. */
+	/*
+	 * Every thread we start blocks SIGTERM, SIGINT and SIGHUP. libfuse's
+	 * handler for TERM and INT only sets a flag and relies on the signal
+	 * interrupting the main thread's wait, so those must reach the main
+	 * thread and no other; SIGHUP is taken by our reload thread (sigwait).
+	 */
 	sigemptyset(&hup);
 	sigaddset(&hup, SIGHUP);
+	sigaddset(&hup, SIGTERM);
+	sigaddset(&hup, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	rctx.opts = &o;
 	rctx.engine = engine;
@@ -376,6 +383,10 @@ int main(int argc, char **argv)
 		util_err("certfs: cannot start worker threads");
 		goto out;
 	}
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGTERM);
+	sigaddset(&hup, SIGINT);
+	pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
 	util_info("certfs %s: serving %zu domains on %s from %s%s", CERTFS_VERSION,
 		  engine_count(engine), fopts.mountpoint, c.store, o.read_only ? " (read-only)" : "");
 
@@ -400,9 +411,12 @@ out:
 	if (engine)
 		engine_stop(engine);
 	if (fs) {
-		fs_shutdown(fs);
+		bool clean = fs_shutdown(fs);
+
 		if (mounted)
 			fuse_session_unmount(fs_session(fs));
+		if (!clean)
+			_exit(rc); /* a thread is stuck in the kernel until we are gone */
 		fuse_remove_signal_handlers(fs_session(fs));
 	}
 	engine_free(engine);

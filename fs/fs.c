@@ -410,7 +410,7 @@ static void notify_queue(struct fs *f, fuse_ino_t dir, bool entries, bool listin
 /* Send queued notifications (f->lock held; dropped while sending). */
 static void notify_send(struct fs *f)
 {
-	while (f->notify_head) {
+	while (f->notify_head && !f->stopping) {
 		struct fs_notify *n = f->notify_head;
 
 		f->notify_head = n->next;
@@ -1555,14 +1555,28 @@ void fs_reload(struct fs *f)
 	free(dirs);
 }
 
-void fs_shutdown(struct fs *f)
+bool fs_shutdown(struct fs *f)
 {
 	if (f->fence_running) {
+		struct timespec ts;
+
 		pthread_mutex_lock(&f->lock);
 		f->stopping = true;
 		pthread_cond_signal(&f->fence_cond);
 		pthread_mutex_unlock(&f->lock);
-		pthread_join(f->fence_thread, NULL);
+		/*
+		 * A notification waits for a directory lock that a request in
+		 * flight holds; once the session loop has stopped, that request
+		 * is never answered and the notification never returns. Only
+		 * the end of the process (which aborts the connection) frees it.
+		 */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 3;
+		if (pthread_timedjoin_np(f->fence_thread, NULL, &ts)) {
+			util_err("fs: a kernel notification is stuck at shutdown");
+			f->fence_stuck = true;
+			return false;
+		}
 		f->fence_running = false;
 	}
 	pthread_mutex_lock(&f->lock);
@@ -1591,13 +1605,13 @@ void fs_shutdown(struct fs *f)
 	while (f->inodes)
 		inode_free(f, f->inodes);
 	pthread_mutex_unlock(&f->lock);
+	return true;
 }
 
 void fs_free(struct fs *f)
 {
-	if (!f)
-		return;
-	fs_shutdown(f);
+	if (!f || f->fence_stuck || !fs_shutdown(f))
+		return; /* the fence thread still uses it: the process is ending */
 	engine_names_free(f->names, f->nnames);
 	if (f->se)
 		fuse_session_destroy(f->se);

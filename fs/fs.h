@@ -44,8 +44,11 @@ struct fuse_session *fs_session(struct fs *f);
 int fs_start(struct fs *f) __attribute__((warn_unused_result));
 /* After a configuration reload: refresh key-file modes and PFX contents. */
 void fs_reload(struct fs *f);
-/* Drop every inode (after the session loop ended, before engine_free). */
-void fs_shutdown(struct fs *f);
+/*
+ * Drop every inode (after the session loop ended, before engine_free).
+ * false when a kernel notification is stuck: then unmount and _exit().
+ */
+bool fs_shutdown(struct fs *f);
 /* Free the session and what is left (after engine_free). */
 void fs_free(struct fs *f);
 

@@ -131,6 +131,7 @@ struct fs {
 
 	pthread_t fence_thread;
 	bool fence_running;
+	bool fence_stuck;     /* a notification never came back at shutdown */
 	bool stopping;
 	pthread_cond_t fence_cond;
 	struct fs_dom *fence_list;
