@@ -48,34 +48,9 @@ import pebble_env  # noqa: E402
 
 LEGO = "/usr/bin/lego"
 FSTYPE = "fuse.certfs"
-POLL = 0.001
-T0 = time.monotonic()
 
-
-def log(msg):
-    sys.stderr.write("[%6.1fs] %s\n" % (time.monotonic() - T0, msg))
-    sys.stderr.flush()
-
-
-class BenchError(Exception):
-    pass
-
-
-def wait_for(cond, timeout, what, interval=POLL):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            v = cond()
-            if v:
-                return v
-            last = None
-        except Exception as e:  # noqa: BLE001 - keep polling, report at the end
-            last = e
-        if time.monotonic() >= deadline:
-            raise BenchError("timed out after %.0f s waiting for %s%s"
-                             % (timeout, what, " (last error: %r)" % last if last else ""))
-        time.sleep(interval)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import BenchError, log, wait_for  # noqa: E402
 
 
 def mounted(path):
@@ -185,7 +160,8 @@ class Certfs:
         for n in names:
             os.mkdir(os.path.join(self.mnt, n))
         if len(names) == 1:
-            wait_for(lambda: self.served(names[0]), timeout, "ACME certificate for " + names[0])
+            wait_for(lambda: self.served(names[0]), timeout, "ACME certificate for " + names[0],
+                     interval=0.001)
         else:
             pending = set(names)
 
@@ -197,7 +173,8 @@ class Certfs:
                         pending.discard(n)
                 return not pending
             try:
-                wait_for(done, timeout, "ACME certificates for %d domains" % len(names))
+                wait_for(done, timeout, "ACME certificates for %d domains" % len(names),
+                         interval=0.001)
             except BenchError:
                 errs = {n: self.served(n) for n in sorted(pending)[:3]}
                 raise BenchError("%d not served: %r; log: %s" % (len(pending), errs,

@@ -267,3 +267,25 @@ class PebbleEnv:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class PebbleFactory:
+    """Start Pebbles with special settings in workdir; stop_all() at the end
+    (a fixture's teardown)."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.envs = []
+
+    def start(self, **kw):
+        d = os.path.join(str(self.workdir), "pebble%d" % len(self.envs))
+        os.mkdir(d)
+        env = PebbleEnv(d, **kw)
+        self.envs.append(env)
+        env.start()
+        env.root_file = env.write_root(0)
+        return env
+
+    def stop_all(self):
+        for env in self.envs:
+            env.stop()

@@ -62,22 +62,11 @@ def pebble(tmp_path_factory):
 def own_pebble(tmp_path):
     """Factory for a Pebble with special settings, stopped at teardown."""
     _need_pebble()
-    envs = []
-
-    def start(**kw):
-        d = tmp_path / ("pebble%d" % len(envs))
-        d.mkdir()
-        env = pebble_env.PebbleEnv(str(d), **kw)
-        envs.append(env)
-        env.start()
-        env.root_file = env.write_root(0)
-        return env
-
+    factory = pebble_env.PebbleFactory(tmp_path)
     try:
-        yield start
+        yield factory.start
     finally:
-        for env in envs:
-            env.stop()
+        factory.stop_all()
 
 
 _seq = [0]

@@ -53,21 +53,11 @@ def tool():
 @pytest.fixture
 def pebble(tmp_path):
     """A factory: pebble(**PebbleEnv options) -> started env, stopped at teardown."""
-    envs = []
-
-    def start(**kw):
-        d = tmp_path / ("pebble%d" % len(envs))
-        d.mkdir()
-        env = pebble_env.PebbleEnv(str(d), **kw)
-        envs.append(env)
-        env.start()
-        return env
-
+    factory = pebble_env.PebbleFactory(tmp_path)
     try:
-        yield start
+        yield factory.start
     finally:
-        for env in envs:
-            env.stop()
+        factory.stop_all()
 
 
 def run_tool(tool, env, out, names, *args, extra_env=None):
