@@ -58,30 +58,46 @@ static char **strv_dup(char *const *v, const char *const *extra)
 	return out;
 }
 
+/* Is entry ("NAME=value") one of env's names? */
+static bool env_overridden(const char *entry, char *const *env)
+{
+	const char *eq = strchr(entry, '=');
+	size_t len = eq ? (size_t)(eq - entry) : strlen(entry);
+
+	for (size_t i = 0; env && env[i]; i++)
+		if (!strncmp(env[i], entry, len) && env[i][len] == '=')
+			return true;
+	return false;
+}
+
 /*
- * Run argv with env added to a minimal environment; wait for it (bounded).
+ * Run argv with the daemon's environment plus env (whose CERTFS_* entries
+ * win); wait for it (bounded). Hooks need what the administrator gave the
+ * daemon: PATH, a DNS hook's server and credentials, proxies.
  * Returns 0 on exit status 0; otherwise -1 with a sentence in why.
  */
 int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen)
 {
-	char *envp[24];
-	size_t n = 0;
 	posix_spawn_file_actions_t fa;
 	uint64_t deadline = util_mono_ms() + HOOK_TIMEOUT_MS;
+	size_t n = 0, cap = 1;
+	char **envp;
 	pid_t pid;
 	int status, rc;
-	const char *keep[] = {"PATH", "HOME", "LANG", "CERTFS_CHALLTESTSRV", NULL};
-	char *copies[8] = {0};
 
-	for (size_t i = 0; keep[i] && n < 8; i++) {
-		const char *v = getenv(keep[i]);
-
-		if (v && asprintf(&copies[n], "%s=%s", keep[i], v) > 0) {
-			envp[n] = copies[n];
-			n++;
-		}
+	for (size_t i = 0; environ[i]; i++)
+		cap++;
+	for (size_t i = 0; env && env[i]; i++)
+		cap++;
+	envp = calloc(cap, sizeof(*envp));
+	if (!envp) {
+		snprintf(why, whylen, "hook %s: out of memory", argv[0]);
+		return -1;
 	}
-	for (size_t i = 0; env && env[i] && n < 23; i++)
+	for (size_t i = 0; environ[i]; i++)
+		if (!env_overridden(environ[i], env))
+			envp[n++] = environ[i];
+	for (size_t i = 0; env && env[i]; i++)
 		envp[n++] = env[i];
 	envp[n] = NULL;
 
@@ -90,8 +106,7 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
-	for (size_t i = 0; i < 8; i++)
-		free(copies[i]);
+	free(envp); /* the strings belong to environ and the caller */
 	if (rc) {
 		snprintf(why, whylen, "hook %s could not start: %s", argv[0], strerror(rc));
 		return -1;
