@@ -79,15 +79,8 @@ int crypto_cert_to_der(const struct crypto_cert *c, struct util_buf *out)
 {
 	unsigned char *der = NULL;
 	int len = i2d_X509(c->x509, &der);
-	int rc;
 
-	if (len <= 0) {
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	rc = util_buf_append(out, der, (size_t)len);
-	OPENSSL_free(der);
-	return rc;
+	return crypto_der_to_buf(der, len, out);
 }
 
 int crypto_cert_get1_key(const struct crypto_cert *c, struct crypto_key **out)

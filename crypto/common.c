@@ -103,6 +103,19 @@ int crypto_bio_to_buf(BIO *bio, struct util_buf *out)
 	return util_buf_append(out, p, (size_t)n);
 }
 
+int crypto_der_to_buf(unsigned char *der, int len, struct util_buf *out)
+{
+	int rc;
+
+	if (len <= 0) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	rc = util_buf_append(out, der, (size_t)len);
+	OPENSSL_free(der);
+	return rc;
+}
+
 static const char *mem_find(const char *hay, size_t haylen, const char *needle)
 {
 	return memmem(hay, haylen, needle, strlen(needle));

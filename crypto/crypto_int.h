@@ -65,6 +65,11 @@ const EVP_MD *crypto_sign_md(const EVP_PKEY *pkey);
 
 /* Append all bytes of a memory BIO to out. */
 int crypto_bio_to_buf(BIO *bio, struct util_buf *out);
+/*
+ * Append the len bytes an i2d_*() call returned in der to out and free der
+ * (len <= 0 means that call failed: -ENOMEM).
+ */
+int crypto_der_to_buf(unsigned char *der, int len, struct util_buf *out);
 
 /* A PEM block located in a text: "-----BEGIN <label>-----" ... END line. */
 struct crypto_pem_block {

@@ -240,15 +240,9 @@ out:
 int crypto_csr_to_der(const struct crypto_csr *csr, struct util_buf *out)
 {
 	unsigned char *der = NULL;
-	int len = i2d_X509_REQ(csr->req, &der), rc;
+	int len = i2d_X509_REQ(csr->req, &der);
 
-	if (len <= 0) {
-		ERR_clear_error();
-		return -ENOMEM;
-	}
-	rc = util_buf_append(out, der, (size_t)len);
-	OPENSSL_free(der);
-	return rc;
+	return crypto_der_to_buf(der, len, out);
 }
 
 int crypto_csr_to_pem(const struct crypto_csr *csr, struct util_buf *out)

@@ -472,8 +472,7 @@ int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_ge
 int engine_domain_load_gen(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;
-	struct util_buf b;
-	char key[320], err[600];
+	char err[600];
 	int rc;
 
 	if (d->gen_loaded)
@@ -481,8 +480,6 @@ int engine_domain_load_gen(struct engine_domain *d)
 	d->gen_loaded = true;
 	if (!d->stored_gen)
 		goto placeholder;
-	(void)b;
-	(void)key;
 	rc = engine_domain_read_gen(d, d->stored_gen, &g);
 	snprintf(err, sizeof(err), "%s", rc ? strerror(-rc) : "");
 	if (!rc) {
@@ -972,7 +969,6 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	struct engine *e = d->engine;
 	struct engine_gen *g = NULL;
 	uint64_t prev;
-	int rc = 0;
 
 	pthread_mutex_lock(&d->lock);
 	if (!d->uploaded_gen || d->removed) {
@@ -980,8 +976,8 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 		return;
 	}
 	prev = d->uploaded_gen;
-	if (d->managed_gen)
-		rc = engine_domain_read_gen(d, d->managed_gen, &g);
+	if (d->managed_gen && engine_domain_read_gen(d, d->managed_gen, &g))
+		g = NULL;
 	d->uploaded_gen = 0;
 	if (g) {
 		d->stored_gen = g->number;
@@ -1000,8 +996,7 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	if (g)
 		notify_rotate(e, d, g);
 	else
-		engine_queue(e, d); /* nothing managed yet (rc %d): issue now */
-	(void)rc;
+		engine_queue(e, d); /* nothing managed (or unreadable): issue now */
 	engine_gen_put(g);
 }
 

@@ -34,8 +34,8 @@ struct domain_view {
 };
 
 /* The state a user sees, from the stored summary (d->lock held). */
-static void domain_view(struct engine *e, struct engine_domain *d, struct domain_view *v,
-			time_t now, int warn_days)
+static void domain_view(const struct engine_domain *d, struct domain_view *v, time_t now,
+			int warn_days)
 {
 	const char *st;
 
@@ -58,7 +58,6 @@ static void domain_view(struct engine *e, struct engine_domain *d, struct domain
 	else
 		st = "valid";
 	snprintf(v->state, sizeof(v->state), "%s", st);
-	(void)e;
 }
 
 static int warn_days_of(struct engine *e)
@@ -103,7 +102,7 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		if (!d)
 			continue;
 		pthread_mutex_lock(&d->lock);
-		domain_view(e, d, &v, now, warn);
+		domain_view(d, &v, now, warn);
 		pthread_mutex_unlock(&d->lock);
 		engine_domain_put(d);
 		switch (f) {
@@ -174,7 +173,7 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 	int rc = 0;
 
 	pthread_mutex_lock(&d->lock);
-	domain_view(e, d, &v, now, warn_days_of(e));
+	domain_view(d, &v, now, warn_days_of(e));
 	if (f == ENGINE_FILE_NAMES) {
 		for (size_t i = 0; !rc && i < d->nnames; i++)
 			rc = util_buf_printf(out, "%s\n", d->names[i]);

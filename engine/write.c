@@ -653,7 +653,7 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 	int rc;
 
 	if (len > ENGINE_UPLOAD_MAX) {
-		snprintf(reason, sizeof(reason), "%s is larger than 1 MiB", engine_file_name(f));
+		snprintf(reason, sizeof(reason), "larger than 1 MiB");
 		rc = -EFBIG;
 		goto done;
 	}

@@ -164,7 +164,7 @@ static struct fs_dom *dom_state(struct engine_domain *d)
 		free(fd);
 		return NULL;
 	}
-	*slot = fd;
+	__atomic_store_n(slot, fd, __ATOMIC_RELEASE); /* read without the lock in fs_open */
 	return fd;
 }
 
@@ -342,7 +342,7 @@ static void fence_flip(struct fs *f, struct fs_dom *fd)
 	engine_gen_put(fd->served);
 	memset(fd->files, 0, sizeof(fd->files));
 	fd->served = fd->pending;
-	fd->pending = NULL;
+	__atomic_store_n(&fd->pending, NULL, __ATOMIC_RELEASE);
 	fd->pending_dom = NULL;
 	fd->handed_out = false;
 	fd->npins = 0;
@@ -516,7 +516,7 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 		/* A fence is already running: the newer generation replaces the
 		 * one waiting behind it. */
 		engine_gen_put(fd->pending);
-		fd->pending = engine_gen_get(g);
+		__atomic_store_n(&fd->pending, engine_gen_get(g), __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
@@ -540,7 +540,7 @@ static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
 		return;
 	}
 	keys_changed = engine_gen_has_key(fd->served) != engine_gen_has_key(g);
-	fd->pending = engine_gen_get(g);
+	__atomic_store_n(&fd->pending, engine_gen_get(g), __ATOMIC_RELEASE);
 	fd->pending_dom = engine_domain_ref(d);
 	fd->fence_until = now + FS_FENCE_MS;
 	fd->fence_deadline = now + FS_FENCE_MAX_MS;
@@ -1063,13 +1063,17 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Immutable inode: keep the page cache, and no FLUSH at close. */
 		fi->keep_cache = 1;
 		fi->noflush = 1;
-		if (i->kind == FS_GEN_FILE) {
-			struct fs_dom *fd;
+		/* Every certificate open passes here: take the lock only when a
+		 * fence may be running for the domain (checked without it). */
+		struct fs_dom *fd = i->kind == FS_GEN_FILE ?
+			__atomic_load_n((struct fs_dom **)engine_domain_slot(i->dom),
+					__ATOMIC_ACQUIRE) : NULL;
+
+		if (fd && __atomic_load_n(&fd->pending, __ATOMIC_ACQUIRE)) {
 			uint64_t now = util_mono_ms();
 
 			pthread_mutex_lock(&f->lock);
-			fd = *engine_domain_slot(i->dom);
-			if (fd && fd->pending && i->gen == fd->served) {
+			if (fd->pending && i->gen == fd->served) {
 				bool new_cycle;
 
 				fence_record(f, fd, tgid_of(fuse_req_ctx(req)->pid), i->file, now,
@@ -1226,9 +1230,8 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (h->error == EFBIG) {
-		/* Too large: the engine records why (it never sees the bytes). */
-		rc = engine_write(f->engine, h->dom, h->file, NULL, ENGINE_UPLOAD_MAX + 1, why,
-				  sizeof(why));
+		engine_write_refused(h->dom, h->file, "larger than 1 MiB");
+		rc = -EFBIG;
 	} else if (h->error) {
 		rc = -h->error;
 	} else if (h->dirty && writer_killed_by(fuse_req_ctx(req)->pid)) {
