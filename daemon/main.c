@@ -45,6 +45,7 @@ struct options {
 	struct override ov[MAX_OVERRIDES];
 	int nov;
 	char *store, *issuer, *acme_directory, *acme_email, *acme_ca_bundle, *http01_listen;
+	char *serve; /* mountpoint of the serving mount, if any */
 };
 
 enum {
@@ -73,6 +74,9 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--acme-ca-bundle %s", acme_ca_bundle),
 	OPT("--http01-listen=%s", http01_listen),
 	OPT("--http01-listen %s", http01_listen),
+	OPT("--serve=%s", serve),
+	OPT("--serve %s", serve),
+	OPT("serve=%s", serve),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -124,6 +128,8 @@ static void usage(const char *prog)
 	       "  --acme-email ADDR          ACME account contact\n"
 	       "  --acme-ca-bundle FILE      trust anchors for the ACME server's TLS\n"
 	       "  --http01-listen ADDR:PORT  built-in HTTP-01 responder\n"
+	       "  --serve DIR                also mount a read-only serving view on DIR\n"
+	       "                             (the fast path for web servers)\n"
 	       "  -f                         stay in the foreground\n"
 	       "  -d                         debug (implies -f)\n"
 	       "  -o OPT[,OPT...]            mount options (allow_other, ro, ...)\n"
@@ -212,6 +218,63 @@ static bool is_mounted(const char *path)
 	return found;
 }
 
+/* A mountpoint we can use: an existing directory with nothing mounted on it. */
+static bool mountpoint_usable(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "certfs: mountpoint %s: %s\n", path, strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "certfs: mountpoint %s: not a directory\n", path);
+		return false;
+	}
+	if (is_mounted(path)) {
+		fprintf(stderr, "certfs: mountpoint %s is already mounted\n", path);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The serving mount: the same libfuse options as the main mount (so
+ * allow_other and the like apply to both), read-only.
+ */
+static int args_copy(const struct fuse_args *from, struct fuse_args *to)
+{
+	for (int n = 0; n < from->argc; n++)
+		if (fuse_opt_add_arg(to, from->argv[n]))
+			return -ENOMEM;
+	return 0;
+}
+
+/* args: a copy of the main mount's, taken before its session consumed them. */
+static int serve_new(struct engine *engine, struct fs *primary, struct fuse_args *args,
+		     const char *path, struct fs **out)
+{
+	struct fs_options so = {.serving = true, .primary = primary};
+	int rc;
+
+	if (fuse_opt_add_arg(args, "-oro"))
+		return -ENOMEM;
+	rc = fs_new(engine, &so, args, out);
+	if (!rc && fuse_session_mount(fs_session(*out), path) != 0) {
+		fprintf(stderr, "certfs: cannot mount on %s\n", path);
+		rc = -EIO;
+	}
+	return rc;
+}
+
+static void *serve_loop(void *arg)
+{
+	struct fs *f = arg;
+
+	fuse_session_loop(fs_session(f));
+	return NULL;
+}
+
 struct reload_ctx {
 	struct options *opts;
 	struct engine *engine;
@@ -258,8 +321,11 @@ int main(int argc, char **argv)
 	struct conf c;
 	struct store *store = NULL;
 	struct engine *engine = NULL;
-	struct fs *fs = NULL;
+	struct fs *fs = NULL, *serve = NULL;
+	struct fuse_args serve_args = FUSE_ARGS_INIT(0, NULL);
 	struct fs_options fso = {0};
+	pthread_t serve_thread;
+	bool serve_running = false;
 	struct reload_ctx rctx;
 	pthread_t sigthread;
 	sigset_t hup;
@@ -312,24 +378,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	{
-		struct stat st;
-
-		if (stat(fopts.mountpoint, &st) < 0) {
-			fprintf(stderr, "certfs: mountpoint %s: %s\n", fopts.mountpoint,
-				strerror(errno));
-			goto out;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "certfs: mountpoint %s: not a directory\n",
-				fopts.mountpoint);
-			goto out;
-		}
-		if (is_mounted(fopts.mountpoint)) {
-			fprintf(stderr, "certfs: mountpoint %s is already mounted\n",
-				fopts.mountpoint);
-			goto out;
-		}
+	if (!mountpoint_usable(fopts.mountpoint) || (o.serve && !mountpoint_usable(o.serve)))
+		goto out;
+	if (o.serve && o.read_only) {
+		fprintf(stderr, "certfs: --serve goes with a read-write mount (-o ro already "
+				"makes the mount a serving one)\n");
+		goto out;
 	}
 
 	if (store_open(c.store, &store, err, sizeof(err))) {
@@ -342,9 +396,9 @@ int main(int argc, char **argv)
 	}
 	engine_set_mountpoint(engine, fopts.mountpoint);
 	snprintf(fsname, sizeof(fsname), "-ofsname=%s", c.store);
-	fso.read_only = o.read_only;
+	fso.serving = o.read_only;
 	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
-	    fs_new(engine, &fso, &args, &fs)) {
+	    (o.serve && args_copy(&args, &serve_args)) || fs_new(engine, &fso, &args, &fs)) {
 		fprintf(stderr, "certfs: cannot set up the FUSE session (bad -o option?)\n");
 		goto out;
 	}
@@ -357,6 +411,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mounted = true;
+	if (o.serve && serve_new(engine, fs, &serve_args, o.serve, &serve)) {
+		fprintf(stderr, "certfs: cannot set up the serving mount on %s\n", o.serve);
+		goto out;
+	}
 	if (!fopts.foreground)
 		util_log_use_syslog(true);
 	/* Returns in the child once the parent has exited: the mount is up. */
@@ -379,7 +437,8 @@ int main(int argc, char **argv)
 	rctx.fs = fs;
 	if (pthread_create(&sigthread, NULL, signal_main, &rctx) == 0)
 		pthread_detach(sigthread);
-	if (fs_start(fs) || engine_start(engine)) {
+	if (fs_start(fs) || (serve && fs_start(serve)) || engine_start(engine) ||
+	    (serve && pthread_create(&serve_thread, NULL, serve_loop, serve))) {
 		util_err("certfs: cannot start worker threads");
 		goto out;
 	}
@@ -389,6 +448,9 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
 	util_info("certfs %s: serving %zu domains on %s from %s%s", CERTFS_VERSION,
 		  engine_count(engine), fopts.mountpoint, c.store, o.read_only ? " (read-only)" : "");
+	serve_running = serve != NULL;
+	if (serve)
+		util_info("certfs: serving read-only on %s", o.serve);
 
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
@@ -410,6 +472,15 @@ int main(int argc, char **argv)
 out:
 	if (engine)
 		engine_stop(engine);
+	if (serve) {
+		/* Unmounting ends the serving loop (its reads fail). */
+		fuse_session_exit(fs_session(serve));
+		fuse_session_unmount(fs_session(serve));
+		if (serve_running)
+			pthread_join(serve_thread, NULL);
+		if (!fs_shutdown(serve))
+			_exit(rc);
+	}
 	if (fs) {
 		bool clean = fs_shutdown(fs);
 
@@ -420,11 +491,13 @@ out:
 		fuse_remove_signal_handlers(fs_session(fs));
 	}
 	engine_free(engine);
+	fs_free(serve);
 	fs_free(fs);
 	store_close(store);
 	if (conf_ok)
 		conf_clear(&c);
 	fuse_opt_free_args(&args);
+	fuse_opt_free_args(&serve_args);
 	free(fopts.mountpoint);
 	free(o.mountpoint);
 	free(o.source);
@@ -435,5 +508,6 @@ out:
 	free(o.acme_email);
 	free(o.acme_ca_bundle);
 	free(o.http01_listen);
+	free(o.serve);
 	return rc;
 }

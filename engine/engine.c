@@ -197,15 +197,6 @@ void engine_domain_put(struct engine_domain *d)
 {
 	if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
 		return;
-	if (d->slot) {
-		struct engine_observer obs;
-
-		pthread_mutex_lock(&d->engine->observer_lock);
-		obs = d->engine->observer;
-		pthread_mutex_unlock(&d->engine->observer_lock);
-		if (obs.slot_free)
-			obs.slot_free(obs.arg, d->slot);
-	}
 	engine_gen_put(d->cur);
 	crypto_strv_free(d->names, d->nnames);
 	pthread_mutex_destroy(&d->lock);
@@ -216,11 +207,6 @@ void engine_domain_put(struct engine_domain *d)
 const char *engine_domain_name(const struct engine_domain *d)
 {
 	return d->name;
-}
-
-void **engine_domain_slot(struct engine_domain *d)
-{
-	return &d->slot;
 }
 
 time_t engine_domain_created(const struct engine_domain *d)
@@ -635,6 +621,14 @@ void engine_set_mountpoint(struct engine *e, const char *path)
 	e->mountpoint = path ? strdup(path) : NULL;
 }
 
+void engine_set_deploy_delay(struct engine *e, uint64_t ms)
+{
+	pthread_mutex_lock(&e->hook_lock);
+	if (ms > e->deploy_delay_ms)
+		e->deploy_delay_ms = ms;
+	pthread_mutex_unlock(&e->hook_lock);
+}
+
 void engine_free(struct engine *e)
 {
 	if (!e)
@@ -866,17 +860,40 @@ static bool upload_servable(const struct engine_domain *d, time_t now)
 	return d->uploaded_gen && d->uploaded_not_after > now;
 }
 
+static void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g)
+{
+	struct engine_gen *old;
+
+	pthread_mutex_lock(&d->lock);
+	old = d->cur;
+	/* Only what the stored state names is published: a late publication
+	 * of a generation that was since replaced is dropped. */
+	if (g->number != d->stored_gen) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	d->cur = engine_gen_get(g);
+	engine_domain_changed(d);
+	pthread_mutex_unlock(&d->lock);
+	/* The served certificate changed: tell whoever must reload. */
+	if (old && old != g)
+		engine_hook_queue(e, d, true, "deploy", g->info.not_after);
+	engine_gen_put(old);
+	util_info("engine: %s: serving generation %llu (%s, serial %s)", d->name,
+		  (unsigned long long)g->number, engine_source_name(g->source), g->info.serial);
+}
+
+/* Publish g and tell the front end, which keeps readers' pairs together. */
 static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine_observer obs;
 
+	engine_publish(e, d, g);
 	pthread_mutex_lock(&e->observer_lock);
 	obs = e->observer;
 	pthread_mutex_unlock(&e->observer_lock);
-	if (obs.rotate)
-		obs.rotate(obs.arg, d, g);
-	else
-		engine_publish(e, d, g);
+	if (obs.published)
+		obs.published(obs.arg, d);
 }
 
 int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
@@ -998,37 +1015,4 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	else
 		engine_queue(e, d); /* nothing managed (or unreadable): issue now */
 	engine_gen_put(g);
-}
-
-bool engine_gen_current(struct engine_domain *d, const struct engine_gen *g)
-{
-	bool cur;
-
-	pthread_mutex_lock(&d->lock);
-	cur = g->number == d->stored_gen;
-	pthread_mutex_unlock(&d->lock);
-	return cur;
-}
-
-void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g)
-{
-	struct engine_gen *old;
-
-	pthread_mutex_lock(&d->lock);
-	old = d->cur;
-	/* Only what the stored state names is published: a late publication
-	 * of a generation that was since replaced is dropped. */
-	if (g->number != d->stored_gen) {
-		pthread_mutex_unlock(&d->lock);
-		return;
-	}
-	d->cur = engine_gen_get(g);
-	engine_domain_changed(d);
-	pthread_mutex_unlock(&d->lock);
-	/* The served certificate changed: tell whoever must reload. */
-	if (old && old != g)
-		engine_hook_queue(e, d, true, "deploy", g->info.not_after);
-	engine_gen_put(old);
-	util_info("engine: %s: serving generation %llu (%s, serial %s)", d->name,
-		  (unsigned long long)g->number, engine_source_name(g->source), g->info.serial);
 }

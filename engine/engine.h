@@ -5,9 +5,9 @@
  * from); exactly one is published at a time. The engine persists every
  * change in the store before acknowledging it, issues certificates on a pool
  * of worker threads (never inside a FUSE request), renews them, and renders
- * the status files. It knows nothing about FUSE: a front end (fs/) observes
- * new generations through struct engine_observer and decides when to publish
- * them (so it can fence readers first).
+ * the status files. It knows nothing about FUSE: a front end (fs/) is told
+ * of each published generation through struct engine_observer (and keeps
+ * each reader's pairs together itself).
  *
  * Threads: every function is thread-safe. Generations and domains are
  * reference counted; a generation never changes after creation, so its bytes
@@ -71,13 +71,12 @@ const char *engine_source_name(enum engine_source s);
 struct engine_observer {
 	void *arg;
 	/*
-	 * A new generation g of d is stored and ready. The observer must call
-	 * engine_publish(d, g) exactly once, now or a moment later. Called on
-	 * an engine thread with no engine lock held.
+	 * d has just published a new generation (engine_domain_gen returns
+	 * it): the front end refreshes what it has cached. Called on the
+	 * thread that made the change (an engine thread, or the request that
+	 * uploaded or removed a certificate) with no engine lock held.
 	 */
-	void (*rotate)(void *arg, struct engine_domain *d, struct engine_gen *g);
-	/* The domain's slot (engine_domain_slot) is being freed with the domain. */
-	void (*slot_free)(void *arg, void *slot);
+	void (*published)(void *arg, struct engine_domain *d);
 };
 
 /*
@@ -89,6 +88,12 @@ int engine_new(const struct conf *c, struct store *s, struct engine **out, char 
 void engine_set_observer(struct engine *e, const struct engine_observer *obs);
 /* Where the tree is mounted (CERTFS_MOUNT for hooks). */
 void engine_set_mountpoint(struct engine *e, const char *path);
+/*
+ * Run deploy hooks no sooner than ms after the publication that queued
+ * them: a serving mount shows a new generation to new readers only once
+ * its grace is over, and a reload before then would load the old one.
+ */
+void engine_set_deploy_delay(struct engine *e, uint64_t ms);
 /* Start the worker pool and the scheduler (after any fork). */
 int engine_start(struct engine *e) ENGINE_WUR;
 /* Stop threads; queued work is dropped (it is redone after a restart). */
@@ -109,8 +114,6 @@ void engine_domain_put(struct engine_domain *d);
 const char *engine_domain_name(const struct engine_domain *d);
 /* Published generation with a reference, or NULL before the first one. */
 struct engine_gen *engine_domain_gen(struct engine_domain *d);
-/* A slot the front end may use for its own per-domain state. */
-void **engine_domain_slot(struct engine_domain *d);
 /* Creation time of the domain (directory mtime). */
 time_t engine_domain_created(const struct engine_domain *d);
 
@@ -134,10 +137,6 @@ uint64_t engine_version(struct engine *e);
  */
 uint64_t engine_state_version(struct engine *e, struct engine_domain *d);
 
-/* Is g the generation d's stored state names (the one to serve)? */
-bool engine_gen_current(struct engine_domain *d, const struct engine_gen *g);
-/* Publish g as d's generation now (see struct engine_observer). */
-void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g);
 
 /*
  * A write into DOMAIN/file, judged as a whole (the front end calls this

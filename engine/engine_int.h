@@ -97,7 +97,6 @@ struct engine_domain {
 	bool ari_queued;
 	bool source_managed_acme;    /* the managed lineage came from ACME */
 	uint64_t state_version;      /* bumped on every change status shows */
-	void *slot;                  /* front end's */
 };
 
 struct engine_job_item {
@@ -148,6 +147,7 @@ struct engine {
 	struct hook_item *hook_head, *hook_tail;
 	pthread_t hook_thread;
 	bool hook_running, hook_stopping;
+	uint64_t deploy_delay_ms;    /* hook_lock: see engine_set_deploy_delay */
 	char *mountpoint;
 
 	atomic_ulong version;

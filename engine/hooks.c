@@ -30,6 +30,7 @@ struct hook_item {
 	char **argv;
 	char *env[8];
 	struct engine_domain *d;
+	uint64_t not_before; /* monotonic ms */
 };
 
 static void strv_free(char **v)
@@ -158,6 +159,21 @@ static void *hook_main(void *arg)
 			pthread_cond_wait(&e->hook_cond, &e->hook_lock);
 		if (e->hook_stopping && !e->hook_head)
 			break;
+		if (!e->hook_stopping && util_mono_ms() < e->hook_head->not_before) {
+			/* Items wait the same delay, so the head is due first. */
+			struct timespec ts;
+			uint64_t wait = e->hook_head->not_before - util_mono_ms();
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += (time_t)(wait / 1000);
+			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&e->hook_cond, &e->hook_lock, &ts);
+			continue;
+		}
 		it = e->hook_head;
 		e->hook_head = it->next;
 		if (!e->hook_head)
@@ -211,6 +227,7 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		n++;
 	it->d = engine_domain_ref(d);
 	pthread_mutex_lock(&e->hook_lock);
+	it->not_before = util_mono_ms() + (deploy ? e->deploy_delay_ms : 0);
 	if (e->hook_tail)
 		e->hook_tail->next = it;
 	else

@@ -1,21 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The FUSE low-level handlers. Handlers stay thin: resolve the inode, ask
- * the engine, reply. Node ids are inode pointers (the root is id 1), and
- * every inode is immutable once made, which is what lets the kernel cache
- * pages and attributes for as long as it likes:
- *   - a certificate file is (generation, file) -> bytes that never change;
- *   - status files are rendered into a new inode at each lookup and handed
- *     out with a zero entry timeout, so every open sees a fresh snapshot.
+ * the engine or the fence, reply. Node ids are inode pointers (the root is
+ * id 1).
  *
- * Rotation and the pair fence (fs_rotate): when a new generation arrives
- * for a domain whose files have been handed out, the cached entries are
- * expired and lookups are answered from the old generation without caching,
- * so every open reaches us and we see which process opens which file. The
- * new generation is published after at least FS_FENCE_MS, at a moment when
- * no process is between opening a domain's certificate and its key. Every
- * process gets the same answer at any instant: the kernel shares directory
- * entries between processes, so per-process answers cannot be relied on.
+ * Two kinds of mount serve one engine (see fs.h and README "How reading
+ * stays consistent and fast"):
+ *   - the main mount (read-write): a domain's files are stable nodes, and
+ *     each open gets its own generation from the fence (fence.h), read
+ *     through the open file (direct_io), so a bind mount of a single file
+ *     follows rotations and a thread's certificate and key always match;
+ *   - a serving mount (read-only): each file of each generation is its own
+ *     immutable node the kernel caches with its pages, opens never reach us
+ *     (OPEN answered ENOSYS), and the fence answers lookups instead.
+ * Status files are rendered into a new node at lookup (cached while nothing
+ * they show has changed) and handed out with a zero entry timeout.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -31,6 +30,8 @@
 #include "fs/fs_int.h"
 
 #define CACHE_FOREVER 86400.0
+
+_Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "node ids are inode pointers");
 
 static const struct fuse_lowlevel_ops fs_ops_rw;
 static const struct fuse_lowlevel_ops fs_ops_ro;
@@ -54,8 +55,11 @@ static fuse_ino_t ino_id(struct fs *f, struct fs_inode *i)
 	return i == &f->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)i;
 }
 
-/* New inode on the fs list (f->lock held). */
-static struct fs_inode *inode_new(struct fs *f, enum fs_kind kind, enum engine_file file)
+static void dom_put(struct fs *f, struct fs_dom *fd);
+
+/* New inode on the fs list (f->lock held); takes a reference on fd. */
+static struct fs_inode *inode_new(struct fs *f, enum fs_kind kind, enum engine_file file,
+				  struct fs_dom *fd)
 {
 	struct fs_inode *i = calloc(1, sizeof(*i));
 
@@ -63,7 +67,10 @@ static struct fs_inode *inode_new(struct fs *f, enum fs_kind kind, enum engine_f
 		return NULL;
 	i->kind = kind;
 	i->file = file;
-	util_buf_init(&i->snap, ENGINE_RECORD_LIMIT, true);
+	i->fdom = fd;
+	if (fd)
+		fd->refs++;
+	util_buf_init(&i->snap, FS_RENDER_LIMIT, true);
 	i->next = f->inodes;
 	if (f->inodes)
 		f->inodes->prev = i;
@@ -78,7 +85,7 @@ static struct fs_inode *inode_new(struct fs *f, enum fs_kind kind, enum engine_f
 /* Unlink and free (f->lock held). */
 static void inode_free(struct fs *f, struct fs_inode *i)
 {
-	struct fs_dom *fd = i->dom ? *engine_domain_slot(i->dom) : NULL;
+	struct fs_dom *fd = i->fdom;
 
 	for (int k = 0; k < 4; k++)
 		if (f->root_snap[k] == i)
@@ -89,9 +96,12 @@ static void inode_free(struct fs *f, struct fs_inode *i)
 				fd->snap[k] = NULL;
 		if (fd->dir == i)
 			fd->dir = NULL;
-		for (int k = 0; k < ENGINE_GEN_FILES; k++)
+		for (int k = 0; k < ENGINE_GEN_FILES; k++) {
 			if (fd->files[k] == i)
 				fd->files[k] = NULL;
+			if (fd->old_files[k] == i)
+				fd->old_files[k] = NULL;
+		}
 	}
 	if (i->prev)
 		i->prev->next = i->next;
@@ -101,7 +111,8 @@ static void inode_free(struct fs *f, struct fs_inode *i)
 		i->next->prev = i->prev;
 	util_buf_free(&i->snap);
 	engine_gen_put(i->gen);
-	engine_domain_put(i->dom);
+	if (fd)
+		dom_put(f, fd);
 	free(i);
 }
 
@@ -120,6 +131,21 @@ static bool is_key_file(enum engine_file file)
 {
 	return file == ENGINE_FILE_PRIVKEY || file == ENGINE_FILE_BUNDLE ||
 	       file == ENGINE_FILE_PFX;
+}
+
+/* The side of a pair a file is on (enum fence_side), or -1. */
+static int pair_index(enum engine_file file)
+{
+	switch (file) {
+	case ENGINE_FILE_FULLCHAIN:
+	case ENGINE_FILE_CERT:
+	case ENGINE_FILE_CHAIN:
+		return FENCE_CERT;
+	case ENGINE_FILE_PRIVKEY:
+		return FENCE_KEY;
+	default:
+		return -1; /* bundle.pem and cert.pfx are whole on their own */
+	}
 }
 
 static mode_t file_mode(enum engine_file file)
@@ -148,71 +174,78 @@ static void apply_key_owner(struct fs *f, struct fs_inode *i)
 	i->st.st_gid = gid;
 }
 
-/* The per-domain front-end state, made on first use (f->lock held). */
-static struct fs_dom *dom_state(struct engine_domain *d)
+/* ---- per-domain state ----------------------------------------------------------- */
+
+static void gen_ref(void *g)
 {
-	void **slot = engine_domain_slot(d);
-	struct fs_dom *fd = *slot;
+	engine_gen_get(g);
+}
+
+static void gen_unref(void *g)
+{
+	engine_gen_put(g);
+}
+
+static unsigned dom_bucket(const struct engine_domain *d)
+{
+	uint64_t h = (uint64_t)(uintptr_t)d * 0x9E3779B97F4A7C15ull;
+
+	return (unsigned)((h >> 32) % FS_DOM_BUCKETS);
+}
+
+/* fs's state for d, or NULL (f->lock held). */
+static struct fs_dom *dom_find(struct fs *f, const struct engine_domain *d)
+{
+	for (struct fs_dom *fd = f->doms[dom_bucket(d)]; fd; fd = fd->hnext)
+		if (fd->d == d)
+			return fd;
+	return NULL;
+}
+
+/*
+ * fs's state for d, made on first use (f->lock held). The caller has read
+ * d's generation once before taking f->lock, so that the read here (under
+ * it, which orders it against fs_published) never loads from the store.
+ */
+static struct fs_dom *dom_get(struct fs *f, struct engine_domain *d)
+{
+	struct fs_dom *fd = dom_find(f, d);
+	struct engine_gen *g;
+	unsigned b;
 
 	if (fd)
 		return fd;
-	fd = calloc(1, sizeof(*fd));
-	if (!fd)
+	g = engine_domain_gen(d);
+	if (!g)
 		return NULL;
-	fd->served = engine_domain_gen(d);
-	if (!fd->served) {
-		free(fd);
+	fd = calloc(1, sizeof(*fd));
+	if (!fd) {
+		engine_gen_put(g);
 		return NULL;
 	}
-	__atomic_store_n(slot, fd, __ATOMIC_RELEASE); /* read without the lock in fs_open */
+	fd->d = engine_domain_ref(d);
+	fence_dom_init(f->fence, &fd->fence, g);
+	fd->has_key = engine_gen_has_key(g);
+	engine_gen_put(g);
+	b = dom_bucket(d);
+	fd->hnext = f->doms[b];
+	f->doms[b] = fd;
 	return fd;
 }
 
-static void fs_slot_free(void *arg, void *slot)
+/* Drop a reference; the last one frees fs's state (f->lock held). */
+static void dom_put(struct fs *f, struct fs_dom *fd)
 {
-	struct fs_dom *fd = slot;
+	struct fs_dom **pp;
 
-	/* The domain is gone and no inode refers to it: no lock needed. */
-	(void)arg;
-	engine_gen_put(fd->served);
-	engine_gen_put(fd->pending);
-	free(fd->pins);
+	if (--fd->refs)
+		return;
+	for (pp = &f->doms[dom_bucket(fd->d)]; *pp != fd; pp = &(*pp)->hnext)
+		;
+	*pp = fd->hnext;
+	fence_dom_clear(f->fence, &fd->fence);
+	engine_domain_put(fd->d);
 	free(fd);
-}
-
-/* The inode of file k of generation g (f->lock held); one per (g, k). */
-static struct fs_inode *gen_inode(struct fs *f, struct engine_domain *d, struct engine_gen *g,
-				  struct fs_inode **slots, enum engine_file k, int *err)
-{
-	const unsigned char *data;
-	struct fs_inode *i = slots ? slots[k] : NULL;
-	size_t len;
-	int rc;
-
-	if (i)
-		return i;
-	rc = engine_gen_content(g, k, &data, &len);
-	if (rc) {
-		*err = -rc;
-		return NULL;
-	}
-	i = inode_new(f, FS_GEN_FILE, k);
-	if (!i) {
-		*err = ENOMEM;
-		return NULL;
-	}
-	i->gen = engine_gen_get(g);
-	i->dom = engine_domain_ref(d);
-	i->data = data;
-	i->size = len;
-	i->st.st_mode = S_IFREG | file_mode(k);
-	if (is_key_file(k))
-		apply_key_owner(f, i);
-	set_size(&i->st, len);
-	set_times(&i->st, engine_gen_created(g));
-	if (slots)
-		slots[k] = i;
-	return i;
 }
 
 /* Reply with an entry for i and count the lookup (f->lock held). */
@@ -231,328 +264,141 @@ static void reply_entry(fuse_req_t req, struct fs *f, struct fs_inode *i, double
 		i->nlookup--; /* the request was interrupted: the kernel kept nothing */
 }
 
-/* ---- the fence ------------------------------------------------------------------ */
-
-/* Thread group of a thread id: pairs are per process, not per thread. */
-static pid_t tgid_of(pid_t pid)
+static uint32_t req_tid(fuse_req_t req)
 {
-	char path[64], line[128];
-	pid_t tgid = pid;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fp = fopen(path, "re");
-	if (!fp)
-		return pid;
-	while (fgets(line, sizeof(line), fp)) {
-		if (!strncmp(line, "Tgid:", 5)) {
-			tgid = (pid_t)atoi(line + 5);
-			break;
-		}
-	}
-	fclose(fp);
-	return tgid;
+	/* FUSE reports the calling thread's id, not its process's. */
+	return (uint32_t)fuse_req_ctx(req)->pid;
 }
 
-static struct fs_pin *pin_find(struct fs_dom *fd, pid_t tgid)
-{
-	for (int i = 0; i < fd->npins; i++)
-		if (fd->pins[i].tgid == tgid)
-			return &fd->pins[i];
-	return NULL;
-}
+/* ---- rotation ------------------------------------------------------------------- */
 
-static bool is_cert_file(enum engine_file k)
-{
-	return k == ENGINE_FILE_FULLCHAIN || k == ENGINE_FILE_CERT || k == ENGINE_FILE_CHAIN;
-}
-
-/*
- * Record that a process looks up (or, on a read-write mount, opens) file k
- * during a fence (f->lock held). A pair is what the contract names: a
- * certificate file, then the key. A process is mid-pair from the lookup of
- * a certificate file until the lookup of the key; *starts is set when the
- * lookup begins a new pair. Combined files (bundle, PKCS#12) are whole on
- * their own and change nothing.
- *
- * A process that opens the same certificate file twice without the key in
- * between reads certificates only and is never mid-pair. On a read-write
- * mount OPEN tells us that; a read-only mount has no OPEN, so there a second
- * lookup of the same file counts (the kernel may also look a name up twice
- * when a revalidation fails, which is why OPEN is preferred).
- */
-static struct fs_pin *fence_record(struct fs *f, struct fs_dom *fd, pid_t tgid,
-				   enum engine_file k, uint64_t now, bool is_open, bool *starts)
-{
-	struct fs_pin *p = pin_find(fd, tgid);
-	unsigned bit = 1u << k;
-
-	*starts = false;
-	if (!p) {
-		if (!fd->pins)
-			fd->pins = calloc(FS_MAX_PINS, sizeof(*fd->pins));
-		if (!fd->pins || fd->npins == FS_MAX_PINS)
-			return NULL; /* untracked: the deadline still bounds the fence */
-		p = &fd->pins[fd->npins++];
-		memset(p, 0, sizeof(*p));
-		p->tgid = tgid;
-		p->last_file = -1;
-	}
-	if (k == ENGINE_FILE_PRIVKEY) {
-		if (!is_open) {
-			p->mid = false; /* the pair is complete */
-			p->repeater = false;
-			p->opened = 0;
-		}
-	} else if (is_cert_file(k)) {
-		if (is_open) {
-			if (p->mid && (p->opened & bit))
-				p->repeater = true;
-			p->opened |= bit;
-		} else if (!p->mid || p->repeater) {
-			*starts = true;
-			p->mid = true;
-			p->opened = 0;
-			p->cert_ms = now;
-		} else if (f->read_only && p->last_file == (int)k) {
-			p->repeater = true;
-		}
-	}
-	p->last_file = (int)k;
-	return p;
-}
-
-/* Is some process between the certificate and the key of a pair? */
-static bool fence_busy(const struct fs_dom *fd, uint64_t now)
-{
-	for (int i = 0; i < fd->npins; i++) {
-		const struct fs_pin *p = &fd->pins[i];
-
-		if (p->mid && !p->held && !p->repeater && now - p->cert_ms < FS_FENCE_MS)
-			return true;
-	}
-	return false;
-}
-
-/* Publish the pending generation (f->lock held). */
-static void fence_flip(struct fs *f, struct fs_dom *fd)
-{
-	struct engine_domain *d = fd->pending_dom;
-
-	engine_gen_put(fd->served);
-	memset(fd->files, 0, sizeof(fd->files));
-	fd->served = fd->pending;
-	__atomic_store_n(&fd->pending, NULL, __ATOMIC_RELEASE);
-	fd->pending_dom = NULL;
-	fd->handed_out = false;
-	fd->npins = 0;
-	free(fd->pins); /* most domains never see a fence: keep them small */
-	fd->pins = NULL;
-	engine_publish(f->engine, d, fd->served);
-	/* Lookups that waited start their cycle on the new generation. */
-	while (fd->held) {
-		struct fs_held *h = fd->held;
-		struct fs_inode *i;
-		int err = 0;
-
-		fd->held = h->next;
-		if (h->flush) {
-			fuse_reply_err(h->req, 0);
-			free(h);
-			continue;
-		}
-		i = gen_inode(f, d, fd->served, fd->files, h->file, &err);
-		if (i) {
-			fd->handed_out = true;
-			reply_entry(h->req, f, i, CACHE_FOREVER);
-		} else {
-			fuse_reply_err(h->req, err);
-		}
-		free(h);
-	}
-	engine_domain_put(d);
-}
-
-/* Publish now if the fence allows it (f->lock held). */
-static bool fence_try_flip(struct fs *f, struct fs_dom *fd, uint64_t now)
-{
-	if (!fd->pending || now < fd->fence_until)
-		return false;
-	if (now < fd->fence_deadline && fence_busy(fd, now))
-		return false;
-	fence_flip(f, fd);
-	return true;
-}
-
-static void expire_domain_entries(struct fs *f, fuse_ino_t dir);
-
-/* Queue a notification for the fence thread (f->lock held). */
-static void notify_queue(struct fs *f, fuse_ino_t dir, bool entries, bool listing)
+/* Queue a notification for the notify thread (f->lock held). */
+static void notify_queue(struct fs *f, struct fs_dom *fd, bool expire, bool keys)
 {
 	struct fs_notify *n;
 
-	if (!dir || (!entries && !listing))
-		return;
+	if (!fd->dir || (!expire && !keys))
+		return; /* nothing of the domain is in the kernel's caches */
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return; /* the entries then expire no sooner than their timeout */
-	n->dir = dir;
-	n->entries = entries;
-	n->listing = listing;
+	n->fdom = fd;
+	fd->refs++;
+	if (expire)
+		fence_expiry_pending(f->fence, &fd->fence);
+	n->dir = ino_id(f, fd->dir);
+	n->expire = expire;
+	n->keys = keys;
 	if (f->notify_tail)
 		f->notify_tail->next = n;
 	else
 		f->notify_head = n;
 	f->notify_tail = n;
-	pthread_cond_signal(&f->fence_cond);
+	pthread_cond_signal(&f->notify_cond);
 }
 
-/* Send queued notifications (f->lock held; dropped while sending). */
-static void notify_send(struct fs *f)
+static void notify_one(struct fs *f, const struct fs_notify *n)
 {
-	while (f->notify_head && !f->stopping) {
-		struct fs_notify *n = f->notify_head;
+	for (int k = 0; k < ENGINE_GEN_FILES; k++) {
+		const char *name = engine_file_name((enum engine_file)k);
 
-		f->notify_head = n->next;
-		if (!f->notify_head)
-			f->notify_tail = NULL;
-		pthread_mutex_unlock(&f->lock);
-		if (n->entries)
-			expire_domain_entries(f, n->dir);
-		if (n->listing)
-			fuse_lowlevel_notify_inval_inode(f->se, n->dir, 0, 0);
-		free(n);
-		pthread_mutex_lock(&f->lock);
+		if (n->keys && is_key_file((enum engine_file)k)) {
+			/* The files come or go: unhash their names. */
+			fuse_lowlevel_notify_inval_entry(f->se, n->dir, name, strlen(name));
+		} else if (n->expire) {
+			/* Expired, not unhashed: every thread that opens the name
+			 * next revalidates it with a lookup of its own, which is
+			 * how the fence sees who reads what. Kernels before 6.2
+			 * refuse FUSE_EXPIRE_ONLY: unhash instead. */
+			if (fs_notify_expire_entry(f->se, n->dir, name) == -EINVAL)
+				fuse_lowlevel_notify_inval_entry(f->se, n->dir, name, strlen(name));
+		}
 	}
+	if (n->keys)
+		fuse_lowlevel_notify_inval_inode(f->se, n->dir, 0, 0); /* the listing */
+	if (n->expire)
+		fence_restart_grace(f->fence, &n->fdom->fence, util_mono_ms());
 }
 
-static void *fence_main(void *arg)
+static void *notify_main(void *arg)
 {
 	struct fs *f = arg;
 
 	pthread_mutex_lock(&f->lock);
 	while (!f->stopping) {
-		uint64_t now, next = 0;
-		struct fs_dom **pp = &f->fence_list;
+		struct fs_notify *n = f->notify_head;
 
-		notify_send(f);
-		now = util_mono_ms();
-
-		while (*pp) {
-			struct fs_dom *fd = *pp;
-
-			if (!fd->pending || fence_try_flip(f, fd, now)) {
-				*pp = fd->fence_next;
-				fd->on_fence_list = false;
-			} else {
-				/* Before the minimum, wake at it; after, look again
-				 * shortly for a moment between pairs. */
-				uint64_t at = now < fd->fence_until ? fd->fence_until : now + 2;
-
-				if (!next || at < next)
-					next = at;
-				pp = &fd->fence_next;
-			}
+		if (!n) {
+			pthread_cond_wait(&f->notify_cond, &f->lock);
+			continue;
 		}
-		if (next) {
-			struct timespec ts;
-			uint64_t wait = next - now;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (time_t)(wait / 1000);
-			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			if (!f->notify_head)
-				pthread_cond_timedwait(&f->fence_cond, &f->lock, &ts);
-		} else if (!f->notify_head) {
-			pthread_cond_wait(&f->fence_cond, &f->lock);
-		}
+		f->notify_head = n->next;
+		if (!f->notify_head)
+			f->notify_tail = NULL;
+		pthread_mutex_unlock(&f->lock);
+		notify_one(f, n);
+		pthread_mutex_lock(&f->lock);
+		dom_put(f, n->fdom);
+		free(n);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return NULL;
 }
 
-static void expire_domain_entries(struct fs *f, fuse_ino_t dir)
-{
-	for (int k = 0; k < ENGINE_GEN_FILES; k++) {
-		const char *name = engine_file_name((enum engine_file)k);
-
-		/* Kernels before 6.2 refuse FUSE_EXPIRE_ONLY: unhash instead. */
-		if (fs_notify_expire_entry(f->se, dir, name) == -EINVAL)
-			fuse_lowlevel_notify_inval_entry(f->se, dir, name, strlen(name));
-	}
-}
-
 /*
- * Set while an UNLINK is handled: removing an upload publishes the managed
- * certificate at once. Its reply cannot wait for a fence, because the
- * kernel holds the directory's lock until it comes and the fence's
- * notifications need that lock; the kernel drops the removed name's entry
- * itself, and the other entries are expired right after.
+ * A new generation of d is published: readers get it from now on, but a
+ * thread between the two halves of a pair keeps its generation (the fence).
+ * The main mount's stable nodes get their attributes refreshed (sizes
+ * change) at once; on a serving mount the cached entries are expired by the
+ * notify thread, and the fence answers lookups until no reader can still
+ * hold the old generation.
  */
-static __thread bool rotate_now;
-
-/* engine_observer.rotate: a new generation is stored; publish or fence. */
-static void fs_rotate(void *arg, struct engine_domain *d, struct engine_gen *g)
+static void mount_published(struct fs *f, struct engine_domain *d)
 {
-	struct fs *f = arg;
+	fuse_ino_t ids[ENGINE_GEN_FILES];
+	struct engine_gen *g;
 	struct fs_dom *fd;
-	fuse_ino_t dir = 0;
-	bool fence, keys_changed = false;
-	uint64_t now = util_mono_ms();
+	size_t nids = 0;
+	bool keys;
 
 	pthread_mutex_lock(&f->lock);
-	if (!engine_gen_current(d, g)) {
-		/* Rotations of one domain can reach us out of order from two
-		 * threads; only the one the engine stored last counts. */
+	fd = dom_find(f, d);
+	/* Read under f->lock: two publications racing each reach here, and
+	 * the later one reads what the engine serves last. */
+	g = fd ? engine_domain_gen(d) : NULL;
+	if (!g) {
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
-	fd = *engine_domain_slot(d);
-	if (fd && fd->pending) {
-		/* A fence is already running: the newer generation replaces the
-		 * one waiting behind it. */
-		engine_gen_put(fd->pending);
-		__atomic_store_n(&fd->pending, engine_gen_get(g), __ATOMIC_RELEASE);
-		pthread_mutex_unlock(&f->lock);
-		return;
-	}
-	fence = f->ready && fd && fd->handed_out && !rotate_now;
-	if (fd && fd->dir)
-		dir = ino_id(f, fd->dir);
-	if (!fence) {
-		if (fd) {
-			keys_changed = engine_gen_has_key(fd->served) != engine_gen_has_key(g);
-			engine_gen_put(fd->served);
-			fd->served = engine_gen_get(g);
-			memset(fd->files, 0, sizeof(fd->files));
-			fd->handed_out = false;
+	fence_rotate(f->fence, &fd->fence, g, util_mono_ms());
+	keys = fd->has_key != engine_gen_has_key(g);
+	fd->has_key = engine_gen_has_key(g);
+	for (int k = 0; k < ENGINE_GEN_FILES; k++) {
+		if (!fd->files[k])
+			continue;
+		if (f->serving) {
+			/* The old node lives on while the kernel has it. */
+			fd->old_files[k] = fd->files[k];
+			fd->files[k] = NULL;
+		} else {
+			ids[nids++] = ino_id(f, fd->files[k]);
 		}
-		engine_publish(f->engine, d, g);
-		/* Entries handed out uncached need no invalidation (cached ones
-		 * exist only when publishing at once on removal); the directory
-		 * listing does when the key files come or go. */
-		notify_queue(f, dir, rotate_now, keys_changed);
-		pthread_mutex_unlock(&f->lock);
-		return;
 	}
-	keys_changed = engine_gen_has_key(fd->served) != engine_gen_has_key(g);
-	__atomic_store_n(&fd->pending, engine_gen_get(g), __ATOMIC_RELEASE);
-	fd->pending_dom = engine_domain_ref(d);
-	fd->fence_until = now + FS_FENCE_MS;
-	fd->fence_deadline = now + FS_FENCE_MAX_MS;
-	fd->npins = 0;
-	if (!fd->on_fence_list) {
-		fd->fence_next = f->fence_list;
-		f->fence_list = fd;
-		fd->on_fence_list = true;
-	}
-	notify_queue(f, dir, true, keys_changed);
-	pthread_cond_signal(&f->fence_cond);
+	notify_queue(f, fd, f->serving, keys);
 	pthread_mutex_unlock(&f->lock);
+	engine_gen_put(g);
+	/* Attributes only (offset -1): takes no lock the kernel may hold for a
+	 * request, so it is safe from any thread, including a FLUSH handler. */
+	for (size_t n = 0; n < nids; n++)
+		fuse_lowlevel_notify_inval_inode(f->se, ids[n], -1, 0);
+}
+
+/* engine_observer.published: every mount of the engine. */
+static void fs_published(void *arg, struct engine_domain *d)
+{
+	for (struct fs *f = arg; f; f = f->next_mount)
+		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE))
+			mount_published(f, d);
 }
 
 /* ---- lookup ---------------------------------------------------------------------- */
@@ -579,37 +425,47 @@ static int snap_slot(enum engine_file k)
  * A rendered status file, reused while nothing it shows can have changed:
  * the engine's state version and the minute (days_left moves with time).
  * Rendering the root's files walks every domain, and `ls -l` or a scan
- * would otherwise render them again at every lookup.
+ * would otherwise render them again at every lookup. Rendering happens
+ * without f->lock; the reply is sent with it (the lookup count).
  */
-static struct fs_inode *snapshot_inode(struct fs *f, struct engine_domain *d,
-				       enum engine_file k, int *err)
+static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enum engine_file k)
 {
+	struct engine_domain *d = fd ? fd->d : NULL;
 	struct fs_inode *i, **slot = NULL;
 	uint64_t key = 0, *slot_key = NULL;
-	struct fs_dom *fd = d ? dom_state(d) : NULL;
+	struct util_buf out;
 	int s = snap_slot(k), rc;
 
-	if (s >= 0 && (!d || (fd && s < 3))) {
-		slot = d ? &fd->snap[s] : &f->root_snap[s];
-		slot_key = d ? &fd->snap_key[s] : &f->root_snap_key[s];
+	if (s >= 0 && (!fd || s < 3)) {
 		key = engine_state_version(f->engine, d) * 1000003u + (uint64_t)(util_now() / 60);
-		if (*slot && *slot_key == key)
-			return *slot;
+		pthread_mutex_lock(&f->lock);
+		slot = fd ? &fd->snap[s] : &f->root_snap[s];
+		slot_key = fd ? &fd->snap_key[s] : &f->root_snap_key[s];
+		if (*slot && *slot_key == key) {
+			reply_entry(req, f, *slot, 0);
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
+		pthread_mutex_unlock(&f->lock);
 	}
-
-	i = inode_new(f, FS_SNAPSHOT, k);
-	if (!i) {
-		*err = ENOMEM;
-		return NULL;
-	}
-	i->dom = engine_domain_ref(d);
-	rc = engine_render(f->engine, d, k, &i->snap);
+	util_buf_init(&out, FS_RENDER_LIMIT, true);
+	rc = engine_render(f->engine, d, k, &out);
 	if (rc) {
-		*err = -rc;
-		inode_free(f, i);
-		return NULL;
+		util_buf_free(&out);
+		fuse_reply_err(req, -rc);
+		return;
 	}
-	util_buf_shrink(&i->snap);
+	util_buf_shrink(&out);
+	pthread_mutex_lock(&f->lock);
+	i = inode_new(f, FS_SNAPSHOT, k, fd);
+	if (!i) {
+		pthread_mutex_unlock(&f->lock);
+		util_buf_free(&out);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	util_buf_free(&i->snap);
+	i->snap = out; /* moved: the inode owns the bytes */
 	i->data = i->snap.data;
 	i->size = i->snap.len;
 	i->st.st_mode = S_IFREG | file_mode(k);
@@ -619,69 +475,133 @@ static struct fs_inode *snapshot_inode(struct fs *f, struct engine_domain *d,
 		*slot = i;
 		*slot_key = key;
 	}
-	return i;
+	reply_entry(req, f, i, 0);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Stat fields of file k of generation g (size computed outside f->lock). */
+static int gen_stat(struct fs *f, struct engine_gen *g, enum engine_file k, struct stat *st,
+		    const unsigned char **data)
+{
+	size_t len;
+	int rc = engine_gen_content(g, k, data, &len);
+
+	if (rc)
+		return rc;
+	st->st_mode = S_IFREG | file_mode(k);
+	st->st_nlink = 1;
+	st->st_uid = f->uid;
+	st->st_gid = f->gid;
+	st->st_blksize = 4096;
+	set_size(st, len);
+	set_times(st, engine_gen_created(g));
+	return 0;
+}
+
+/* Fill in a file node's attributes (f->lock held). */
+static void gen_inode_set(struct fs *f, struct fs_inode *i, const struct stat *st)
+{
+	i->st = *st;
+	if (is_key_file(i->file))
+		apply_key_owner(f, i);
+	i->size = (size_t)st->st_size;
 }
 
 /*
- * Look up file k of a domain (f->lock held). Outside a fence: the served
- * generation, cached for a day. In a fence: the old generation, uncached,
- * and the process is recorded so the fence knows who is mid-pair. Once the
- * fence has lasted FS_FENCE_MS, a lookup that would start a new cycle is
- * held (its reply deferred) until the publication, so that the processes
- * still mid-pair can finish on the old generation while nobody starts one.
+ * Main mount: the stable node of file k, with the current generation's
+ * attributes. Which generation an open reads is decided at the open.
  */
-static void lookup_gen_file(fuse_req_t req, struct fs *f, struct engine_domain *d,
-			    struct fs_dom *fd, enum engine_file k)
+static void lookup_file_main(fuse_req_t req, struct fs *f, struct fs_dom *fd, enum engine_file k)
 {
-	uint64_t now = util_mono_ms();
+	struct engine_gen *g = fence_current(f->fence, &fd->fence);
+	const unsigned char *data;
 	struct fs_inode *i;
-	bool cached = true;
-	int err = 0;
+	struct stat st;
+	int rc;
 
-	if (fd->pending) {
-		bool new_cycle;
-		struct fs_pin *p = fence_record(f, fd, tgid_of(fuse_req_ctx(req)->pid), k, now,
-						false, &new_cycle);
-		struct fs_held *h;
-
-		if (new_cycle && now >= fd->fence_until && (h = calloc(1, sizeof(*h)))) {
-			h->req = req;
-			h->file = k;
-			h->next = fd->held;
-			fd->held = h;
-			if (p)
-				p->held = true;
-			fence_try_flip(f, fd, now);
-			return;
-		}
-		cached = false;
-	} else {
-		fd->handed_out = true;
-	}
-	i = gen_inode(f, d, fd->served, fd->files, k, &err);
-	if (!i) {
-		fuse_reply_err(req, err);
+	memset(&st, 0, sizeof(st));
+	rc = gen_stat(f, g, k, &st, &data);
+	engine_gen_put(g);
+	if (rc) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry(req, f, i, cached ? CACHE_FOREVER : 0);
-	/* This lookup may have completed the last open pair. */
-	if (fd->pending)
-		fence_try_flip(f, fd, now);
+	pthread_mutex_lock(&f->lock);
+	i = fd->files[k];
+	if (!i && (i = inode_new(f, FS_GEN_FILE, k, fd)))
+		fd->files[k] = i;
+	if (i) {
+		gen_inode_set(f, i, &st);
+		reply_entry(req, f, i, CACHE_FOREVER);
+	} else {
+		fuse_reply_err(req, ENOMEM);
+	}
+	pthread_mutex_unlock(&f->lock);
 }
 
-static struct fs_inode *dir_inode(struct fs *f, struct engine_domain *d, struct fs_dom *fd)
+/*
+ * Serving mount: the immutable node of file k of the generation the fence
+ * picks for this thread, cached by the kernel unless a fence is running.
+ */
+static void lookup_file_serving(fuse_req_t req, struct fs *f, struct fs_dom *fd,
+				enum engine_file k)
+{
+	bool cacheable = true;
+	uint64_t rotations = fence_rotations(f->fence, &fd->fence);
+	struct engine_gen *g = fence_pick(f->fence, &fd->fence, req_tid(req), pair_index(k),
+					  util_mono_ms(), &cacheable);
+	struct engine_gen *cur = fence_current(f->fence, &fd->fence);
+	const unsigned char *data = NULL;
+	struct fs_inode *i = NULL, **slot;
+	struct stat st;
+	int rc;
+
+	memset(&st, 0, sizeof(st));
+	rc = gen_stat(f, g, k, &st, &data);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		goto out;
+	}
+	pthread_mutex_lock(&f->lock);
+	slot = g == cur ? &fd->files[k] : &fd->old_files[k];
+	if (*slot && (*slot)->gen == g)
+		i = *slot;
+	if (!i && (i = inode_new(f, FS_GEN_FILE, k, fd))) {
+		i->gen = engine_gen_get(g);
+		i->data = data;
+		gen_inode_set(f, i, &st);
+		*slot = i;
+	}
+	if (i)
+		reply_entry(req, f, i, cacheable ? CACHE_FOREVER : 0);
+	else
+		fuse_reply_err(req, ENOMEM);
+	/*
+	 * A rotation between the pick and the reply: its expiry may reach the
+	 * kernel before the entry we just cached for a day. Expire again (and
+	 * restart grace), so no old entry outlives the rotation.
+	 */
+	if (i && cacheable && fence_rotations(f->fence, &fd->fence) != rotations)
+		notify_queue(f, fd, true, false);
+	pthread_mutex_unlock(&f->lock);
+out:
+	engine_gen_put(g);
+	engine_gen_put(cur);
+}
+
+/* A domain directory's node (f->lock held). */
+static struct fs_inode *dir_inode(struct fs *f, struct fs_dom *fd)
 {
 	struct fs_inode *i = fd->dir;
 
 	if (i)
 		return i;
-	i = inode_new(f, FS_DIR, ENGINE_FILE_COUNT);
+	i = inode_new(f, FS_DIR, ENGINE_FILE_COUNT, fd);
 	if (!i)
 		return NULL;
-	i->dom = engine_domain_ref(d);
 	i->st.st_mode = S_IFDIR | 0755;
 	i->st.st_nlink = 2;
-	set_times(&i->st, engine_domain_created(d));
+	set_times(&i->st, engine_domain_created(fd->d));
 	fd->dir = i;
 	return i;
 }
@@ -689,6 +609,7 @@ static struct fs_inode *dir_inode(struct fs *f, struct engine_domain *d, struct 
 static void lookup_domain(fuse_req_t req, struct fs *f, const char *name, double timeout)
 {
 	struct engine_domain *d = engine_domain_get(f->engine, name);
+	struct engine_gen *g;
 	struct fs_inode *i = NULL;
 	struct fs_dom *fd;
 
@@ -696,16 +617,60 @@ static void lookup_domain(fuse_req_t req, struct fs *f, const char *name, double
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	/* Loads the generation from the store on first use, before f->lock. */
+	g = engine_domain_gen(d);
+	engine_gen_put(g);
 	pthread_mutex_lock(&f->lock);
-	fd = dom_state(d);
+	fd = dom_get(f, d);
 	if (fd)
-		i = dir_inode(f, d, fd);
+		i = dir_inode(f, fd);
 	if (i)
 		reply_entry(req, f, i, timeout);
 	else
-		fuse_reply_err(req, ENOMEM);
+		fuse_reply_err(req, g ? ENOMEM : EIO);
 	pthread_mutex_unlock(&f->lock);
 	engine_domain_put(d);
+}
+
+static void lookup_well_known(fuse_req_t req, struct fs *f, struct fs_inode *p, const char *name)
+{
+	struct util_buf tok;
+	struct fs_inode *i;
+
+	if (p == &f->wk && !strcmp(name, "acme-challenge")) {
+		pthread_mutex_lock(&f->lock);
+		reply_entry(req, f, &f->wk_acme, CACHE_FOREVER);
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	if (p != &f->wk_acme) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	/* A pending http-01 token: the web server serving the mount's root
+	 * answers the CA from here. */
+	util_buf_init(&tok, FS_RENDER_LIMIT, false);
+	if (engine_challenge_get(f->engine, name, &tok)) {
+		util_buf_free(&tok);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	i = inode_new(f, FS_SNAPSHOT, ENGINE_FILE_COUNT, NULL);
+	if (i) {
+		util_buf_free(&i->snap);
+		i->snap = tok;
+		i->data = i->snap.data;
+		i->size = i->snap.len;
+		i->st.st_mode = S_IFREG | 0444;
+		set_size(&i->st, i->size);
+		set_times(&i->st, util_now());
+		reply_entry(req, f, i, 0);
+	} else {
+		util_buf_free(&tok);
+		fuse_reply_err(req, ENOMEM);
+	}
+	pthread_mutex_unlock(&f->lock);
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -713,33 +678,9 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *f = req_fs(req);
 	struct fs_inode *p = ino_get(f, parent), *i;
 	enum engine_file k;
-	struct fs_dom *fd;
-	int err = 0;
 
 	if (p->kind == FS_WK_DIR) {
-		pthread_mutex_lock(&f->lock);
-		if (p == &f->wk && !strcmp(name, "acme-challenge")) {
-			reply_entry(req, f, &f->wk_acme, CACHE_FOREVER);
-		} else if (p == &f->wk_acme) {
-			/* A pending http-01 token: the web server serving the
-			 * mount's root answers the CA from here. */
-			i = inode_new(f, FS_SNAPSHOT, ENGINE_FILE_COUNT);
-			if (i && !engine_challenge_get(f->engine, name, &i->snap)) {
-				i->data = i->snap.data;
-				i->size = i->snap.len;
-				i->st.st_mode = S_IFREG | 0444;
-				set_size(&i->st, i->size);
-				set_times(&i->st, util_now());
-				reply_entry(req, f, i, 0);
-			} else {
-				if (i)
-					inode_free(f, i);
-				fuse_reply_err(req, ENOENT);
-			}
-		} else {
-			fuse_reply_err(req, ENOENT);
-		}
-		pthread_mutex_unlock(&f->lock);
+		lookup_well_known(req, f, p, name);
 		return;
 	}
 	if (p->kind == FS_ROOT) {
@@ -750,17 +691,10 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return;
 		}
 		k = engine_file_lookup(name, true);
-		if (k == ENGINE_FILE_COUNT) {
+		if (k == ENGINE_FILE_COUNT)
 			lookup_domain(req, f, name, CACHE_FOREVER);
-			return;
-		}
-		pthread_mutex_lock(&f->lock);
-		i = snapshot_inode(f, NULL, k, &err);
-		if (i)
-			reply_entry(req, f, i, 0);
 		else
-			fuse_reply_err(req, err);
-		pthread_mutex_unlock(&f->lock);
+			lookup_snapshot(req, f, NULL, k);
 		return;
 	}
 	if (p->kind != FS_DIR) {
@@ -770,32 +704,25 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	k = engine_file_lookup(name, false);
 	if (k == ENGINE_FILE_COUNT) {
 		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	pthread_mutex_lock(&f->lock);
-	fd = dom_state(p->dom);
-	if (!fd) {
-		fuse_reply_err(req, ENOMEM);
 	} else if (k < ENGINE_GEN_FILES) {
-		lookup_gen_file(req, f, p->dom, fd, k);
+		if (f->serving)
+			lookup_file_serving(req, f, p->fdom, k);
+		else
+			lookup_file_main(req, f, p->fdom, k);
 	} else if (k == ENGINE_FILE_REQUEST_CSR || k == ENGINE_FILE_PASSPHRASE) {
-		i = inode_new(f, FS_CONTROL, k);
+		pthread_mutex_lock(&f->lock);
+		i = inode_new(f, FS_CONTROL, k, p->fdom);
 		if (i) {
-			i->dom = engine_domain_ref(p->dom);
 			i->st.st_mode = S_IFREG | file_mode(k);
-			set_times(&i->st, engine_domain_created(p->dom));
+			set_times(&i->st, engine_domain_created(p->fdom->d));
 			reply_entry(req, f, i, 0);
 		} else {
 			fuse_reply_err(req, ENOMEM);
 		}
+		pthread_mutex_unlock(&f->lock);
 	} else {
-		i = snapshot_inode(f, p->dom, k, &err);
-		if (i)
-			reply_entry(req, f, i, 0);
-		else
-			fuse_reply_err(req, err);
+		lookup_snapshot(req, f, p->fdom, k);
 	}
-	pthread_mutex_unlock(&f->lock);
 }
 
 static void forget_one(struct fs *f, fuse_ino_t ino, uint64_t n)
@@ -836,11 +763,30 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_inode *i = ino_get(f, ino);
 	struct stat st;
 
-	pthread_mutex_lock(&f->lock);
-	st = i->st;
-	pthread_mutex_unlock(&f->lock);
-	st.st_ino = ino;
 	(void)fi;
+	if (i->kind == FS_GEN_FILE && !i->gen) {
+		/* A stable node: the current generation's attributes. */
+		struct engine_gen *g = fence_current(f->fence, &i->fdom->fence);
+		const unsigned char *data;
+		int rc;
+
+		memset(&st, 0, sizeof(st));
+		rc = gen_stat(f, g, i->file, &st, &data);
+		engine_gen_put(g);
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		pthread_mutex_lock(&f->lock);
+		gen_inode_set(f, i, &st);
+		st = i->st;
+		pthread_mutex_unlock(&f->lock);
+	} else {
+		pthread_mutex_lock(&f->lock);
+		st = i->st;
+		pthread_mutex_unlock(&f->lock);
+	}
+	st.st_ino = ino;
 	fuse_reply_attr(req, &st, CACHE_FOREVER);
 }
 
@@ -873,102 +819,94 @@ static ino_t dirent_ino(const char *name)
 	return (ino_t)(h | 1);
 }
 
+/* A directory listing being filled; full once an entry does not fit. */
+struct listing {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	off_t off, idx;
+	bool full;
+};
+
+static void listing_add(struct listing *l, const char *name, mode_t mode)
+{
+	struct stat st;
+	size_t need;
+
+	l->idx++;
+	if (l->full || l->idx <= l->off)
+		return;
+	memset(&st, 0, sizeof(st));
+	st.st_ino = dirent_ino(name);
+	st.st_mode = mode;
+	need = fuse_add_direntry(l->req, l->buf + l->used, l->size - l->used, name, &st, l->idx);
+	if (need > l->size - l->used)
+		l->full = true;
+	else
+		l->used += need;
+}
+
+static void list_root(struct fs *f, struct listing *l)
+{
+	static const enum engine_file root_files[] = {
+		ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
+		ENGINE_FILE_CA_PEM};
+
+	for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
+		listing_add(l, engine_file_name(root_files[r]), S_IFREG);
+	pthread_mutex_lock(&f->names_lock);
+	names_refresh(f);
+	for (size_t d = 0; d < f->nnames && !l->full; d++)
+		listing_add(l, f->names[d], S_IFDIR);
+	pthread_mutex_unlock(&f->names_lock);
+}
+
+static void list_domain(struct fs_inode *i, struct listing *l)
+{
+	struct engine_gen *g = engine_domain_gen(i->fdom->d);
+	bool key = g && engine_gen_has_key(g);
+
+	engine_gen_put(g);
+	for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++)
+		if (key || !is_key_file((enum engine_file)k))
+			listing_add(l, engine_file_name((enum engine_file)k), S_IFREG);
+}
+
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct fs *f = req_fs(req);
 	struct fs_inode *i = ino_get(f, ino);
-	struct util_buf out;
-	char *buf;
-	size_t used = 0;
-	off_t idx = 0;
-	struct stat st;
-	int n;
+	struct listing l = {.req = req, .size = size, .off = off};
 
 	(void)fi;
 	if (i->kind != FS_ROOT && i->kind != FS_DIR && i->kind != FS_WK_DIR) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	buf = malloc(size);
-	if (!buf) {
+	l.buf = malloc(size);
+	if (!l.buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	util_buf_init(&out, 0, false);
-	memset(&st, 0, sizeof(st));
-
-#define ADD(nm, mode)                                                                   \
-	do {                                                                            \
-		idx++;                                                                  \
-		if (idx > off) {                                                        \
-			size_t need;                                                    \
-			st.st_ino = dirent_ino(nm);                                     \
-			st.st_mode = (mode);                                            \
-			need = fuse_add_direntry(req, buf + used, size - used, (nm), &st, idx); \
-			if (need > size - used)                                         \
-				goto full;                                              \
-			used += need;                                                   \
-		}                                                                       \
-	} while (0)
-
-	ADD(".", S_IFDIR);
-	ADD("..", S_IFDIR);
+	listing_add(&l, ".", S_IFDIR);
+	listing_add(&l, "..", S_IFDIR);
 	if (i == &f->wk) {
-		ADD("acme-challenge", S_IFDIR);
+		listing_add(&l, "acme-challenge", S_IFDIR);
 	} else if (i == &f->wk_acme) {
 		char **tokens;
 		size_t nt = engine_challenge_tokens(f->engine, &tokens);
 
-		for (size_t t = 0; t < nt; t++) {
-			idx++;
-			if (idx <= off)
-				continue;
-			st.st_ino = dirent_ino(tokens[t]);
-			st.st_mode = S_IFREG;
-			n = (int)fuse_add_direntry(req, buf + used, size - used, tokens[t], &st, idx);
-			if ((size_t)n > size - used)
-				break;
-			used += (size_t)n;
-		}
+		for (size_t t = 0; t < nt; t++)
+			listing_add(&l, tokens[t], S_IFREG);
 		engine_names_free(tokens, nt);
 	} else if (i->kind == FS_ROOT) {
-		static const enum engine_file root_files[] = {
-			ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
-			ENGINE_FILE_CA_PEM};
-
-		for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
-			ADD(engine_file_name(root_files[r]), S_IFREG);
-		pthread_mutex_lock(&f->names_lock);
-		names_refresh(f);
-		for (size_t d = 0; d < f->nnames; d++) {
-			idx++;
-			if (idx <= off)
-				continue;
-			st.st_ino = dirent_ino(f->names[d]);
-			st.st_mode = S_IFDIR;
-			n = (int)fuse_add_direntry(req, buf + used, size - used, f->names[d], &st,
-						   idx);
-			if ((size_t)n > size - used)
-				break;
-			used += (size_t)n;
-		}
-		pthread_mutex_unlock(&f->names_lock);
+		list_root(f, &l);
 	} else {
-		struct engine_gen *g = engine_domain_gen(i->dom);
-		bool key = g && engine_gen_has_key(g);
-
-		engine_gen_put(g);
-		for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++) {
-			if (!key && is_key_file((enum engine_file)k))
-				continue;
-			ADD(engine_file_name((enum engine_file)k), S_IFREG);
-		}
+		list_domain(i, &l);
 	}
-#undef ADD
-full:
-	fuse_reply_buf(req, buf, used);
-	free(buf);
+	fuse_reply_buf(req, l.buf, l.used);
+	free(l.buf);
 }
 
 /*
@@ -1014,6 +952,8 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	/* fs's state for the domain lives on while the kernel holds its
+	 * nodes: open files keep reading what they opened. */
 	rc = engine_rmdir(f->engine, name);
 	fuse_reply_err(req, -rc);
 }
@@ -1022,18 +962,18 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *f = req_fs(req);
 	struct fs_inode *p = ino_get(f, parent);
+	enum engine_file k = engine_file_lookup(name, false);
 	int rc;
 
-	if (p->kind != FS_DIR || engine_file_lookup(name, false) == ENGINE_FILE_COUNT) {
+	if (p->kind != FS_DIR || k == ENGINE_FILE_COUNT) {
 		fuse_reply_err(req, p->kind == FS_ROOT ? EPERM : ENOENT);
 		return;
 	}
-	/* Removing the certificate removes an upload; the other files are views
-	 * of the generation, so removing them changes nothing but succeeds, and
-	 * `rm -r DOMAIN` reaches rmdir. */
-	rotate_now = true;
-	rc = engine_unlink(f->engine, p->dom, engine_file_lookup(name, false));
-	rotate_now = false;
+	/* Removing the certificate removes an upload; the managed certificate
+	 * is published through the same path as any rotation. The other files
+	 * are views of the generation: removing them changes nothing but
+	 * succeeds, so `rm -r DOMAIN` reaches rmdir. */
+	rc = engine_unlink(f->engine, p->fdom->d, k);
 	fuse_reply_err(req, -rc);
 }
 
@@ -1043,6 +983,59 @@ static bool writable(enum engine_file k)
 {
 	return k < ENGINE_GEN_FILES || k == ENGINE_FILE_STATUS || k == ENGINE_FILE_NAMES ||
 	       k == ENGINE_FILE_REQUEST_CSR || k == ENGINE_FILE_PASSPHRASE;
+}
+
+static void handle_free(struct fs_handle *h)
+{
+	if (!h)
+		return;
+	engine_domain_put(h->dom);
+	engine_gen_put(h->gen);
+	util_buf_free(&h->buf);
+	free(h);
+}
+
+/*
+ * A reader of a main-mount file: the fence picks the generation for this
+ * thread, and the open file reads it to the end (direct_io: the pages of a
+ * stable node would mix generations), whatever rotates meanwhile.
+ */
+static void open_reader(fuse_req_t req, struct fs *f, struct fs_inode *i,
+			struct fuse_file_info *fi)
+{
+	struct fs_handle *h;
+	size_t len;
+	int rc;
+
+	if (i->kind != FS_GEN_FILE) {
+		/* Snapshots never change under their node: cache them. */
+		fi->keep_cache = 1;
+		fi->noflush = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	util_buf_init(&h->buf, 0, true);
+	h->dom = engine_domain_ref(i->fdom->d);
+	h->file = i->file;
+	h->gen = fence_pick(f->fence, &i->fdom->fence, req_tid(req), pair_index(i->file),
+			    util_mono_ms(), NULL);
+	rc = engine_gen_content(h->gen, i->file, &h->data, &len);
+	if (rc) {
+		handle_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	h->size = len;
+	fi->direct_io = 1;
+	fi->noflush = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(h);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1056,35 +1049,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-		if (i->kind == FS_CONTROL) {
+		if (i->kind == FS_CONTROL)
 			fuse_reply_err(req, EACCES);
-			return;
-		}
-		/* Immutable inode: keep the page cache, and no FLUSH at close. */
-		fi->keep_cache = 1;
-		fi->noflush = 1;
-		/* Every certificate open passes here: take the lock only when a
-		 * fence may be running for the domain (checked without it). */
-		struct fs_dom *fd = i->kind == FS_GEN_FILE ?
-			__atomic_load_n((struct fs_dom **)engine_domain_slot(i->dom),
-					__ATOMIC_ACQUIRE) : NULL;
-
-		if (fd && __atomic_load_n(&fd->pending, __ATOMIC_ACQUIRE)) {
-			uint64_t now = util_mono_ms();
-
-			pthread_mutex_lock(&f->lock);
-			if (fd->pending && i->gen == fd->served) {
-				bool new_cycle;
-
-				fence_record(f, fd, tgid_of(fuse_req_ctx(req)->pid), i->file, now,
-					     true, &new_cycle);
-			}
-			pthread_mutex_unlock(&f->lock);
-		}
-		fuse_reply_open(req, fi);
+		else
+			open_reader(req, f, i, fi);
 		return;
 	}
-	if (!i->dom || !writable(i->file)) {
+	if (!i->fdom || !writable(i->file)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -1093,17 +1064,27 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->dom = engine_domain_ref(i->dom);
+	h->writer = true;
+	h->dom = engine_domain_ref(i->fdom->d);
 	h->file = i->file;
 	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
-	/* Written bytes go to the handle, never to the generation's pages. */
+	/* Written bytes go to the handle, never to a page cache. */
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		engine_domain_put(h->dom);
-		util_buf_free(&h->buf);
-		free(h);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(h);
+}
+
+static void reply_slice(fuse_req_t req, const unsigned char *data, size_t len, size_t size,
+			off_t off)
+{
+	if (off < 0 || (size_t)off >= len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
 	}
+	if (size > len - (size_t)off)
+		size = len - (size_t)off;
+	fuse_reply_buf(req, (const char *)data + off, size);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1111,19 +1092,18 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *f = req_fs(req);
 	struct fs_inode *i = ino_get(f, ino);
+	struct fs_handle *h = fi ? (struct fs_handle *)(uintptr_t)fi->fh : NULL;
 
-	(void)fi;
 	if (i->kind == FS_ROOT || i->kind == FS_DIR || i->kind == FS_WK_DIR) {
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (off < 0 || (size_t)off >= i->size) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > i->size - (size_t)off)
-		size = i->size - (size_t)off;
-	fuse_reply_buf(req, (const char *)i->data + off, size);
+	if (h && !h->writer)
+		reply_slice(req, h->data, h->size, size, off);
+	else if (h)
+		fuse_reply_buf(req, NULL, 0); /* a writer reads nothing back */
+	else
+		reply_slice(req, i->data, i->size, size, off);
 }
 
 static int handle_resize(struct fs_handle *h, size_t len)
@@ -1152,7 +1132,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	int rc;
 
 	(void)ino;
-	if (!h) {
+	if (!h || !h->writer) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -1217,15 +1197,23 @@ static int writer_killed_by(pid_t tid)
 	return (int)(code & 0x7f);
 }
 
+/*
+ * close(2) of a writer: the upload is judged whole and the verdict is what
+ * close returns. A FLUSH from a writer being killed (or from a killed child
+ * that inherited the descriptor) judges nothing: whatever it wrote may be a
+ * prefix that happens to parse, and a live process holding the same open
+ * file may still finish and close it. What no close ever judged is refused
+ * at RELEASE.
+ */
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *f = req_fs(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	char why[512] = "";
-	int rc = 0;
+	int rc = 0, sig;
 
 	(void)ino;
-	if (!h) {
+	if (!h || !h->writer) {
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -1234,16 +1222,13 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EFBIG;
 	} else if (h->error) {
 		rc = -h->error;
-	} else if (h->dirty && writer_killed_by(fuse_req_ctx(req)->pid)) {
-		/* Whatever it wrote may be a prefix that happens to parse. */
-		snprintf(why, sizeof(why), "the writer was killed (signal %d) before closing "
-			 "the file; nothing was changed", writer_killed_by(fuse_req_ctx(req)->pid));
-		engine_write_refused(h->dom, h->file, why);
-		util_info("fs: %s/%s: %s", engine_domain_name(h->dom), engine_file_name(h->file),
-			  why);
+	} else if (h->dirty && (sig = writer_killed_by(fuse_req_ctx(req)->pid))) {
+		util_info("fs: %s/%s: a writer was killed (signal %d) before closing the file; "
+			  "not judged", engine_domain_name(h->dom), engine_file_name(h->file), sig);
 		rc = -EIO;
+		fuse_reply_err(req, -rc);
+		return;
 	} else if (h->dirty) {
-		/* Judged whole at close; what close(2) returns is the verdict. */
 		rc = engine_write(f->engine, h->dom, h->file, h->buf.data, h->buf.len, why,
 				  sizeof(why));
 		if (rc)
@@ -1251,24 +1236,6 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				  engine_file_name(h->file), why);
 	}
 	h->dirty = false;
-	if (!rc) {
-		struct fs_dom *fd;
-		struct fs_held *held;
-
-		/* An accepted upload may wait behind a fence: close(2) returns
-		 * once it is published, so the writer's next open sees it. */
-		pthread_mutex_lock(&f->lock);
-		fd = *engine_domain_slot(h->dom);
-		if (fd && fd->pending && (held = calloc(1, sizeof(*held)))) {
-			held->req = req;
-			held->flush = true;
-			held->next = fd->held;
-			fd->held = held;
-			pthread_mutex_unlock(&f->lock);
-			return;
-		}
-		pthread_mutex_unlock(&f->lock);
-	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -1277,11 +1244,14 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (h) {
-		engine_domain_put(h->dom);
-		util_buf_free(&h->buf);
-		free(h);
+	if (h && h->writer && h->dirty) {
+		engine_write_refused(h->dom, h->file,
+				     "the writer was killed before closing the file; nothing "
+				     "was changed");
+		util_info("fs: %s/%s: upload dropped: its writer was killed",
+			  engine_domain_name(h->dom), engine_file_name(h->file));
 	}
+	handle_free(h);
 	fuse_reply_err(req, 0);
 }
 
@@ -1298,7 +1268,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if ((to_set & FUSE_SET_ATTR_SIZE) && h) {
+	if ((to_set & FUSE_SET_ATTR_SIZE) && h && h->writer) {
 		if (attr->st_size < 0 || (size_t)attr->st_size > ENGINE_UPLOAD_MAX) {
 			fuse_reply_err(req, EFBIG);
 			return;
@@ -1308,10 +1278,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			return;
 		}
 	}
-	/* Without a handle (open with O_TRUNC, truncate(1)) a size change is
-	 * answered with the size unchanged: a generation never changes, and
-	 * what a writer sends is judged when it closes. */
-	/* Times are accepted and ignored, so `touch` works. */
+	/* Without a writer's handle (open with O_TRUNC, truncate(1)) a size
+	 * change is answered with the size unchanged: what a writer sends is
+	 * judged when it closes. Times are accepted and ignored, so `touch`
+	 * works. */
 	pthread_mutex_lock(&f->lock);
 	st = i->st;
 	pthread_mutex_unlock(&f->lock);
@@ -1390,19 +1360,18 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *f = userdata;
 
-	/* Content never changes under an inode, so mtime-driven page cache
+	/* A serving mount's nodes never change content, and a main mount's
+	 * files are read through their open file: mtime-driven page cache
 	 * invalidation would only cost reads. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	/*
-	 * With atomic O_TRUNC the kernel would set the size of the inode a
-	 * writer opens to 0, and every reader of that generation would see an
-	 * empty file. Without it the kernel asks with SETATTR first, and we
-	 * answer with the size unchanged: a writer's bytes go to its handle.
+	 * With atomic O_TRUNC the kernel would set the size of the node a
+	 * writer opens to 0 for every reader. Without it the kernel asks with
+	 * SETATTR first, and we answer with the size unchanged: a writer's
+	 * bytes go to its handle.
 	 */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
-	pthread_mutex_lock(&f->lock);
-	f->ready = true;
-	pthread_mutex_unlock(&f->lock);
+	__atomic_store_n(&f->ready, true, __ATOMIC_RELEASE);
 }
 
 static const struct fuse_lowlevel_ops fs_ops_rw = {
@@ -1431,7 +1400,7 @@ static const struct fuse_lowlevel_ops fs_ops_rw = {
 };
 
 /*
- * Read-only mounts: OPEN and OPENDIR are answered ENOSYS (libfuse would
+ * Serving mounts: OPEN and OPENDIR are answered ENOSYS (libfuse would
  * answer them itself, with no caching flags, if the handlers were missing)
  * and FLUSH is not implemented. The kernel remembers all three and from
  * then on treats every file as kept in the page cache and every directory
@@ -1462,20 +1431,34 @@ static const struct fuse_lowlevel_ops fs_ops_ro = {
 int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	   struct fs **out)
 {
+	struct fence_config fcfg = {
+		.pair_ms = FS_PAIR_MS,
+		.grace_ms = o->serving ? FS_GRACE_MS : 0,
+		.retry_ms = o->serving ? FS_RETRY_MS : 0,
+		.max_records = FS_FENCE_RECORDS,
+		.gen_ref = gen_ref,
+		.gen_unref = gen_unref,
+	};
 	struct engine_observer obs;
 	struct fs *f;
+	int rc;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	rc = fence_new(&fcfg, &f->fence);
+	if (rc) {
+		free(f);
+		return rc;
+	}
 	f->engine = e;
-	f->read_only = o->read_only;
+	f->serving = o->serving;
 	f->uid = getuid();
 	f->gid = getgid();
 	f->started = util_now();
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->names_lock, NULL);
-	pthread_cond_init(&f->fence_cond, NULL);
+	pthread_cond_init(&f->notify_cond, NULL);
 	f->root.kind = FS_ROOT;
 	f->root.st.st_mode = S_IFDIR | 0755;
 	f->root.st.st_nlink = 2;
@@ -1490,19 +1473,26 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	/* The kernel enforces the modes we report: without this, allow_other
 	 * would let every local user read private keys. */
 	if (fuse_opt_add_arg(args, "-odefault_permissions")) {
-		free(f);
+		fs_free(f);
 		return -ENOMEM;
 	}
-	f->se = fuse_session_new(args, o->read_only ? &fs_ops_ro : &fs_ops_rw,
+	f->se = fuse_session_new(args, o->serving ? &fs_ops_ro : &fs_ops_rw,
 				 sizeof(struct fuse_lowlevel_ops), f);
 	if (!f->se) {
-		free(f);
+		fs_free(f);
 		return -EINVAL;
 	}
-	obs.arg = f;
-	obs.rotate = fs_rotate;
-	obs.slot_free = fs_slot_free;
-	engine_set_observer(e, &obs);
+	if (o->serving)
+		engine_set_deploy_delay(e, FS_GRACE_MS + 500);
+	if (o->primary) {
+		/* The primary mount's observer tells every mount of the engine. */
+		f->next_mount = o->primary->next_mount;
+		o->primary->next_mount = f;
+	} else {
+		obs.arg = f;
+		obs.published = fs_published;
+		engine_set_observer(e, &obs);
+	}
 	*out = f;
 	return 0;
 }
@@ -1514,11 +1504,11 @@ struct fuse_session *fs_session(struct fs *f)
 
 int fs_start(struct fs *f)
 {
-	int rc = pthread_create(&f->fence_thread, NULL, fence_main, f);
+	int rc = pthread_create(&f->notify_thread, NULL, notify_main, f);
 
 	if (rc)
 		return -rc;
-	f->fence_running = true;
+	f->notify_running = true;
 	return 0;
 }
 
@@ -1537,12 +1527,9 @@ void fs_reload(struct fs *f)
 			apply_key_owner(f, i);
 			ids[nids++] = ino_id(f, i);
 		}
-		if (i->kind == FS_DIR) {
-			struct fs_dom *fd = *engine_domain_slot(i->dom);
-
-			/* The PKCS#12 depends on the password: make it anew. */
-			if (fd)
-				fd->files[ENGINE_FILE_PFX] = NULL;
+		if (i->kind == FS_DIR && f->serving) {
+			/* The PKCS#12 depends on the password: a new node. */
+			i->fdom->files[ENGINE_FILE_PFX] = NULL;
 			dirs[ndirs++] = ino_id(f, i);
 		}
 	}
@@ -1556,16 +1543,18 @@ void fs_reload(struct fs *f)
 	}
 	free(ids);
 	free(dirs);
+	if (f->next_mount)
+		fs_reload(f->next_mount);
 }
 
 bool fs_shutdown(struct fs *f)
 {
-	if (f->fence_running) {
+	if (f->notify_running) {
 		struct timespec ts;
 
 		pthread_mutex_lock(&f->lock);
 		f->stopping = true;
-		pthread_cond_signal(&f->fence_cond);
+		pthread_cond_signal(&f->notify_cond);
 		pthread_mutex_unlock(&f->lock);
 		/*
 		 * A notification waits for a directory lock that a request in
@@ -1575,33 +1564,19 @@ bool fs_shutdown(struct fs *f)
 		 */
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 3;
-		if (pthread_timedjoin_np(f->fence_thread, NULL, &ts)) {
+		if (pthread_timedjoin_np(f->notify_thread, NULL, &ts)) {
 			util_err("fs: a kernel notification is stuck at shutdown");
-			f->fence_stuck = true;
+			f->notify_stuck = true;
 			return false;
 		}
-		f->fence_running = false;
+		f->notify_running = false;
 	}
 	pthread_mutex_lock(&f->lock);
-	for (struct fs_dom *fd = f->fence_list; fd; fd = fd->fence_next) {
-		while (fd->held) {
-			struct fs_held *h = fd->held;
-
-			fd->held = h->next;
-			/* An accepted upload is stored: its close succeeded. */
-			fuse_reply_err(h->req, h->flush ? 0 : EINTR);
-			free(h);
-		}
-		engine_gen_put(fd->pending);
-		fd->pending = NULL;
-		engine_domain_put(fd->pending_dom);
-		fd->pending_dom = NULL;
-	}
-	f->fence_list = NULL;
 	while (f->notify_head) {
 		struct fs_notify *n = f->notify_head;
 
 		f->notify_head = n->next;
+		dom_put(f, n->fdom);
 		free(n);
 	}
 	f->notify_tail = NULL;
@@ -1613,13 +1588,14 @@ bool fs_shutdown(struct fs *f)
 
 void fs_free(struct fs *f)
 {
-	if (!f || f->fence_stuck || !fs_shutdown(f))
-		return; /* the fence thread still uses it: the process is ending */
+	if (!f || f->notify_stuck || !fs_shutdown(f))
+		return; /* the notify thread still uses it: the process is ending */
 	engine_names_free(f->names, f->nnames);
 	if (f->se)
 		fuse_session_destroy(f->se);
+	fence_free(f->fence);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->names_lock);
-	pthread_cond_destroy(&f->fence_cond);
+	pthread_cond_destroy(&f->notify_cond);
 	free(f);
 }

@@ -5,12 +5,13 @@
  * correct without waiting for timeouts, and turns writes into uploads that
  * are judged when the writer closes the file.
  *
- * The read path (see README "How reading stays consistent and fast"):
- * every file of a generation is its own immutable inode, so the kernel may
- * cache pages and attributes without limit; a new generation gets new
- * inodes and the old directory entries are invalidated; and a short fence
- * before each rotation keeps a process that is between reading a domain's
- * certificate and its key on one generation.
+ * The read path (see README "How reading stays consistent and fast"): the
+ * engine publishes a new generation at once; the fence (fence.h) keeps a
+ * thread that is between reading a domain's certificate and its key on the
+ * generation it started with. The main mount sees every open and serves
+ * stable nodes whose open files read one generation; a serving mount (read
+ * only, for servers) never sees opens, serves each generation's files as
+ * immutable nodes the kernel caches, and fences at lookup instead.
  */
 #ifndef CERTFS_FS_H
 #define CERTFS_FS_H
@@ -25,12 +26,17 @@ struct fuse_session;
 
 struct fs_options {
 	/*
-	 * A read-only mount answers OPEN and FLUSH with ENOSYS, so the kernel
-	 * stops asking and an open+read+close costs no round trip to us once
-	 * cached. Uploads need FLUSH (close(2) reports a rejected upload), so
-	 * a read-write mount keeps both.
+	 * A serving mount is read-only and answers OPEN and FLUSH with ENOSYS,
+	 * so the kernel stops asking and an open+read+close costs no round
+	 * trip to us once cached. Uploads need FLUSH (close(2) reports a
+	 * rejected upload), so the main mount keeps both.
 	 */
-	bool read_only;
+	bool serving;
+	/*
+	 * A second mount of the same engine (a serving mount beside the main
+	 * one): the primary's observer tells it of every publication.
+	 */
+	struct fs *primary;
 };
 
 /*
@@ -42,10 +48,12 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 struct fuse_session *fs_session(struct fs *f);
 /* Start the front end's own thread (after any fork). */
 int fs_start(struct fs *f) __attribute__((warn_unused_result));
-/* After a configuration reload: refresh key-file modes and PFX contents. */
+/* After a configuration reload: refresh key-file modes and PFX contents
+ * (of this mount and the mounts made with it as primary). */
 void fs_reload(struct fs *f);
 /*
  * Drop every inode (after the session loop ended, before engine_free).
+ * Secondary mounts are shut down and freed before their primary.
  * false when a kernel notification is stuck: then unmount and _exit().
  */
 bool fs_shutdown(struct fs *f);

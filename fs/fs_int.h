@@ -1,6 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private to fs/: inodes, per-domain front-end state and the mount object.
+ * Private to fs/: inodes, the front end's own per-domain state and the mount
+ * object.
+ *
+ * Lock order (outermost first): f->names_lock, f->lock, then the engine's
+ * locks (a domain's lock through engine_domain_gen), then the fence's own
+ * mutex. f->lock guards the inode list, the domain map and every fs_dom
+ * field but `fence` (which the fence guards). Nothing slow runs under
+ * f->lock: status files are rendered, generations loaded and PKCS#12 files
+ * built before it is taken, and kernel notifications are sent without it.
  */
 #ifndef CERTFS_FS_INT_H
 #define CERTFS_FS_INT_H
@@ -10,118 +18,130 @@
 #include <sys/stat.h>
 
 #include "engine/engine.h"
+#include "fs/fence.h"
 
 struct fuse_session;
 
 /* Largest rendered file (status.json of a big tree). */
-#define ENGINE_RECORD_LIMIT (64u * 1024 * 1024)
+#define FS_RENDER_LIMIT (64u * 1024 * 1024)
 /*
- * The pair fence. A rotation waits at least FS_FENCE_MS after the cached
- * entries are expired, so that a process which opened a domain's
- * certificate just before (unseen) opens its key inside the fence and gets
- * the old one too: the longest gap between the two opens that certfs
- * protects. Then it is published at the first moment no process is between
- * the halves of a pair, and at the latest after FS_FENCE_MAX_MS.
+ * The pair window: a thread's open of the other side of a pair within it
+ * gets the generation its cycle started on. Servers open both back to back,
+ * but on an overloaded machine the daemon has been seen to take over two
+ * seconds between a reader's two opens; a window much longer would let a
+ * reused thread id inherit a dead thread's record.
  */
-#define FS_FENCE_MS 100
-#define FS_FENCE_MAX_MS 1000
-#define FS_MAX_PINS 64
+#define FS_PAIR_MS 10000
+/*
+ * On a serving mount a lookup of the side a thread looked up last, in a
+ * cycle whose pair is not complete, this soon after, is taken for the
+ * kernel asking again for the same open (see fence.h): on an overloaded
+ * machine the second asking has been seen to come hundreds of milliseconds
+ * after the first. It is also how late a thread that reads one file in a
+ * loop sees a rotation there.
+ */
+#define FS_RETRY_MS 2000
+/*
+ * Grace on a serving mount (whose opens certfs never sees): after a rotation
+ * a thread with no record gets the previous generation for this long, since
+ * it may have opened one half through the kernel's cache just before. It is
+ * also how late a new generation reaches new readers there (deploy hooks
+ * wait for it).
+ */
+#define FS_GRACE_MS 500
+/* Threads tracked at once (bounds memory: about 64 bytes each). */
+#define FS_FENCE_RECORDS 65536
 
 enum fs_kind {
 	FS_ROOT,
 	FS_DIR,      /* a domain directory */
-	FS_GEN_FILE, /* a file of one generation: immutable */
+	FS_GEN_FILE, /* a file of a domain (see struct fs_inode) */
 	FS_SNAPSHOT, /* a rendered status file: immutable, one per lookup */
 	FS_CONTROL,  /* request.csr, passphrase: write-only, empty */
 	FS_WK_DIR,   /* .well-known and .well-known/acme-challenge */
 };
 
+struct fs_dom;
+
+/*
+ * A node. On the main mount a domain's certificate files are stable nodes
+ * (one per name, so a bind mount of one file sees rotations) whose content
+ * is chosen at each open; on a serving mount each is the immutable file of
+ * one generation (gen set), so the kernel may cache it without asking.
+ */
 struct fs_inode {
 	struct fs_inode *prev, *next; /* all inodes, for shutdown */
-	uint64_t nlookup;             /* guarded by fs->lock */
+	uint64_t nlookup;
 	enum fs_kind kind;
 	enum engine_file file;
-	struct engine_domain *dom;    /* reference; NULL for root files */
-	struct engine_gen *gen;       /* reference for FS_GEN_FILE */
-	struct util_buf snap;         /* FS_SNAPSHOT bytes */
-	const unsigned char *data;    /* what read() serves */
+	struct fs_dom *fdom;        /* reference; NULL for root files */
+	struct engine_gen *gen;     /* serving mount: the generation served */
+	struct util_buf snap;       /* FS_SNAPSHOT bytes */
+	const unsigned char *data;  /* what read() serves without a handle */
 	size_t size;
 	struct stat st;
 };
 
-/* A process seen in a fence, and the files of its current cycle of opens. */
-/* A request whose reply waits for the rotation: a lookup that would start
- * a new pair (see lookup_gen_file), or the close of an upload (fs_flush). */
-struct fs_held {
-	struct fs_held *next;
-	void *req; /* fuse_req_t */
-	enum engine_file file;
-	bool flush; /* reply 0 to a FLUSH, not an entry */
-};
-
-/* Kernel notifications to send from the fence thread, never from inside a
- * FUSE request: the kernel may hold the very directory lock they need. */
-struct fs_notify {
-	struct fs_notify *next;
-	uint64_t dir;     /* node id of the domain directory */
-	bool entries;     /* expire the entries of the generation's files */
-	bool listing;     /* drop the cached directory listing */
-};
-
-struct fs_pin {
-	pid_t tgid;
-	bool mid;          /* opened a certificate file, not yet the key */
-	bool repeater;     /* opens the same certificate file again: no pair */
-	bool held;         /* its lookup waits for the new generation */
-	unsigned opened;   /* certificate files opened in this cycle */
-	int last_file;
-	uint64_t cert_ms;  /* when the cycle's certificate was looked up */
-};
-
-/* Per-domain state, hung on the engine's domain slot (guarded by fs->lock). */
+/* The front end's state for one engine domain, owned by fs. */
 struct fs_dom {
+	struct fs_dom *hnext;            /* f->doms bucket */
+	struct engine_domain *d;         /* reference */
+	unsigned refs;                   /* inodes and notifications using it */
+	struct fence_dom fence;
+	bool has_key;                    /* the current generation has a key */
 	struct fs_inode *dir;
-	struct engine_gen *served;       /* what lookups hand out */
 	struct fs_inode *files[ENGINE_GEN_FILES];
-	struct engine_gen *pending;      /* waiting for the fence to end */
-	struct engine_domain *pending_dom;
-	bool handed_out;                 /* a cached entry of served exists */
-	uint64_t fence_until;            /* monotonic ms: earliest publication */
-	uint64_t fence_deadline;         /* latest publication */
-	struct fs_pin *pins;             /* FS_MAX_PINS, only while a fence runs */
-	struct fs_held *held;            /* lookups waiting for the publication */
+	/* Serving mount: the files of the generation before (one node per
+	 * generation and name, so the kernel's revalidations agree). */
+	struct fs_inode *old_files[ENGINE_GEN_FILES];
 	struct fs_inode *snap[3];        /* status, status.json, names */
 	uint64_t snap_key[3];
-	int npins;
-	struct fs_dom *fence_next;       /* on the fence list */
-	bool on_fence_list;
 };
 
-/* An open file being written (read-write mounts only). */
-struct fs_handle {
-	struct engine_domain *dom;
-	enum engine_file file;
-	struct util_buf buf; /* secret: may hold a key */
-	bool dirty;          /* written since the last judgement */
-	int error;           /* sticky write error (EFBIG) */
+/* Kernel notifications sent by the notify thread, never from inside a FUSE
+ * request: the kernel may hold the very directory lock they need. */
+struct fs_notify {
+	struct fs_notify *next;
+	struct fs_dom *fdom; /* reference */
+	uint64_t dir;        /* node id of the domain directory */
+	bool expire;         /* serving mount: expire the certificate entries */
+	bool keys;           /* drop the key files' entries (they came or went) */
 };
+
+/* An open file: a reader's generation, or a writer's buffered upload. */
+struct fs_handle {
+	struct engine_domain *dom;  /* reference */
+	enum engine_file file;
+	bool writer;
+	struct engine_gen *gen;     /* reader: reference */
+	const unsigned char *data;  /* reader: the bytes, owned by gen */
+	size_t size;
+	struct util_buf buf;        /* writer: secret, may hold a key */
+	bool dirty;                 /* written since the last judgement */
+	int error;                  /* sticky write error (EFBIG) */
+};
+
+#define FS_DOM_BUCKETS 4096u
 
 struct fs {
 	struct engine *engine;
 	struct fuse_session *se;
-	bool read_only;
+	bool serving;         /* read-only, opens unseen (see fs.h) */
 	bool ready;           /* the kernel has answered INIT */
+	struct fs *next_mount; /* another mount of the same engine */
 	uid_t uid;
 	gid_t gid;
 	time_t started;
+	struct fence *fence;
 
-	pthread_mutex_t lock; /* inodes, fs_dom, pins */
+	pthread_mutex_t lock;
 	struct fs_inode root;
 	struct fs_inode wk;      /* .well-known */
 	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
 	struct fs_inode *root_snap[4]; /* status, status.json, metrics, ca.pem */
 	uint64_t root_snap_key[4];
 	struct fs_inode *inodes;
+	struct fs_dom *doms[FS_DOM_BUCKETS];
 
 	pthread_mutex_t names_lock; /* cached root listing */
 	char **names;
@@ -129,12 +149,11 @@ struct fs {
 	uint64_t names_version;
 	bool names_valid;
 
-	pthread_t fence_thread;
-	bool fence_running;
-	bool fence_stuck;     /* a notification never came back at shutdown */
+	pthread_t notify_thread;
+	bool notify_running;
+	bool notify_stuck;    /* a notification never came back at shutdown */
 	bool stopping;
-	pthread_cond_t fence_cond;
-	struct fs_dom *fence_list;
+	pthread_cond_t notify_cond;
 	struct fs_notify *notify_head, *notify_tail;
 };
 

@@ -563,8 +563,10 @@ def test_csr_for_domain(mounted, tmp_path, form):
     cp_ok(mounted, tmp_path, csr, D, "request.csr")
 
     def issued():
-        st = mounted.status_json(D)
+        # The certificate first: once it shows the CSR's key, status read
+        # after it names that generation or a later one.
         leaf = h.pem_certs(mounted.read(D, "fullchain.pem"))[0]
+        st = mounted.status_json(D)
         return st if h.spki(leaf) == h.spki(key) and st["source"] == "local" else None
 
     st = h.wait_for(issued, 10, "a certificate for the CSR's key")
