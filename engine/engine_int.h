@@ -138,8 +138,7 @@ struct engine {
 	pthread_cond_t sched_cond;
 
 	pthread_mutex_t acme_lock;   /* acme, tokens */
-	struct acme_client *acme;
-	struct crypto_key *acme_account_key;
+	struct engine_acme *acme;    /* client of the running configuration */
 	struct acme_http01 *http01;
 	struct engine_token *tokens;
 
@@ -188,7 +187,7 @@ void engine_conf_snapshot(struct engine *e, struct conf *out);
 int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key);
 
 /* acme_issuer.c */
-struct acme_client;
+struct engine_acme;
 struct acme_http01;
 struct engine_token;
 int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
@@ -202,6 +201,8 @@ char *engine_acme_replaces(struct engine_domain *d);
 /* Revoke the certificate of g (before the domain is removed). */
 int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen);
 void engine_acme_stop(struct engine *e);
+/* SIGHUP: drop the client so the next request uses c; log what needs a restart. */
+void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c);
 
 /* hooks.c */
 struct hook_item;

@@ -635,3 +635,94 @@ def test_ari_window_triggers_renewal_with_replaces(pebble, proxy, certfs, tmp_pa
     assert later, "no newOrder was seen for the renewal"
     assert any(o.get("replaces") == cid for o in later), \
         "the renewal's newOrder did not carry \"replaces\": %r (want %s)" % (later, cid)
+
+
+# ---------------------------------------------------------------- accounts per CA, SIGHUP
+
+def account_records(fs):
+    """The account records in the store: {directory: record}."""
+    d = os.path.join(fs.store, "acme", "accounts")
+    out = {}
+    for n in sorted(os.listdir(d)) if os.path.isdir(d) else ():
+        with open(os.path.join(d, n)) as f:
+            rec = json.load(f)
+        out[rec["directory"]] = rec
+    return out
+
+
+def ca_config(env, acme="", hooks=""):
+    """[acme] pointing at env through the file (so SIGHUP can change it)."""
+    return acme_config(acme="directory = %s\nca_bundle = %s\n%s"
+                       % (env.directory_url, env.ca_pem, acme), hooks=hooks)
+
+
+def start_file_acme(certfs, env, config, **kw):
+    """certfs --issuer acme with the CA given only by the config file."""
+    return certfs(config=config, env={"CERTFS_CHALLTESTSRV": env.challtestsrv_url},
+                  args=["--issuer", "acme", "--http01-listen", "127.0.0.1:%d" % env.http_port],
+                  **kw)
+
+
+def sighup(fs, config):
+    since = len(fs.stderr())
+    fs.write_config(config)
+    fs.signal(signal.SIGHUP)
+    fs.wait_log(r"config: reloaded", since=since)
+
+
+@pytest.mark.timeout(120)
+def test_changed_directory_gets_its_own_account(certfs, pebble, own_pebble, tmp_path):
+    # The second CA validates http-01 on the same port, so one responder serves both.
+    other = own_pebble(http_port=pebble.http_port)
+    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    first = domain("ca1")
+    os.mkdir(fs.path(first))
+    wait_acme(fs, first)
+    verify_chain(fs, first, pebble.root_file, tmp_path)
+    recs = account_records(fs)
+    assert list(recs) == [pebble.directory_url], recs
+    assert recs[pebble.directory_url]["url"].startswith(pebble.directory_url[:-len("/dir")])
+
+    # A restart with another directory: a new account there, the old one kept.
+    assert fs.stop() == 0
+    fs.write_config(ca_config(other))
+    fs.start()
+    second = domain("ca2")
+    os.mkdir(fs.path(second))
+    wait_acme(fs, second)
+    verify_chain(fs, second, other.root_file, tmp_path)
+    # The existing domain renews at the new CA too (no foreign "kid").
+    serial = leaf(fs, first).serial_number
+    fs.renew(first)
+    wait_acme(fs, first, cond=lambda f, n: leaf(f, n).serial_number != serial,
+              what="a renewal at the new CA")
+    verify_chain(fs, first, other.root_file, tmp_path)
+    recs = account_records(fs)
+    assert sorted(recs) == sorted([pebble.directory_url, other.directory_url]), recs
+    assert recs[other.directory_url]["url"].startswith(other.directory_url[:-len("/dir")])
+    assert recs[other.directory_url]["key"] != recs[pebble.directory_url]["key"]
+
+    # SIGHUP back to the first CA (directory and CA bundle): applied without a
+    # restart, and its stored account is used again (no new key made).
+    keys_made = fs.stderr().count("new account key for")
+    sighup(fs, ca_config(pebble))
+    third = domain("ca3")
+    os.mkdir(fs.path(third))
+    wait_acme(fs, third)
+    verify_chain(fs, third, pebble.root_file, tmp_path)
+    assert fs.stderr().count("new account key for") == keys_made, fs.stderr()[-3000:]
+    assert account_records(fs)[pebble.directory_url] == recs[pebble.directory_url]
+
+
+@pytest.mark.timeout(90)
+def test_sighup_applies_a_fixed_ca_bundle(certfs, pebble, tmp_path):
+    # A wrong CA bundle first (Pebble's issuing root, not its listener's CA).
+    bad = ca_config(pebble).replace(pebble.ca_pem, pebble.root_file)
+    fs = start_file_acme(certfs, pebble, bad)
+    name = domain("bundle")
+    os.mkdir(fs.path(name))
+    wait_error(fs, name, lambda e: "certificate" in e.lower(), what="a TLS error")
+    sighup(fs, ca_config(pebble))
+    fs.renew(name)
+    wait_acme(fs, name)
+    verify_chain(fs, name, pebble.root_file, tmp_path)
