@@ -501,6 +501,11 @@ void engine_acme_reload(struct engine *e, const struct conf *old, const struct c
 			  strcmp(old->acme_http01_listen, c->acme_http01_listen));
 	if (listen_changed)
 		util_warn("config: http01_listen changed: takes effect after a restart");
+	/* The pool and the store are set up once. */
+	if (old->workers != c->workers)
+		util_warn("config: workers changed: takes effect after a restart");
+	if (!!old->store != !!c->store || (c->store && strcmp(old->store, c->store)))
+		util_warn("config: store changed: takes effect after a restart");
 }
 
 int engine_acme_start(struct engine *e)

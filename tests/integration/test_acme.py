@@ -722,7 +722,9 @@ def test_sighup_applies_a_fixed_ca_bundle(certfs, pebble, tmp_path):
     name = domain("bundle")
     os.mkdir(fs.path(name))
     wait_error(fs, name, lambda e: "certificate" in e.lower(), what="a TLS error")
-    sighup(fs, ca_config(pebble))
+    since = len(fs.stderr())
+    sighup(fs, "[certfs]\nworkers = 3\n" + ca_config(pebble))
+    assert "workers changed: takes effect after a restart" in fs.stderr()[since:]
     fs.renew(name)
     wait_acme(fs, name)
     verify_chain(fs, name, pebble.root_file, tmp_path)
