@@ -21,9 +21,7 @@
 #include "acme/acme_int.h"
 #include "crypto/crypto.h"
 
-#define ACME_ISSUE_TIMEOUT_MS (5u * 60u * 1000u)
-#define ACME_POLL_FIRST_MS 25u
-#define ACME_POLL_MAX_MS 2000u
+#define ACME_ISSUE_TIMEOUT_MS (ACME_ISSUE_TIMEOUT_S * 1000u)
 #define ACME_PEM_CHAIN "application/pem-certificate-chain"
 
 struct acme_client {
@@ -564,9 +562,10 @@ static int sleep_ms(uint64_t ms)
 }
 
 /*
- * Wait before polling again: Retry-After when the server sent one (7.4,
- * "clients SHOULD follow it"), otherwise exponential backoff. Never past
- * the issuance deadline.
+ * Wait before polling again: the exponential backoff, or the server's
+ * Retry-After when that is later (7.4, "clients SHOULD follow it"); a
+ * Retry-After of 0 never polls faster than the backoff. Never past the
+ * issuance deadline.
  */
 static int poll_wait(struct issue *x, const struct acme_response *r, unsigned int *backoff,
 		     const char *what)
@@ -577,10 +576,16 @@ static int poll_wait(struct issue *x, const struct acme_response *r, unsigned in
 	if (r->retry_after && acme_retry_after_parse(r->retry_after, util_now(), &t) == 0) {
 		long long d = (long long)(t - util_now()) * 1000;
 
-		ms = d > (long long)ACME_POLL_FIRST_MS ? (uint64_t)d : ACME_POLL_FIRST_MS;
+		if (d > (long long)ms)
+			ms = (uint64_t)d;
 	}
 	if (now + ms > x->deadline) {
-		problem_set(x->prob, "timed out waiting for %s", what);
+		if (t > util_now())
+			problem_set(x->prob, "the server asked to poll %s again in %lld s, after "
+					     "this issuance's deadline; trying again later",
+				    what, (long long)(t - util_now()));
+		else
+			problem_set(x->prob, "timed out waiting for %s", what);
 		/* The server asked for a later visit: let the engine persist it. */
 		x->prob->retry_after = t;
 		return -ETIMEDOUT;
@@ -857,10 +862,12 @@ static void authz_failure(struct issue *x, const struct acme_authz *a, const cha
 		if (a->challenges[i].has_error &&
 		    (!chall_url || !strcmp(a->challenges[i].url, chall_url))) {
 			*x->prob = a->challenges[i].error;
+			x->prob->validation = true;
 			return;
 		}
 	}
 	problem_set(x->prob, "%s: authorization is %s", a->identifier, acme_status_name(a->status));
+	x->prob->validation = a->status == ACME_STATUS_INVALID;
 }
 
 static int do_authorizations(struct issue *x, struct acme_response *r)

@@ -125,6 +125,7 @@ static const char *const conf_issuers[] = {
 	[CONF_ISSUER_LOCAL] = "local",
 	[CONF_ISSUER_ACME] = "acme",
 	[CONF_ISSUER_SELFSIGNED] = "selfsigned",
+	[CONF_ISSUER_NONE] = "none",
 };
 
 static const char *const conf_challenges[] = {
@@ -768,7 +769,11 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_ISSUER:
 		i = lookup_enum(v, conf_issuers, sizeof(conf_issuers) / sizeof(conf_issuers[0]));
 		if (i < 0)
-			return why_set(why, wl, "issuer: \"%.64s\" is not local, acme or selfsigned", v);
+			return why_set(why, wl, "issuer: \"%.64s\" is not local, acme, selfsigned%s", v,
+				       dom ? " or none" : "");
+		/* Every domain needs some issuer; "none" opts single domains out. */
+		if (i == CONF_ISSUER_NONE && !dom)
+			return why_set(why, wl, "issuer: none is only for [domain NAME] sections");
 		if (dom)
 			*(int *)(void *)fp = i;
 		else

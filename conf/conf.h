@@ -23,6 +23,7 @@ enum conf_issuer {
 	CONF_ISSUER_LOCAL,
 	CONF_ISSUER_ACME,
 	CONF_ISSUER_SELFSIGNED,
+	CONF_ISSUER_NONE,    /* [domain NAME] only: no managed certificate (upload only) */
 };
 
 enum conf_challenge {
@@ -110,7 +111,7 @@ int conf_set(struct conf *c, const char *section, const char *key, const char *v
 /* Overrides for a domain, or NULL. */
 const struct conf_domain *conf_domain_find(const struct conf *c, const char *name);
 
-const char *conf_issuer_name(enum conf_issuer i);     /* "local", "acme", "selfsigned" */
+const char *conf_issuer_name(enum conf_issuer i);     /* "local", "acme", "selfsigned", "none" */
 const char *conf_challenge_name(enum conf_challenge ch); /* "http-01", "dns-01" */
 
 /* Deep copy (for handing a snapshot to worker threads). */

@@ -218,7 +218,7 @@ static void load_order(struct engine_domain *d, char **url, struct crypto_key **
 /*
  * An account belongs to one ACME server: its URL is only meaningful there
  * (another CA refuses it as a foreign "kid"). So accounts are kept per
- * directory URL, under acme/accounts/ID with ID the SHA-256 of the URL, and
+ * directory URL, under acme/accounts/dir-HASH (SHA-256 of the URL), and
  * each record names its directory. Switching CA (staging to production)
  * makes a new account on first use and leaves the old one for a switch back.
  */
@@ -237,11 +237,12 @@ static int account_key_name(const char *directory, char *out, size_t len)
 	if (!rc)
 		rc = util_buf_terminate(&h);
 	if (!rc) {
-		/* Store keys allow [A-Za-z0-9._*@+=-]: base64url's '_' becomes '.'. */
+		/* Store keys allow [A-Za-z0-9._*@+=-] and no leading dot:
+		 * base64url's '_' becomes '.', after a prefix. */
 		for (char *p = (char *)h.data; *p; p++)
 			if (*p == '_')
 				*p = '.';
-		if ((size_t)snprintf(out, len, "%s/%s", ACCOUNTS_DIR, (char *)h.data) >= len)
+		if ((size_t)snprintf(out, len, "%s/dir-%s", ACCOUNTS_DIR, (char *)h.data) >= len)
 			rc = -ERANGE;
 	}
 	util_buf_free(&h);
@@ -547,7 +548,7 @@ void engine_acme_stop(struct engine *e)
 
 int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
 		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
-		      char *why, size_t whylen)
+		      bool *validation, char *why, size_t whylen)
 {
 	struct engine *e = d->engine;
 	struct acme_challenge_ops ops;
@@ -566,6 +567,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	int rc;
 
 	*retry_after = 0;
+	*validation = false;
 	util_buf_init(&der, ENGINE_UPLOAD_MAX, false);
 	util_buf_init(&pem, ENGINE_RECORD_MAX, false);
 	a = client_get(e, c, why, whylen);
@@ -646,6 +648,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 		else
 			acme_problem_sentence(&prob, why, whylen);
 		*retry_after = prob.retry_after;
+		*validation = prob.validation;
 		goto out;
 	}
 	account_remember(e, a);
@@ -754,6 +757,9 @@ void engine_acme_check_ari(struct engine_domain *d)
 	}
 	acme_problem_clear(&prob);
 	memset(&info, 0, sizeof(info));
+	pthread_mutex_lock(&d->lock);
+	d->ari_last_fetch = now;
+	pthread_mutex_unlock(&d->lock);
 	rc = acme_renewal_info(a->cl, id, &info, &prob);
 	eacme_put(a);
 	free(id);
@@ -766,15 +772,24 @@ void engine_acme_check_ari(struct engine_domain *d)
 		time_t span = info.window_end > info.window_start ?
 				      info.window_end - info.window_start : 0;
 
+		time_t prev = d->ari_renew_at;
+
 		/* A random moment inside the window spreads the CA's load
 		 * (RFC 9773 4.2); a window in the past means now. */
 		d->ari_renew_at = info.window_start + (span ? (time_t)(d->jitter % (unsigned)span) : 0);
-		/* Check at least daily, sooner when the CA asks. */
-		d->ari_next_check = info.retry_after > now ? info.retry_after : now + 6 * 3600;
-		if (d->ari_next_check > now + 86400)
-			d->ari_next_check = now + 86400;
-		util_info("engine: %s: renewal information: renew at %lld", d->name,
-			  (long long)d->ari_renew_at);
+		/* When the CA asks, but never more often than the floor
+		 * (Retry-After 0 or 1 included) and at least daily. */
+		d->ari_next_check = info.retry_after ? info.retry_after : now + 6 * 3600;
+		if (d->ari_next_check < now + ACME_ARI_MIN_INTERVAL_S)
+			d->ari_next_check = now + ACME_ARI_MIN_INTERVAL_S;
+		if (d->ari_next_check > now + ACME_ARI_MAX_INTERVAL_S)
+			d->ari_next_check = now + ACME_ARI_MAX_INTERVAL_S;
+		if (d->ari_renew_at != prev) {
+			char date[32];
+
+			util_format_time(d->ari_renew_at, date, sizeof(date));
+			util_info("engine: %s: renewal information: renew at %s", d->name, date);
+		}
 	}
 	pthread_mutex_unlock(&d->lock);
 }

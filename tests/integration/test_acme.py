@@ -628,6 +628,8 @@ def test_ari_window_triggers_renewal_with_replaces(pebble, proxy, certfs, tmp_pa
     orders = len(px.new_orders)
 
     px.ari_due.add(cid)  # the suggested window is now in the past
+    # renewalInfo is asked at most once a minute per domain: a minute on.
+    fs.set_clock(acme_proxy_floor())
     wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
               what="a renewal inside the CA's suggested window (ARI)")
     assert_issued(fs, name, pebble, tmp_path)
@@ -728,3 +730,196 @@ def test_sighup_applies_a_fixed_ca_bundle(certfs, pebble, tmp_path):
     fs.renew(name)
     wait_acme(fs, name)
     verify_chain(fs, name, pebble.root_file, tmp_path)
+
+
+def acme_proxy_floor():
+    """Seconds past the ARI polling floor (acme/acme.h ACME_ARI_MIN_INTERVAL_S)."""
+    return 61
+
+
+# ---------------------------------------------------------------- rate-limit rules
+
+# The numbers of acme/acme.h's rate-limit rules (and the README's).
+POLL_MAX_S = 2.0            # ACME_POLL_MAX_MS: at most one poll per 2 s once backed off
+POLL_QUICK = 7              # 25 ms doubling to 2 s: the polls before that
+FAILED_VALIDATIONS_PER_HOUR = 4
+
+
+def quiet(seconds, check, what):
+    """check() must hold during the whole period (the scheduler looks every 200 ms
+    with a test clock, so a second is five chances to break it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), what
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_retry_after_zero_on_a_processing_order_is_not_a_poll_storm(pebble, proxy, certfs,
+                                                                    tmp_path):
+    px = proxy(pebble)
+    px.processing_hold = 4.0
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle)
+    name = domain("ra0")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+    polls = px.count_prefix("/my-order/", "POST")
+    # Without the floor this is one poll per 25 ms: 160 in 4 s.
+    bound = POLL_QUICK + px.processing_hold / POLL_MAX_S + 3
+    assert 2 <= polls <= bound, "%d order polls for a %.0f s processing order with Retry-After: 0" \
+        % (polls, px.processing_hold)
+
+
+@pytest.mark.timeout(60)
+def test_renewal_information_is_polled_at_most_once_a_minute(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    px.ari = True
+    px.ari_retry_after = 0
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    clock=0)
+    name = domain("arifloor")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    cid = acme_proxy.ari_cert_id(leaf(fs, name))
+    asked = lambda: px.ari_ids.count(cid)  # noqa: E731
+    h.wait_for(lambda: asked() == 1, 10, "the first renewalInfo request")
+    quiet(1.5, lambda: asked() == 1, "renewalInfo asked again within a minute")
+    fs.set_clock(acme_proxy_floor())
+    h.wait_for(lambda: asked() == 2, 10, "renewalInfo a minute later")
+    quiet(1.0, lambda: asked() == 2, "renewalInfo asked again within a minute")
+    assert fs.stderr().count("renewal information: renew at") == 1, fs.stderr()[-2000:]
+
+
+@pytest.mark.timeout(90)
+def test_due_on_arrival_is_served_and_reported_not_reordered(own_pebble, proxy, certfs, tmp_path):
+    env = own_pebble(validity_seconds=1200)
+    px = proxy(env)
+    notify_log = tmp_path / "notify.log"
+    notify = write_script(str(tmp_path / "notify"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=notify_log))
+    fs = start_acme(certfs, env, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0,
+                    config=acme_config(hooks="notify = %s\n" % notify))
+    name = domain("arrival")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name)
+    assert px.count("/order-plz", "POST") == 1
+    # 1000 s on: a third of 1200 s is left, so it renews; and every new
+    # certificate (dated by Pebble's real clock) is due the moment it arrives.
+    fs.set_clock(1000)
+    st = wait_error(fs, name, lambda e: "already due" in e, what="the due-on-arrival report")
+    assert st.get("source") == "acme" and st.get("state") == "valid", st
+    h.wait_for(lambda: leaf(fs, name).serial_number != first.serial_number, 10,
+               "the certificate due on arrival to be served")
+    quiet(2.0, lambda: px.count("/order-plz", "POST") == 2,
+          "the certificate due on arrival was ordered again: %d orders"
+          % px.count("/order-plz", "POST"))
+    h.wait_for(lambda: notify_log.exists() and "due-on-arrival " + name in notify_log.read_text(),
+               10, "the notify hook for the certificate due on arrival")
+    # A quarter of the lifetime later one more order, no more.
+    fs.set_clock(1000 + 301)
+    h.wait_for(lambda: px.count("/order-plz", "POST") == 3, 15, "the order after the hold")
+    quiet(1.5, lambda: px.count("/order-plz", "POST") == 3, "orders after the hold")
+
+
+@pytest.mark.timeout(120)
+def test_failed_validations_stay_under_the_hourly_limit(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    # Nothing answers http-01: every validation fails.
+    fs = start_acme(certfs, pebble, http01=False, directory=px.directory_url,
+                    ca_bundle=px.ca_bundle, clock=0)
+    name = domain("vfail")
+    os.mkdir(fs.path(name))
+    orders = lambda: px.count("/order-plz", "POST")  # noqa: E731
+    for n in range(1, FAILED_VALIDATIONS_PER_HOUR + 1):
+        h.wait_for(lambda: read_state(fs, name).get("failures") == n, ISSUE_TIMEOUT,
+                   "failed validation %d" % n)
+        if n < FAILED_VALIDATIONS_PER_HOUR:
+            fs.renew(name)  # a forced renewal skips the back-off, not the limit
+    assert orders() == FAILED_VALIDATIONS_PER_HOUR
+    fs.renew(name)
+    st = wait_error(fs, name, lambda e: "failed validations in the last hour" in e,
+                    what="the failed-validation hold")
+    quiet(1.5, lambda: orders() == FAILED_VALIDATIONS_PER_HOUR,
+          "an order went out past the failed-validation limit")
+    # An hour later the held renewal goes out by itself.
+    fs.set_clock(3601)
+    h.wait_for(lambda: orders() == FAILED_VALIDATIONS_PER_HOUR + 1, ISSUE_TIMEOUT,
+               "the held order an hour later")
+
+
+# ---------------------------------------------------------------- issuer = none, issuer switch
+
+def orders_for(px, name):
+    return sum(1 for o in px.new_orders if o and name in json.dumps(o))
+
+
+@pytest.mark.timeout(90)
+def test_issuer_none_domain_makes_no_orders(pebble, proxy, certfs, tmp_path):
+    import test_upload as tu
+    px = proxy(pebble)
+    notify_log = tmp_path / "notify.log"
+    notify = write_script(str(tmp_path / "notify"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=notify_log))
+    name, other = domain("none"), domain("managed")
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0,
+                    config=acme_config(hooks="notify = %s\n" % notify)
+                    + "[domain %s]\nissuer = none\n" % name)
+    os.mkdir(fs.path(name))
+    os.mkdir(fs.path(other))
+    wait_acme(fs, other)
+    assert h.pem_certs(fs.read(name, "fullchain.pem")), "no placeholder for the issuer-none domain"
+    no_orders = lambda: orders_for(px, name) == 0  # noqa: E731
+    quiet(1.5, no_orders, "an order went out for an issuer-none domain")
+
+    def notified(event):
+        return notify_log.exists() and ("%s %s" % (event, name)) in notify_log.read_text()
+
+    # An upload is served; removing it serves the self-signed placeholder and notifies.
+    _, cert, _, bundle = tu.valid_upload(names=(name,))
+    write_file(fs.path(name, "bundle.pem"), bundle)
+    h.wait_for(lambda: leaf(fs, name).serial_number == cert.serial_number, 10, "the upload served")
+    os.unlink(fs.path(name, "fullchain.pem"))
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("source") == "selfsigned"
+               and leaf(fs, name).serial_number != cert.serial_number, 10,
+               "the self-signed placeholder after rm")
+    h.wait_for(lambda: notified("placeholder"), 10, "the notify hook after rm")
+
+    # The same when an upload expires (61 days on; it was valid for 60).
+    _, cert2, _, bundle2 = tu.valid_upload(names=(name,))
+    write_file(fs.path(name, "bundle.pem"), bundle2)
+    h.wait_for(lambda: leaf(fs, name).serial_number == cert2.serial_number, 10, "the upload served")
+    fs.set_clock(61 * 86400)
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("source") == "selfsigned"
+               and leaf(fs, name).serial_number != cert2.serial_number, 10,
+               "the self-signed placeholder after the upload expired")
+    h.wait_for(lambda: notified("expired"), 10, "the notify hook after expiry")
+    quiet(1.0, no_orders, "an order went out for an issuer-none domain")
+
+
+@pytest.mark.timeout(90)
+def test_issuer_switch_reissues_existing_domains(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = certfs(args=["--issuer", "local"])
+    names = [domain("switch") for _ in range(3)]
+    for n in names:
+        os.mkdir(fs.path(n))
+    for n in names:
+        h.wait_for(lambda: h.status_json(fs.mount, n).get("source") == "local", 10,
+                   "a local certificate for " + n)
+    assert fs.stop() == 0
+    fs.args = ["--issuer", "acme", "--acme-directory", px.directory_url,
+               "--acme-ca-bundle", px.ca_bundle,
+               "--http01-listen", "127.0.0.1:%d" % pebble.http_port]
+    fs.extra_env["CERTFS_CHALLTESTSRV"] = pebble.challtestsrv_url
+    fs.start()
+    for n in names:
+        wait_acme(fs, n, timeout=40)
+        assert_issued(fs, n, pebble, tmp_path)
+    quiet(1.0, lambda: len(px.new_orders) == len(names),
+          "more orders than domains after the switch: %d" % len(px.new_orders))
