@@ -541,6 +541,44 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 
 /* ---- worker pool and scheduler -------------------------------------------------- */
 
+int engine_renew_all(struct engine *e, const void *data, size_t len, char *why, size_t whylen)
+{
+	const char *s = data;
+	char **names;
+	size_t n, queued = 0;
+	struct conf c;
+
+	while (len && (s[len - 1] == '\n' || s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len != 5 || memcmp(s, "renew", 5)) {
+		snprintf(why, whylen, "status accepts only the word renew");
+		util_info("engine: status: write refused: %s", why);
+		return -EINVAL;
+	}
+	engine_conf_snapshot(e, &c);
+	n = engine_names(e, &names);
+	for (size_t i = 0; i < n; i++) {
+		struct engine_domain *d = engine_domain_get(e, names[i]);
+
+		if (!d)
+			continue;
+		if (issuer_of(&c, d->name) != CONF_ISSUER_NONE) {
+			pthread_mutex_lock(&d->lock);
+			d->next_attempt = 0;
+			pthread_mutex_unlock(&d->lock);
+			/* As the daemon's own orders: paced, so that a large tree
+			 * stays inside the CA's limits. */
+			engine_queue_auto(e, d);
+			queued++;
+		}
+		engine_domain_put(d);
+	}
+	engine_names_free(names, n);
+	conf_clear(&c);
+	util_info("engine: renewal of all %zu domains requested", queued);
+	return 0;
+}
+
 static void queue_item(struct engine *e, struct engine_domain *d, bool ari, bool automatic)
 {
 	struct engine_job_item *it;

@@ -1084,7 +1084,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_open(req, fi);
 		return;
 	}
-	if (!i->dom || !writable(i->file)) {
+	/* The root's status takes "renew" (every domain); its other files are read-only. */
+	if ((!i->dom && i->file != ENGINE_FILE_STATUS) || !writable(i->file)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -1093,7 +1094,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->dom = engine_domain_ref(i->dom);
+	h->dom = i->dom ? engine_domain_ref(i->dom) : NULL;
 	h->file = i->file;
 	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
 	/* Written bytes go to the handle, never to the generation's pages. */
@@ -1227,6 +1228,16 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	if (!h) {
 		fuse_reply_err(req, 0);
+		return;
+	}
+	if (!h->dom) {
+		/* MOUNT/status: judged like a domain's, for every domain. */
+		rc = h->error ? -h->error
+			      : h->dirty ? engine_renew_all(f->engine, h->buf.data, h->buf.len, why,
+							    sizeof(why))
+					 : 0;
+		h->dirty = false;
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (h->error == EFBIG) {

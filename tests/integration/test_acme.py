@@ -923,3 +923,28 @@ def test_issuer_switch_reissues_existing_domains(pebble, proxy, certfs, tmp_path
         assert_issued(fs, n, pebble, tmp_path)
     quiet(1.0, lambda: len(px.new_orders) == len(names),
           "more orders than domains after the switch: %d" % len(px.new_orders))
+
+
+@pytest.mark.timeout(90)
+def test_renew_in_root_status_renews_every_domain(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0)
+    names = [domain("all") for _ in range(3)]
+    for n in names:
+        os.mkdir(fs.path(n))
+    serials = {}
+    for n in names:
+        wait_acme(fs, n)
+        serials[n] = leaf(fs, n).serial_number
+    with pytest.raises(OSError) as e:
+        write_file(fs.path("status"), b"renew everything\n")
+    assert e.value.errno == 22
+    # Past the per-domain floor of automatic orders (30 s).
+    fs.set_clock(31)
+    write_file(fs.path("status"), b"renew\n")
+    for n in names:
+        wait_acme(fs, n, cond=lambda f, d: leaf(f, d).serial_number != serials[d],
+                  what="a renewal after renew in MOUNT/status")
+        assert_issued(fs, n, pebble, tmp_path)
+    quiet(1.0, lambda: len(px.new_orders) == 2 * len(names),
+          "%d orders for %d domains renewed once" % (len(px.new_orders), len(names)))
