@@ -184,6 +184,37 @@ static void response_problem(const struct acme_response *r, struct acme_problem 
 	}
 }
 
+/*
+ * The configured profile against the directory's meta.profiles (c->setup
+ * held, before have_dir): a server without profiles never sees the field
+ * (said once in the log), a profile it does not offer is refused clearly.
+ */
+static int check_profile(struct acme_client *c, struct acme_problem *prob)
+{
+	char list[512] = "";
+	size_t used = 0;
+
+	if (!c->profile)
+		return 0;
+	if (!c->dir.has_profiles || !c->dir.nprofiles) {
+		util_warn("acme: %s offers no certificate profiles: profile %s is not sent",
+			  c->directory_url, c->profile);
+		free(c->profile);
+		c->profile = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < c->dir.nprofiles; i++) {
+		if (!strcmp(c->dir.profiles[i], c->profile))
+			return 0;
+		if (used < sizeof(list))
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+						 i ? ", " : "", c->dir.profiles[i]);
+	}
+	problem_set(prob, "profile %s is not offered by the ACME server (it offers %s)",
+		    c->profile, list);
+	return -EINVAL;
+}
+
 static int ensure_directory(struct acme_client *c, struct acme_problem *prob)
 {
 	struct acme_response r;
@@ -214,6 +245,11 @@ static int ensure_directory(struct acme_client *c, struct acme_problem *prob)
 				  "set eab_kid and eab_hmac_key");
 		acme_directory_clear(&c->dir);
 		rc = -EINVAL;
+		goto out;
+	}
+	rc = check_profile(c, prob);
+	if (rc) {
+		acme_directory_clear(&c->dir);
 		goto out;
 	}
 	c->have_dir = true;

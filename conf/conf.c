@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -729,6 +730,41 @@ static int check_b64url(const char *v, char *why, size_t wl)
 	return 0;
 }
 
+/*
+ * A file certfs will read (a CA bundle): checked at start, not at the first
+ * issuance, so a typo stops start-up with the line that has it.
+ */
+static int check_file(const char *key, const char *v, char *why, size_t wl)
+{
+	struct stat st;
+
+	if (v[0] != '/')
+		return why_set(why, wl, "%s: \"%.64s\" is not an absolute path", key, v);
+	if (stat(v, &st))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return why_set(why, wl, "%s: %.200s is not a regular file", key, v);
+	if (access(v, R_OK))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (st.st_size == 0)
+		return why_set(why, wl, "%s: %.200s is empty", key, v);
+	return 0;
+}
+
+/* A hook's program: an executable regular file. */
+static int check_program(const char *key, const char *v, char *why, size_t wl)
+{
+	struct stat st;
+
+	if (stat(v, &st))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return why_set(why, wl, "%s: %.200s is not a regular file", key, v);
+	if (access(v, X_OK))
+		return why_set(why, wl, "%s: %.200s is not executable", key, v);
+	return 0;
+}
+
 /* Replace a string field with a copy of v (NULL when v is NULL). */
 static int set_str(char **field, const char *v, bool secret)
 {
@@ -847,7 +883,10 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		rc = check_b64url(v, why, wl);
 		return rc ? rc : set_str((char **)(void *)fp, v, true);
 	case T_STR:
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_PATH:
+		if (*v && (rc = check_file(k->name, v, why, wl)))
+			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_LISTEN:
 		if (!*v)
@@ -858,6 +897,8 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		char **argv;
 
 		rc = split_argv(k->name, v, &argv, why, wl);
+		if (!rc && argv && argv[0] && (rc = check_program(k->name, argv[0], why, wl)))
+			argv_free(argv);
 		if (rc)
 			return rc;
 		argv_free(*(char ***)(void *)fp);
@@ -1030,6 +1071,8 @@ struct conf_load {
 	uint64_t seen[SECT_DOMAIN]; /* keys set, per fixed section (bit = key index) */
 	uint64_t *dseen;       /* per domain: keys set; bit 63 = header seen */
 	size_t ndseen;
+	unsigned key_line[CONF_NKEYS]; /* where each fixed-section key was set */
+	unsigned dns01_line;   /* first "challenge = dns-01", global or per domain */
 	unsigned err_line;     /* first error, 0 if none */
 	int err_rc;
 	char err[512];
@@ -1197,7 +1240,40 @@ static int load_handler(void *user, const char *section, const char *name, const
 		load_fail(ld, rc, "%s", rc == -ENOMEM ? "out of memory" : why);
 		return 0;
 	}
+	if (ld->sect != SECT_DOMAIN)
+		ld->key_line[idx] = ld->lineno;
+	if (k->type == T_CHALLENGE && !ld->dns01_line &&
+	    !strcasecmp(value, conf_challenges[CONF_CHALLENGE_DNS01]))
+		ld->dns01_line = ld->lineno;
 	return 1;
+}
+
+/* The line where key of section s was set in this file (0: not set here). */
+static unsigned key_line(const struct conf_load *ld, enum conf_sect s, const char *key)
+{
+	size_t idx;
+
+	return key_find(s, key, &idx) ? ld->key_line[idx] : 0;
+}
+
+/* Keys that are only right together, checked once the whole file is read. */
+static void load_check(struct conf_load *ld)
+{
+	const struct conf *c = ld->c;
+	unsigned line;
+
+	if (!!c->acme_eab_kid != !!c->acme_eab_hmac_key) {
+		line = key_line(ld, SECT_ACME, c->acme_eab_kid ? "eab_kid" : "eab_hmac_key");
+		ld->lineno = line;
+		load_fail(ld, -EINVAL, "%s needs %s too (External Account Binding takes both)",
+			  c->acme_eab_kid ? "eab_kid" : "eab_hmac_key",
+			  c->acme_eab_kid ? "eab_hmac_key" : "eab_kid");
+		return;
+	}
+	if (ld->dns01_line && !c->hook_dns) {
+		ld->lineno = ld->dns01_line;
+		load_fail(ld, -EINVAL, "challenge: dns-01 needs the dns hook ([hooks] dns)");
+	}
 }
 
 static int read_file(const char *path, struct util_buf *b, struct conf_err *err)
@@ -1278,6 +1354,8 @@ int conf_load_file(struct conf *c, const char *path, struct conf_err *err)
 			 path, r);
 		goto out;
 	}
+	if (!ld.err_line)
+		load_check(&ld);
 	if (ld.err_line) {
 		rc = ld.err_rc ? ld.err_rc : -EINVAL;
 		if (rc != -ENOMEM)

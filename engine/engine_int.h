@@ -6,6 +6,7 @@
 #ifndef CERTFS_ENGINE_INT_H
 #define CERTFS_ENGINE_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -229,6 +230,8 @@ void engine_hooks_stop(struct engine *e);
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
 void engine_queue(struct engine *e, struct engine_domain *d);
 void engine_queue_ari(struct engine *e, struct engine_domain *d);
+/* Status fields: next renewal and why, last attempt, failures, next retry. */
+void engine_schedule_json(struct engine_domain *d, json_t *o);
 /* Queue an order the daemon starts by itself (paced, see acme/acme.h). */
 void engine_queue_auto(struct engine *e, struct engine_domain *d);
 int engine_workers_start(struct engine *e);

@@ -716,6 +716,66 @@ static bool domain_due(struct engine_domain *d, time_t now, double fraction,
 			       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
 }
 
+/* A time for status: "2026-12-07T19:43:04Z", or null for 0. */
+static json_t *time_json(time_t t)
+{
+	char s[32];
+
+	if (!t)
+		return json_null();
+	util_format_time(t, s, sizeof(s));
+	return json_string(s);
+}
+
+void engine_schedule_json(struct engine_domain *d, json_t *o)
+{
+	struct engine *e = d->engine;
+	time_t now = util_now(), next = 0, life;
+	enum conf_issuer issuer;
+	char why[256] = "";
+	double fraction;
+	const struct conf_domain *cd;
+
+	pthread_mutex_lock(&e->conf_lock);
+	fraction = e->conf.renew_fraction;
+	cd = conf_domain_find(&e->conf, d->name);
+	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
+	pthread_mutex_unlock(&e->conf_lock);
+
+	/* The same order of rules as domain_due(). */
+	pthread_mutex_lock(&d->lock);
+	life = d->managed_not_after - d->managed_not_before;
+	if (issuer == CONF_ISSUER_NONE) {
+		snprintf(why, sizeof(why), "issuer none: no managed certificate");
+	} else if (d->hold_until > now) {
+		next = d->hold_until;
+		snprintf(why, sizeof(why), "%s", d->hold_reason);
+	} else if (d->next_attempt) {
+		next = d->next_attempt > now ? d->next_attempt : now;
+		snprintf(why, sizeof(why), "retry after %d failed attempt%s", d->failures,
+			 d->failures == 1 ? "" : "s");
+	} else if (!d->managed_gen) {
+		next = now;
+		snprintf(why, sizeof(why), "not issued yet");
+	} else if (issuer_changed(d, issuer)) {
+		next = now;
+		snprintf(why, sizeof(why), "issuer changed to %s", conf_issuer_name(issuer));
+	} else if (d->ari_renew_at) {
+		next = d->ari_renew_at;
+		snprintf(why, sizeof(why), "inside the CA's renewal window (ARI)");
+	} else {
+		next = d->managed_not_after - (time_t)((double)life * fraction) -
+		       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
+		snprintf(why, sizeof(why), "when %.0f%% of the lifetime is left", fraction * 100.0);
+	}
+	json_object_set_new(o, "next_renewal", time_json(next));
+	json_object_set_new(o, "renewal_reason", json_string(why));
+	json_object_set_new(o, "last_attempt", time_json(d->last_attempt));
+	json_object_set_new(o, "failures", json_integer(d->failures));
+	json_object_set_new(o, "next_retry", time_json(d->next_attempt));
+	pthread_mutex_unlock(&d->lock);
+}
+
 enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED };
 
 /* What happens to a served upload now? (d->lock held) */

@@ -14,6 +14,8 @@ Switches (plain attributes, safe to flip while it runs):
   processing_hold       seconds: from the first finalize on, answer order
                         polls (and the finalize) with status "processing",
                         no certificate and `Retry-After: 0` for that long
+  profiles              {name: description} added as the directory's
+                        meta.profiles
   ari                   add "renewalInfo" to the directory and answer
                         GET renewalInfo/<id> (RFC 9773): a window in the
                         past for ids in `ari_due`, else one a month ahead,
@@ -84,6 +86,7 @@ class AcmeProxy:
         self.rate_limit_new_order = False
         self.retry_after = retry_after
         self.processing_hold = 0
+        self.profiles = None
         self._hold_started = None
         self.ari = False
         self.ari_due = set()
@@ -300,10 +303,13 @@ class AcmeProxy:
         ctype = dict((k.lower(), v) for k, v in hdrs).get("content-type", "")
         if "json" in ctype or "pem" in ctype or path == "/dir":
             text = self.rewrite(data.decode("utf-8", "replace"))
-            if self.ari and path == "/dir":
+            if (self.ari or self.profiles) and path == "/dir":
                 try:
                     d = json.loads(text)
-                    d["renewalInfo"] = self.base + RENEWAL_INFO_PATH
+                    if self.ari:
+                        d["renewalInfo"] = self.base + RENEWAL_INFO_PATH
+                    if self.profiles:
+                        d.setdefault("meta", {})["profiles"] = dict(self.profiles)
                     text = json.dumps(d, indent=2)
                 except ValueError:
                     pass

@@ -948,3 +948,83 @@ def test_renew_in_root_status_renews_every_domain(pebble, proxy, certfs, tmp_pat
         assert_issued(fs, n, pebble, tmp_path)
     quiet(1.0, lambda: len(px.new_orders) == 2 * len(names),
           "%d orders for %d domains renewed once" % (len(px.new_orders), len(names)))
+
+
+# ---------------------------------------------------------------- start-up checks, profile
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("acme,hooks,line,words", [
+    ("ca_bundle = /nonexistent/acme-ca.pem\n", "", 2, "ca_bundle: /nonexistent/acme-ca.pem: No such file"),
+    ("eab_kid = kid-1\n", "", 2, "eab_kid needs eab_hmac_key too"),
+    ("challenge = dns-01\n", "", 2, "challenge: dns-01 needs the dns hook"),
+    ("", "deploy = /nonexistent/reload\n", 3, "deploy: /nonexistent/reload: No such file"),
+])
+def test_config_checked_at_start(certfs, acme, hooks, line, words):
+    fs = certfs(config=acme_config(acme=acme, hooks=hooks), args=["--issuer", "acme"],
+                start=False)
+    r = subprocess.run(fs.argv(), env=fs.env(), capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "certfs started with a bad configuration"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith("%s:%d: %s" % (fs.config, line, words)) or \
+        ("%s:%d: %s" % (fs.config, line, words)) in lines[0], lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_profile_only_where_the_server_offers_it(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    config=acme_config(acme="profile = shortlived\n"))
+    name = domain("noprofile")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert px.new_orders and all("profile" not in o for o in px.new_orders if o), px.new_orders
+    assert "offers no certificate profiles: profile shortlived is not sent" in fs.stderr()
+    assert fs.stop() == 0
+
+    # A server with profiles, but not this one: a clear refusal, no order.
+    px2 = proxy(pebble)
+    px2.profiles = {"classic": "the usual", "tlsserver": "short"}
+    fs2 = start_acme(certfs, pebble, directory=px2.directory_url, ca_bundle=px2.ca_bundle,
+                     config=acme_config(acme="profile = shortlived\n"))
+    name2 = domain("badprofile")
+    os.mkdir(fs2.path(name2))
+    wait_error(fs2, name2, lambda e: "profile shortlived is not offered" in e and
+               "classic, tlsserver" in e, what="the profile refusal")
+    assert not px2.new_orders
+
+
+# ---------------------------------------------------------------- status: next renewal, retries
+
+@pytest.mark.timeout(60)
+def test_status_shows_next_renewal_and_retries(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble)
+    name = domain("sched")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    st = h.status_json(fs.mount, name)
+    cert = leaf(fs, name)
+    life = (h.cert_not_after(cert) - h.cert_not_before(cert)).total_seconds()
+    nxt = datetime.datetime.strptime(st["next_renewal"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    left = (h.cert_not_after(cert) - nxt).total_seconds()
+    # A third of the lifetime left, minus up to 2% of jitter.
+    assert life / 3 - 60 <= left <= life / 3 + life / 50 + 60, (st, life, left)
+    assert "lifetime" in st["renewal_reason"], st
+    assert st["last_attempt"] and st["failures"] == 0 and st["next_retry"] is None, st
+    text = fs.read(name, "status", mode="r")
+    for key in ("next_renewal:", "renewal_reason:", "last_attempt:", "failures: 0",
+                "next_retry: none"):
+        assert key in text, text
+    assert fs.stop() == 0
+
+    # A failure: the count, the retry time and why.
+    fs2 = start_acme(certfs, pebble, http01=False)
+    bad = domain("schedfail")
+    os.mkdir(fs2.path(bad))
+    wait_error(fs2, bad, lambda e: e.startswith(PROBLEM_PREFIX))
+    st = h.wait_for(lambda: (lambda s: s if s.get("next_retry") else None)(
+        h.status_json(fs2.mount, bad)), 5, "next_retry in status.json")
+    assert st["failures"] >= 1 and st["last_attempt"], st
+    assert st["renewal_reason"].startswith("retry after"), st
+    assert st["next_renewal"] == st["next_retry"], st
