@@ -148,6 +148,7 @@ int acme_client_get_account_url(struct acme_client *c, char *out, size_t len) AC
 enum acme_challenge_type {
 	ACME_CHALLENGE_HTTP01,
 	ACME_CHALLENGE_DNS01,
+	ACME_CHALLENGE_TLSALPN01,
 };
 
 /*
@@ -167,6 +168,9 @@ struct acme_challenge_ops {
 	 */
 	int (*dns01_add)(void *arg, const char *record, const char *value);
 	void (*dns01_del)(void *arg, const char *record, const char *value);
+	/* tls-alpn-01 (RFC 8737): answer handshakes for name with keyauth's certificate. */
+	int (*tlsalpn01_publish)(void *arg, const char *name, const char *keyauth);
+	void (*tlsalpn01_unpublish)(void *arg, const char *name);
 	/*
 	 * Before finalize, the order URL to persist next to the key, so a
 	 * restart can resume (acme_issue_request.resume_order_url). A failure
@@ -242,6 +246,24 @@ int acme_http01_publish(struct acme_http01 *s, const char *token, const char *ke
 void acme_http01_unpublish(struct acme_http01 *s, const char *token);
 /* Stop the thread, close the socket, free. NULL is a no-op. */
 void acme_http01_stop(struct acme_http01 *s);
+
+/* ---- built-in TLS-ALPN-01 responder (RFC 8737) ---------------------------- */
+
+struct acme_tlsalpn01;
+
+/*
+ * Listen on "ADDR:PORT" (as acme_http01_start) and answer TLS handshakes
+ * for ALPN "acme-tls/1" with the challenge certificate of the SNI name,
+ * from a background thread; anything else is refused in the handshake.
+ */
+int acme_tlsalpn01_start(const char *listen_addr, struct acme_tlsalpn01 **out) ACME_WUR;
+unsigned int acme_tlsalpn01_port(const struct acme_tlsalpn01 *s);
+/* Make and serve the challenge certificate for name (replaces an older one). */
+int acme_tlsalpn01_publish(struct acme_tlsalpn01 *s, const char *name,
+			   const char *keyauth) ACME_WUR;
+void acme_tlsalpn01_unpublish(struct acme_tlsalpn01 *s, const char *name);
+/* Stop the thread, close the socket, free. NULL is a no-op. */
+void acme_tlsalpn01_stop(struct acme_tlsalpn01 *s);
 
 /* Adapters so a responder can be used directly as acme_challenge_ops. */
 int acme_http01_publish_cb(void *responder, const char *token, const char *keyauth);

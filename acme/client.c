@@ -781,6 +781,7 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 {
 	const struct acme_challenge_ops *ops = x->ops;
 	bool http_ok = ops->http01_publish != NULL, dns_ok = ops->dns01_add != NULL;
+	bool alpn_ok = ops->tlsalpn01_publish != NULL;
 	const char *want;
 
 	/* 7.1.3/8.4: wildcard identifiers are only provable through DNS. */
@@ -793,6 +794,8 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 		*type = ACME_CHALLENGE_DNS01;
 	} else if (ops->prefer == ACME_CHALLENGE_DNS01 && dns_ok) {
 		*type = ACME_CHALLENGE_DNS01;
+	} else if (ops->prefer == ACME_CHALLENGE_TLSALPN01 && alpn_ok) {
+		*type = ACME_CHALLENGE_TLSALPN01;
 	} else if (http_ok) {
 		*type = ACME_CHALLENGE_HTTP01;
 	} else if (dns_ok) {
@@ -801,7 +804,9 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 		problem_set(x->prob, "%s: no way to answer a challenge is configured", a->identifier);
 		return NULL;
 	}
-	want = *type == ACME_CHALLENGE_DNS01 ? "dns-01" : "http-01";
+	want = *type == ACME_CHALLENGE_DNS01	 ? "dns-01" :
+	       *type == ACME_CHALLENGE_TLSALPN01 ? "tls-alpn-01" :
+						   "http-01";
 	for (size_t i = 0; i < a->nchallenges; i++)
 		if (!strcmp(a->challenges[i].type, want) && a->challenges[i].token)
 			return &a->challenges[i];
@@ -819,6 +824,8 @@ static void published_free(struct issue *x)
 			x->ops->http01_unpublish(x->ops->arg, p->token);
 		if (p->active && p->type == ACME_CHALLENGE_DNS01 && x->ops->dns01_del)
 			x->ops->dns01_del(x->ops->arg, p->record, p->value);
+		if (p->active && p->type == ACME_CHALLENGE_TLSALPN01 && x->ops->tlsalpn01_unpublish)
+			x->ops->tlsalpn01_unpublish(x->ops->arg, p->record);
 		free(p->token);
 		free(p->record);
 		free(p->value);
@@ -856,7 +863,17 @@ static int prepare_authz(struct issue *x, const char *authz_url, struct acme_aut
 	if (!(p->authz_url = strdup(authz_url)) || !(p->chall_url = strdup(ch->url)))
 		goto out;
 	x->npub++;
-	if (type == ACME_CHALLENGE_HTTP01) {
+	if (type == ACME_CHALLENGE_TLSALPN01) {
+		/* RFC 8737 3: the identifier's certificate carries the keyauth digest. */
+		if (!(p->record = strdup(a->identifier)))
+			goto out;
+		rc = x->ops->tlsalpn01_publish(x->ops->arg, a->identifier, keyauth);
+		if (rc) {
+			problem_set(x->prob, "%s: cannot publish the tls-alpn-01 certificate: %s",
+				    a->identifier, strerror(-rc));
+			goto out;
+		}
+	} else if (type == ACME_CHALLENGE_HTTP01) {
 		if (!(p->token = strdup(ch->token)))
 			goto out;
 		rc = x->ops->http01_publish(x->ops->arg, ch->token, keyauth);

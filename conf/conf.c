@@ -99,6 +99,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_ACME, "ca_bundle", T_PATH, acme_ca_bundle),
 	K(SECT_ACME, "challenge", T_CHALLENGE, acme_challenge),
 	K(SECT_ACME, "http01_listen", T_LISTEN, acme_http01_listen),
+	K(SECT_ACME, "tls_alpn01_listen", T_LISTEN, acme_tls_alpn01_listen),
 	K(SECT_ACME, "preferred_chain", T_STR, acme_preferred_chain),
 	K(SECT_ACME, "profile", T_STR, acme_profile),
 	K(SECT_ACME, "revoke_on_delete", T_BOOL, acme_revoke_on_delete),
@@ -132,6 +133,7 @@ static const char *const conf_issuers[] = {
 static const char *const conf_challenges[] = {
 	[CONF_CHALLENGE_HTTP01] = "http-01",
 	[CONF_CHALLENGE_DNS01] = "dns-01",
+	[CONF_CHALLENGE_TLSALPN01] = "tls-alpn-01",
 };
 
 const char *conf_issuer_name(enum conf_issuer i)
@@ -209,6 +211,7 @@ void conf_clear(struct conf *c)
 	util_secret_str_free(c->acme_eab_hmac_key);
 	free(c->acme_ca_bundle);
 	free(c->acme_http01_listen);
+	free(c->acme_tls_alpn01_listen);
 	free(c->acme_preferred_chain);
 	free(c->acme_profile);
 	argv_free(c->hook_deploy);
@@ -263,6 +266,7 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	d.path = d.store = d.key_type = d.pfx_password = NULL;
 	d.acme_directory = d.acme_email = d.acme_eab_kid = NULL;
 	d.acme_eab_hmac_key = d.acme_ca_bundle = d.acme_http01_listen = NULL;
+	d.acme_tls_alpn01_listen = NULL;
 	d.acme_preferred_chain = d.acme_profile = NULL;
 	d.hook_deploy = d.hook_notify = d.hook_dns = NULL;
 	d.domains = NULL;
@@ -277,6 +281,7 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	    str_dup(src->acme_eab_hmac_key, &d.acme_eab_hmac_key) ||
 	    str_dup(src->acme_ca_bundle, &d.acme_ca_bundle) ||
 	    str_dup(src->acme_http01_listen, &d.acme_http01_listen) ||
+	    str_dup(src->acme_tls_alpn01_listen, &d.acme_tls_alpn01_listen) ||
 	    str_dup(src->acme_preferred_chain, &d.acme_preferred_chain) ||
 	    str_dup(src->acme_profile, &d.acme_profile) ||
 	    argv_dup(src->hook_deploy, &d.hook_deploy) ||
@@ -666,7 +671,7 @@ out:
 }
 
 /* ADDR:PORT with ADDR an IPv4 address, [IPv6], "localhost" or empty (all). */
-static int check_listen(const char *v, char *why, size_t wl)
+static int check_listen(const char *key, const char *v, char *why, size_t wl)
 {
 	const char *colon = strrchr(v, ':');
 	unsigned char bin[16];
@@ -676,12 +681,12 @@ static int check_listen(const char *v, char *why, size_t wl)
 	long port;
 
 	if (!colon || (size_t)(colon - v) >= sizeof(addr))
-		return why_set(why, wl, "http01_listen: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", v);
+		return why_set(why, wl, "%s: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", key, v);
 	alen = (size_t)(colon - v);
 	memcpy(addr, v, alen);
 	addr[alen] = '\0';
 	if (parse_long(colon + 1, 1, 65535, &port))
-		return why_set(why, wl, "http01_listen: \"%.64s\" has no port in 1..65535", v);
+		return why_set(why, wl, "%s: \"%.64s\" has no port in 1..65535", key, v);
 	if (alen == 0 || !strcmp(addr, "localhost"))
 		ok = true;
 	else if (addr[0] == '[' && alen >= 3 && addr[alen - 1] == ']') {
@@ -690,7 +695,7 @@ static int check_listen(const char *v, char *why, size_t wl)
 	} else
 		ok = inet_pton(AF_INET, addr, bin) == 1;
 	if (!ok)
-		return why_set(why, wl, "http01_listen: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", v);
+		return why_set(why, wl, "%s: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", key, v);
 	return 0;
 }
 
@@ -818,7 +823,7 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_CHALLENGE:
 		i = lookup_enum(v, conf_challenges, sizeof(conf_challenges) / sizeof(conf_challenges[0]));
 		if (i < 0)
-			return why_set(why, wl, "challenge: \"%.64s\" is not http-01 or dns-01", v);
+			return why_set(why, wl, "challenge: \"%.64s\" is not http-01, dns-01 or tls-alpn-01", v);
 		if (dom)
 			*(int *)(void *)fp = i;
 		else
@@ -891,7 +896,7 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_LISTEN:
 		if (!*v)
 			return set_str((char **)(void *)fp, NULL, false);
-		rc = check_listen(v, why, wl);
+		rc = check_listen(k->name, v, why, wl);
 		return rc ? rc : set_str((char **)(void *)fp, v, false);
 	case T_ARGV: {
 		char **argv;

@@ -29,6 +29,7 @@ enum conf_issuer {
 enum conf_challenge {
 	CONF_CHALLENGE_HTTP01,
 	CONF_CHALLENGE_DNS01,
+	CONF_CHALLENGE_TLSALPN01,
 };
 
 /* [domain NAME]: per-domain overrides; unset fields are NULL / -1. */
@@ -65,6 +66,7 @@ struct conf {
 	char *acme_ca_bundle;    /* NULL: system trust store */
 	enum conf_challenge acme_challenge; /* http-01 */
 	char *acme_http01_listen;   /* NULL: serve from the mount's .well-known */
+	char *acme_tls_alpn01_listen; /* NULL: no tls-alpn-01 responder */
 	char *acme_preferred_chain; /* NULL: the CA's default chain */
 	char *acme_profile;         /* NULL */
 	bool acme_revoke_on_delete; /* false */
@@ -112,7 +114,7 @@ int conf_set(struct conf *c, const char *section, const char *key, const char *v
 const struct conf_domain *conf_domain_find(const struct conf *c, const char *name);
 
 const char *conf_issuer_name(enum conf_issuer i);     /* "local", "acme", "selfsigned", "none" */
-const char *conf_challenge_name(enum conf_challenge ch); /* "http-01", "dns-01" */
+const char *conf_challenge_name(enum conf_challenge ch); /* "http-01", "dns-01", "tls-alpn-01" */
 
 /* Deep copy (for handing a snapshot to worker threads). */
 int conf_dup(const struct conf *src, struct conf *dst) CONF_WUR;

@@ -45,6 +45,7 @@ struct options {
 	struct override ov[MAX_OVERRIDES];
 	int nov;
 	char *store, *issuer, *acme_directory, *acme_email, *acme_ca_bundle, *http01_listen;
+	char *tls_alpn01_listen;
 };
 
 enum {
@@ -73,6 +74,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--acme-ca-bundle %s", acme_ca_bundle),
 	OPT("--http01-listen=%s", http01_listen),
 	OPT("--http01-listen %s", http01_listen),
+	OPT("--tls-alpn01-listen=%s", tls_alpn01_listen),
+	OPT("--tls-alpn01-listen %s", tls_alpn01_listen),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -124,6 +127,8 @@ static void usage(const char *prog)
 	       "  --acme-email ADDR          ACME account contact\n"
 	       "  --acme-ca-bundle FILE      trust anchors for the ACME server's TLS\n"
 	       "  --http01-listen ADDR:PORT  built-in HTTP-01 responder\n"
+	       "  --tls-alpn01-listen ADDR:PORT\n"
+	       "                             built-in TLS-ALPN-01 responder (RFC 8737)\n"
 	       "  -f                         stay in the foreground\n"
 	       "  -d                         debug (implies -f)\n"
 	       "  -o OPT[,OPT...]            mount options (allow_other, ro, ...)\n"
@@ -299,6 +304,7 @@ int main(int argc, char **argv)
 	add_override(&o, "acme", "email", o.acme_email, "--acme-email");
 	add_override(&o, "acme", "ca_bundle", o.acme_ca_bundle, "--acme-ca-bundle");
 	add_override(&o, "acme", "http01_listen", o.http01_listen, "--http01-listen");
+	add_override(&o, "acme", "tls_alpn01_listen", o.tls_alpn01_listen, "--tls-alpn01-listen");
 	if (load_conf(&o, &c, &cerr)) {
 		fprintf(stderr, "certfs: %s\n", cerr.msg);
 		goto out;
@@ -435,5 +441,6 @@ out:
 	free(o.acme_email);
 	free(o.acme_ca_bundle);
 	free(o.http01_listen);
+	free(o.tls_alpn01_listen);
 	return rc;
 }

@@ -114,6 +114,18 @@ size_t engine_challenge_tokens(struct engine *e, char ***tokens)
 	return v ? n : 0;
 }
 
+/* ---- tls-alpn-01 through the built-in responder ------------------------------- */
+
+static int alpn_publish(void *arg, const char *name, const char *keyauth)
+{
+	return acme_tlsalpn01_publish(((struct issue_ctx *)arg)->e->tlsalpn01, name, keyauth);
+}
+
+static void alpn_unpublish(void *arg, const char *name)
+{
+	acme_tlsalpn01_unpublish(((struct issue_ctx *)arg)->e->tlsalpn01, name);
+}
+
 /* ---- dns-01 through the hook ---------------------------------------------------- */
 
 static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, const char *value)
@@ -502,6 +514,10 @@ void engine_acme_reload(struct engine *e, const struct conf *old, const struct c
 			  strcmp(old->acme_http01_listen, c->acme_http01_listen));
 	if (listen_changed)
 		util_warn("config: http01_listen changed: takes effect after a restart");
+	if (!!old->acme_tls_alpn01_listen != !!c->acme_tls_alpn01_listen ||
+	    (c->acme_tls_alpn01_listen &&
+	     strcmp(old->acme_tls_alpn01_listen, c->acme_tls_alpn01_listen)))
+		util_warn("config: tls_alpn01_listen changed: takes effect after a restart");
 	/* The pool and the store are set up once. */
 	if (old->workers != c->workers)
 		util_warn("config: workers changed: takes effect after a restart");
@@ -511,18 +527,25 @@ void engine_acme_reload(struct engine *e, const struct conf *old, const struct c
 
 int engine_acme_start(struct engine *e)
 {
-	char listen[128] = "";
-	int rc;
+	char listen[128] = "", alpn[128] = "";
+	int rc = 0;
 
 	pthread_mutex_lock(&e->conf_lock);
 	if (e->conf.acme_http01_listen)
 		snprintf(listen, sizeof(listen), "%s", e->conf.acme_http01_listen);
+	if (e->conf.acme_tls_alpn01_listen)
+		snprintf(alpn, sizeof(alpn), "%s", e->conf.acme_tls_alpn01_listen);
 	pthread_mutex_unlock(&e->conf_lock);
-	if (!listen[0])
-		return 0;
-	rc = acme_http01_start(listen, &e->http01);
-	if (rc)
-		util_err("engine: acme: http-01 responder on %s: %s", listen, strerror(-rc));
+	if (listen[0]) {
+		rc = acme_http01_start(listen, &e->http01);
+		if (rc)
+			util_err("engine: acme: http-01 responder on %s: %s", listen, strerror(-rc));
+	}
+	if (!rc && alpn[0]) {
+		rc = acme_tlsalpn01_start(alpn, &e->tlsalpn01);
+		if (rc)
+			util_err("engine: acme: tls-alpn-01 responder on %s: %s", alpn, strerror(-rc));
+	}
 	return rc;
 }
 
@@ -533,6 +556,8 @@ void engine_acme_stop(struct engine *e)
 	if (e->http01)
 		acme_http01_stop(e->http01);
 	e->http01 = NULL;
+	acme_tlsalpn01_stop(e->tlsalpn01);
+	e->tlsalpn01 = NULL;
 	eacme_put(e->acme);
 	e->acme = NULL;
 	for (t = e->tokens; t; t = next) {
@@ -562,6 +587,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	struct util_buf der, pem;
 	const struct conf_domain *cd = conf_domain_find(c, d->name);
 	char *resume = NULL, **names = NULL, *replaces = NULL;
+	enum conf_challenge challenge;
 	struct engine_acme *a;
 	size_t n = 0;
 	int rc;
@@ -621,10 +647,21 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	ctx.dns_hook = c->hook_dns;
 	ctx.key = key;
 	memset(&ops, 0, sizeof(ops));
-	ops.prefer = ((cd && cd->challenge >= 0) ? (enum conf_challenge)cd->challenge
-						 : c->acme_challenge) == CONF_CHALLENGE_DNS01
-			     ? ACME_CHALLENGE_DNS01
-			     : ACME_CHALLENGE_HTTP01;
+	challenge = (cd && cd->challenge >= 0) ? (enum conf_challenge)cd->challenge
+					       : c->acme_challenge;
+	ops.prefer = challenge == CONF_CHALLENGE_DNS01	  ? ACME_CHALLENGE_DNS01 :
+		     challenge == CONF_CHALLENGE_TLSALPN01 ? ACME_CHALLENGE_TLSALPN01 :
+							   ACME_CHALLENGE_HTTP01;
+	if (challenge == CONF_CHALLENGE_TLSALPN01 && !e->tlsalpn01) {
+		snprintf(why, whylen, "tls-alpn-01 needs the built-in responder "
+				      "(--tls-alpn01-listen or tls_alpn01_listen)");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (e->tlsalpn01) {
+		ops.tlsalpn01_publish = alpn_publish;
+		ops.tlsalpn01_unpublish = alpn_unpublish;
+	}
 	ops.arg = &ctx;
 	ops.dns01_add = dns_add;
 	ops.dns01_del = dns_del;

@@ -152,6 +152,7 @@ struct engine {
 	pthread_mutex_t acme_lock;   /* acme, tokens */
 	struct engine_acme *acme;    /* client of the running configuration */
 	struct acme_http01 *http01;
+	struct acme_tlsalpn01 *tlsalpn01;
 	struct engine_token *tokens;
 
 	pthread_mutex_t hook_lock;

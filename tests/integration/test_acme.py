@@ -1028,3 +1028,26 @@ def test_status_shows_next_renewal_and_retries(certfs, pebble, tmp_path):
     assert st["failures"] >= 1 and st["last_attempt"], st
     assert st["renewal_reason"].startswith("retry after"), st
     assert st["next_renewal"] == st["next_retry"], st
+
+
+# ---------------------------------------------------------------- tls-alpn-01
+
+@pytest.mark.timeout(60)
+def test_tls_alpn01_builtin_responder(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False,
+                    args=["--tls-alpn01-listen", "127.0.0.1:%d" % pebble.tls_port],
+                    config=acme_config(acme="challenge = tls-alpn-01\n"))
+    name = domain("alpn")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+    assert "tls-alpn-01: listening on 127.0.0.1:%d" % pebble.tls_port in fs.stderr()
+
+
+@pytest.mark.timeout(60)
+def test_tls_alpn01_without_responder_says_so(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False,
+                    config=acme_config(acme="challenge = tls-alpn-01\n"))
+    name = domain("noalpn")
+    os.mkdir(fs.path(name))
+    wait_error(fs, name, lambda e: "tls-alpn-01 needs the built-in responder" in e)

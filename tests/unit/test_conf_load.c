@@ -440,7 +440,8 @@ static const struct bad_case bad_cases[] = {
 	{ "[acme]\neab_hmac_key = abc\n", 2, "eab_hmac_key needs eab_kid too" },
 
 	{ "[domain a.example]\nissuer = nobody\n", 2, "selfsigned or none" },
-	{ "[acme]\nchallenge = tls-alpn-01\n", 2, "not http-01 or dns-01" },
+	{ "[acme]\nchallenge = tls-alpn-02\n", 2, "not http-01, dns-01 or tls-alpn-01" },
+	{ "[acme]\ntls_alpn01_listen = 443\n", 2, "tls_alpn01_listen: \"443\" is not ADDR:PORT" },
 	{ "[acme]\nhttp01_listen = 0.0.0.0\n", 2, "http01_listen" },
 	{ "[acme]\nhttp01_listen = 1.2.3:80\n", 2, "not ADDR:PORT" },
 	{ "[acme]\nhttp01_listen = [::1]:70000\n", 2, "port in 1..65535" },
