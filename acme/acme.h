@@ -247,6 +247,17 @@ void acme_http01_unpublish(struct acme_http01 *s, const char *token);
 /* Stop the thread, close the socket, free. NULL is a no-op. */
 void acme_http01_stop(struct acme_http01 *s);
 
+/* ---- dns-01 through a CNAME delegation ------------------------------------ */
+
+/*
+ * Follow the CNAMEs of name (at most 8 hops) and put the last name into out
+ * (name itself when it has no CNAME). resolver is "IPV4:PORT", or NULL for
+ * the system's resolvers. -ELOOP past 8 hops, -EINVAL for a bad resolver or
+ * answer, -EIO when no resolver state can be made. Thread-safe.
+ */
+int acme_dns_cname_target(const char *resolver, const char *name, char *out,
+			  size_t len) ACME_WUR;
+
 /* ---- built-in TLS-ALPN-01 responder (RFC 8737) ---------------------------- */
 
 struct acme_tlsalpn01;

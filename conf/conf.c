@@ -100,6 +100,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_ACME, "challenge", T_CHALLENGE, acme_challenge),
 	K(SECT_ACME, "http01_listen", T_LISTEN, acme_http01_listen),
 	K(SECT_ACME, "tls_alpn01_listen", T_LISTEN, acme_tls_alpn01_listen),
+	K(SECT_ACME, "dns_resolver", T_LISTEN, acme_dns_resolver),
 	K(SECT_ACME, "preferred_chain", T_STR, acme_preferred_chain),
 	K(SECT_ACME, "profile", T_STR, acme_profile),
 	K(SECT_ACME, "revoke_on_delete", T_BOOL, acme_revoke_on_delete),
@@ -115,6 +116,7 @@ static const struct conf_key conf_keys[] = {
 	KD("key_type", T_KEYTYPE, key_type),
 	KD("challenge", T_CHALLENGE, challenge),
 	KD("issuer", T_ISSUER, issuer),
+	KD("dns_delegate", T_STR, dns_delegate),
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -192,6 +194,7 @@ static void domain_clear(struct conf_domain *d)
 	free(d->name);
 	argv_free(d->names);
 	free(d->key_type);
+	free(d->dns_delegate);
 	memset(d, 0, sizeof(*d));
 	d->challenge = -1;
 	d->issuer = -1;
@@ -212,6 +215,7 @@ void conf_clear(struct conf *c)
 	free(c->acme_ca_bundle);
 	free(c->acme_http01_listen);
 	free(c->acme_tls_alpn01_listen);
+	free(c->acme_dns_resolver);
 	free(c->acme_preferred_chain);
 	free(c->acme_profile);
 	argv_free(c->hook_deploy);
@@ -267,6 +271,7 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	d.acme_directory = d.acme_email = d.acme_eab_kid = NULL;
 	d.acme_eab_hmac_key = d.acme_ca_bundle = d.acme_http01_listen = NULL;
 	d.acme_tls_alpn01_listen = NULL;
+	d.acme_dns_resolver = NULL;
 	d.acme_preferred_chain = d.acme_profile = NULL;
 	d.hook_deploy = d.hook_notify = d.hook_dns = NULL;
 	d.domains = NULL;
@@ -282,6 +287,7 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	    str_dup(src->acme_ca_bundle, &d.acme_ca_bundle) ||
 	    str_dup(src->acme_http01_listen, &d.acme_http01_listen) ||
 	    str_dup(src->acme_tls_alpn01_listen, &d.acme_tls_alpn01_listen) ||
+	    str_dup(src->acme_dns_resolver, &d.acme_dns_resolver) ||
 	    str_dup(src->acme_preferred_chain, &d.acme_preferred_chain) ||
 	    str_dup(src->acme_profile, &d.acme_profile) ||
 	    argv_dup(src->hook_deploy, &d.hook_deploy) ||
@@ -301,7 +307,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 			d.ndomains = i + 1;
 			if (str_dup(s->name, &t->name) ||
 			    argv_dup(s->names, &t->names) ||
-			    str_dup(s->key_type, &t->key_type))
+			    str_dup(s->key_type, &t->key_type) ||
+			    str_dup(s->dns_delegate, &t->dns_delegate))
 				goto out;
 		}
 	}
@@ -897,6 +904,9 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		if (!*v)
 			return set_str((char **)(void *)fp, NULL, false);
 		rc = check_listen(k->name, v, why, wl);
+		/* The resolver is asked over IPv4 (libresolv's nsaddr_list). */
+		if (!rc && !strcmp(k->name, "dns_resolver") && (v[0] == '[' || v[0] == ':'))
+			rc = why_set(why, wl, "dns_resolver: \"%.64s\" is not IPV4:PORT", v);
 		return rc ? rc : set_str((char **)(void *)fp, v, false);
 	case T_ARGV: {
 		char **argv;

@@ -37,6 +37,7 @@ struct conf_domain {
 	char *name;          /* canonical (lower case) */
 	char **names;        /* extra SANs (NULL-terminated) or NULL */
 	char *key_type;      /* NULL: inherit */
+	char *dns_delegate;  /* dns-01 TXT record name to write instead of _acme-challenge.NAME */
 	int challenge;       /* enum conf_challenge or -1 */
 	int issuer;          /* enum conf_issuer or -1 */
 };
@@ -67,6 +68,7 @@ struct conf {
 	enum conf_challenge acme_challenge; /* http-01 */
 	char *acme_http01_listen;   /* NULL: serve from the mount's .well-known */
 	char *acme_tls_alpn01_listen; /* NULL: no tls-alpn-01 responder */
+	char *acme_dns_resolver;    /* "IPV4:PORT" for CNAME lookups; NULL: the system's */
 	char *acme_preferred_chain; /* NULL: the CA's default chain */
 	char *acme_profile;         /* NULL */
 	bool acme_revoke_on_delete; /* false */

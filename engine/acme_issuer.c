@@ -28,6 +28,7 @@ struct engine_token {
 struct issue_ctx {
 	struct engine *e;
 	struct engine_domain *d;
+	const struct conf *c;
 	char **dns_hook;
 	const struct crypto_key *key;
 	char why[512];
@@ -160,14 +161,49 @@ static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, 
 	return 0;
 }
 
+/*
+ * The TXT record the hook writes for record (_acme-challenge.NAME): the
+ * domain's dns_delegate for its own name, else where the CNAMEs of record
+ * lead (the acme-dns pattern), else record itself.
+ */
+static void dns_target(struct issue_ctx *ctx, const char *record, char *out, size_t len)
+{
+	const struct conf_domain *cd = conf_domain_find(ctx->c, ctx->d->name);
+	const char *base = ctx->d->name;
+	char own[300];
+	int rc;
+
+	if (!strncmp(base, "*.", 2))
+		base += 2; /* a wildcard is proven at _acme-challenge of its base */
+	snprintf(own, sizeof(own), "_acme-challenge.%s", base);
+	if (cd && cd->dns_delegate && !strcasecmp(record, own)) {
+		snprintf(out, len, "%s", cd->dns_delegate);
+	} else {
+		rc = acme_dns_cname_target(ctx->c->acme_dns_resolver, record, out, len);
+		if (rc) {
+			util_warn("engine: %s: dns-01: cannot follow the CNAMEs of %s (%s); "
+				  "writing it directly", ctx->d->name, record, strerror(-rc));
+			snprintf(out, len, "%s", record);
+		}
+	}
+	if (strcasecmp(out, record))
+		util_info("engine: %s: dns-01: %s is delegated to %s", ctx->d->name, record, out);
+}
+
 static int dns_add(void *arg, const char *record, const char *value)
 {
-	return dns_run(arg, "add", record, value);
+	char target[300];
+
+	dns_target(arg, record, target, sizeof(target));
+	return dns_run(arg, "add", target, value);
 }
 
 static void dns_del(void *arg, const char *record, const char *value)
 {
-	(void)dns_run(arg, "del", record, value);
+	char target[300];
+
+	dns_target(arg, record, target, sizeof(target));
+	(void)dns_run(arg, "del", target, value);
 }
 
 /* Before finalize: the order URL and the key, so a restart resumes it. */
@@ -644,6 +680,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.e = e;
 	ctx.d = d;
+	ctx.c = c;
 	ctx.dns_hook = c->hook_dns;
 	ctx.key = key;
 	memset(&ops, 0, sizeof(ops));

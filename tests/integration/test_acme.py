@@ -1051,3 +1051,36 @@ def test_tls_alpn01_without_responder_says_so(certfs, pebble, tmp_path):
     name = domain("noalpn")
     os.mkdir(fs.path(name))
     wait_error(fs, name, lambda e: "tls-alpn-01 needs the built-in responder" in e)
+
+
+# ---------------------------------------------------------------- dns-01 through CNAME delegation
+
+@pytest.mark.timeout(60)
+def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path):
+    calls = tmp_path / "dns-calls"
+    hook = write_script(str(tmp_path / "dns-recording"), """
+        #!/bin/sh
+        echo "$*" >> {calls}
+        exec {hook} "$@"
+        """.format(calls=calls, hook=DNS_HOOK))
+    auto, fixed = domain("cname"), domain("delegate")
+    auto_target = "_acme-challenge.auth-%s.example.net" % auto.split(".")[0]
+    fixed_target = "_acme-challenge.fixed-%s.example.net" % fixed.split(".")[0]
+    # What the customer zone holds: _acme-challenge.NAME CNAME <delegated record>.
+    pebble.challtestsrv_post("/set-cname", {"host": "_acme-challenge.%s." % auto,
+                                            "target": auto_target + "."})
+    pebble.challtestsrv_post("/set-cname", {"host": "_acme-challenge.%s." % fixed,
+                                            "target": fixed_target + "."})
+    fs = start_acme(certfs, pebble, http01=False, config=acme_config(
+        acme="challenge = dns-01\ndns_resolver = 127.0.0.1:%d\n" % pebble.dns_port,
+        hooks="dns = %s\n" % hook) + "[domain %s]\ndns_delegate = %s\n" % (fixed, fixed_target))
+    for n in (auto, fixed):
+        os.mkdir(fs.path(n))
+    for n in (auto, fixed):
+        wait_acme(fs, n)
+        assert_issued(fs, n, pebble, tmp_path)
+    lines = calls.read_text().splitlines()
+    added = [line.split()[1] for line in lines if line.startswith("add ")]
+    assert sorted(added) == sorted([auto_target, fixed_target]), lines
+    deleted = [line.split()[1] for line in lines if line.startswith("del ")]
+    assert sorted(deleted) == sorted(added), lines

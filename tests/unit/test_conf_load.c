@@ -442,6 +442,7 @@ static const struct bad_case bad_cases[] = {
 	{ "[domain a.example]\nissuer = nobody\n", 2, "selfsigned or none" },
 	{ "[acme]\nchallenge = tls-alpn-02\n", 2, "not http-01, dns-01 or tls-alpn-01" },
 	{ "[acme]\ntls_alpn01_listen = 443\n", 2, "tls_alpn01_listen: \"443\" is not ADDR:PORT" },
+	{ "[acme]\ndns_resolver = [::1]:53\n", 2, "dns_resolver: \"[::1]:53\" is not IPV4:PORT" },
 	{ "[acme]\nhttp01_listen = 0.0.0.0\n", 2, "http01_listen" },
 	{ "[acme]\nhttp01_listen = 1.2.3:80\n", 2, "not ADDR:PORT" },
 	{ "[acme]\nhttp01_listen = [::1]:70000\n", 2, "port in 1..65535" },
