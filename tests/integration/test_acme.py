@@ -874,6 +874,9 @@ def test_issuer_none_domain_makes_no_orders(pebble, proxy, certfs, tmp_path):
     os.mkdir(fs.path(other))
     wait_acme(fs, other)
     assert h.pem_certs(fs.read(name, "fullchain.pem")), "no placeholder for the issuer-none domain"
+    st = h.status_json(fs.mount, name)
+    assert st["source"] == "selfsigned" and st["next_renewal"] is None, st
+    assert "issuer none" in st["renewal_reason"], st
     no_orders = lambda: orders_for(px, name) == 0  # noqa: E731
     quiet(1.5, no_orders, "an order went out for an issuer-none domain")
 
