@@ -525,12 +525,15 @@ static void account_remember(struct engine *e, struct engine_acme *a)
 {
 	char url[1024];
 
-	if (a->url_saved || acme_client_get_account_url(a->cl, url, sizeof(url)))
-		return;
-	if (account_save(e, a->skey, a->directory, a->key, url))
-		util_err("engine: acme: cannot store the account URL");
-	else
-		a->url_saved = true;
+	/* acme_lock: workers finishing together store it once. */
+	pthread_mutex_lock(&e->acme_lock);
+	if (!a->url_saved && !acme_client_get_account_url(a->cl, url, sizeof(url))) {
+		if (account_save(e, a->skey, a->directory, a->key, url))
+			util_err("engine: acme: cannot store the account URL");
+		else
+			a->url_saved = true;
+	}
+	pthread_mutex_unlock(&e->acme_lock);
 }
 
 void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c)

@@ -1087,3 +1087,25 @@ def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path):
     assert sorted(added) == sorted([auto_target, fixed_target]), lines
     deleted = [line.split()[1] for line in lines if line.startswith("del ")]
     assert sorted(deleted) == sorted(added), lines
+
+
+@pytest.mark.timeout(60)
+def test_sighup_applies_key_type_and_hooks(certfs, pebble, tmp_path):
+    log = tmp_path / "deploy.log"
+    deploy = write_script(str(tmp_path / "deploy"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=log))
+    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    name = domain("hupkey")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name)
+    assert first.public_key().curve.name == "secp256r1"
+    sighup(fs, "[certfs]\nkey_type = ec384\n" + ca_config(pebble, hooks="deploy = %s\n" % deploy))
+    fs.renew(name)
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
+              what="a renewal after SIGHUP")
+    assert leaf(fs, name).public_key().curve.name == "secp384r1", "key_type not applied"
+    h.wait_for(lambda: log.exists() and ("deploy " + name) in log.read_text(), 10,
+               "the deploy hook added by SIGHUP")
