@@ -5,7 +5,9 @@
  * every JWS), a shared libcurl connection cache, the CA bundle read once and
  * a small pool of fresh nonces; many worker threads may issue certificates
  * through the same client at once. Also here: RFC 9773 renewal information,
- * revocation, and a tiny built-in HTTP-01 responder (--http01-listen).
+ * revocation, tiny built-in HTTP-01 and TLS-ALPN-01 responders
+ * (--http01-listen, --tls-alpn01-listen), the CNAME lookups of dns-01
+ * delegation, and the rate-limit rules every part keeps to.
  *
  * Every fallible function returns 0 or -errno and, when the ACME server (or
  * the transport) refused, fills a caller-owned struct acme_problem whose

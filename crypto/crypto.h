@@ -327,7 +327,7 @@ int crypto_tls_alpn_new(crypto_tls_alpn_lookup lookup, void *arg,
  * with socket timeouts), then close_notify. The caller closes fd. 0 when a
  * validation handshake completed, -EPROTO otherwise.
  */
-int crypto_tls_alpn_serve(struct crypto_tls_alpn *t, int fd);
+int crypto_tls_alpn_serve(struct crypto_tls_alpn *t, int fd) CRYPTO_WUR;
 void crypto_tls_alpn_free(struct crypto_tls_alpn *t);
 
 #endif
