@@ -5,7 +5,9 @@
  * every JWS), a shared libcurl connection cache, the CA bundle read once and
  * a small pool of fresh nonces; many worker threads may issue certificates
  * through the same client at once. Also here: RFC 9773 renewal information,
- * revocation, and a tiny built-in HTTP-01 responder (--http01-listen).
+ * revocation, tiny built-in HTTP-01 and TLS-ALPN-01 responders
+ * (--http01-listen, --tls-alpn01-listen), the CNAME lookups of dns-01
+ * delegation, and the rate-limit rules every part keeps to.
  *
  * Every fallible function returns 0 or -errno and, when the ACME server (or
  * the transport) refused, fills a caller-owned struct acme_problem whose
@@ -26,13 +28,58 @@
 struct crypto_key;
 
 /*
- * Retry-After bounds (RFC 8555 6.6, RFC 9110 10.2.3). A negative delta or a
- * date in the past becomes ACME_RETRY_AFTER_MIN_S; anything further away
+ * Rate-limit rules: every limit certfs keeps so that it stays inside a public
+ * CA's rate limits (Let's Encrypt's are the tightest in use: 300 new orders
+ * per account per 3 hours, 5 failed validations per hostname per hour, 5
+ * identical certificates per week) and never hammers a broken server. The
+ * README's "Rate limits" paragraph lists the same numbers.
+ *
+ * Retry-After (RFC 8555 6.6, RFC 9110 10.2.3) on an error: a negative delta
+ * or a date in the past becomes ACME_RETRY_AFTER_MIN_S; anything further away
  * than ACME_RETRY_AFTER_MAX_S (one day) is clamped to it, so a broken server
  * cannot park a domain for years; the engine re-asks after a day at worst.
  */
 #define ACME_RETRY_AFTER_MIN_S 10
 #define ACME_RETRY_AFTER_MAX_S 86400
+/*
+ * Polling an order or authorization (7.5.1): 25 ms, doubling to one poll
+ * every 2 s. A Retry-After shorter than the current step (0 included) does
+ * not make it faster, a longer one is followed; one issuance gives up after
+ * ACME_ISSUE_TIMEOUT_S, so it never makes more than about 160 polls.
+ */
+#define ACME_POLL_FIRST_MS 25u
+#define ACME_POLL_MAX_MS 2000u
+#define ACME_ISSUE_TIMEOUT_S 300u
+/* A failed issuance is retried after 30 s, doubling to 6 hours (all issuers). */
+#define ACME_RETRY_BASE_S 30
+#define ACME_RETRY_MAX_S (6 * 3600)
+/*
+ * Orders the daemon starts by itself (renewals, retries, an issuer change,
+ * renew of every domain): at most one per domain per ACME_ORDER_MIN_INTERVAL_S,
+ * and account-wide a burst of ACME_AUTO_ORDER_BURST then
+ * ACME_AUTO_ORDERS_PER_HOUR (a third of Let's Encrypt's new-order limit).
+ * Orders a user asks for (mkdir, names, request.csr, renew of one domain) go
+ * out at once. Either way one domain has at most one order in flight.
+ */
+#define ACME_ORDER_MIN_INTERVAL_S 30
+#define ACME_AUTO_ORDER_BURST 20
+#define ACME_AUTO_ORDERS_PER_HOUR 100
+/*
+ * Failed validations (an authorization or challenge the CA found invalid):
+ * at most this many per domain in any hour (Let's Encrypt allows 5 per
+ * hostname); later orders wait, a forced renew included.
+ */
+#define ACME_FAILED_VALIDATIONS_PER_HOUR 4
+/* Renewal information (RFC 9773 4.3.3): at most once a minute per domain,
+ * at least once a day, whatever Retry-After says. */
+#define ACME_ARI_MIN_INTERVAL_S 60
+#define ACME_ARI_MAX_INTERVAL_S 86400
+/*
+ * A certificate that is already due for renewal when it arrives (the host's
+ * clock ahead, a lifetime shorter than the renewal margin) is served and
+ * reported; no automatic order for it before this fraction of its lifetime.
+ */
+#define ACME_DUE_ON_ARRIVAL_HOLD 0.25
 
 /*
  * An RFC 7807 / RFC 8555 6.7 problem document, or a transport failure dressed
@@ -43,6 +90,7 @@ struct acme_problem {
 	char detail[1024];   /* human text from the server, or ours */
 	int status;          /* HTTP status, 0 when no response */
 	time_t retry_after;  /* absolute util_now() time, 0 when none */
+	bool validation;     /* the CA found an authorization invalid (failed validation) */
 };
 
 /* Empty the problem (all fields zero). NULL is a no-op. */
@@ -102,6 +150,7 @@ int acme_client_get_account_url(struct acme_client *c, char *out, size_t len) AC
 enum acme_challenge_type {
 	ACME_CHALLENGE_HTTP01,
 	ACME_CHALLENGE_DNS01,
+	ACME_CHALLENGE_TLSALPN01,
 };
 
 /*
@@ -121,6 +170,9 @@ struct acme_challenge_ops {
 	 */
 	int (*dns01_add)(void *arg, const char *record, const char *value);
 	void (*dns01_del)(void *arg, const char *record, const char *value);
+	/* tls-alpn-01 (RFC 8737): answer handshakes for name with keyauth's certificate. */
+	int (*tlsalpn01_publish)(void *arg, const char *name, const char *keyauth);
+	void (*tlsalpn01_unpublish)(void *arg, const char *name);
 	/*
 	 * Before finalize, the order URL to persist next to the key, so a
 	 * restart can resume (acme_issue_request.resume_order_url). A failure
@@ -196,6 +248,35 @@ int acme_http01_publish(struct acme_http01 *s, const char *token, const char *ke
 void acme_http01_unpublish(struct acme_http01 *s, const char *token);
 /* Stop the thread, close the socket, free. NULL is a no-op. */
 void acme_http01_stop(struct acme_http01 *s);
+
+/* ---- dns-01 through a CNAME delegation ------------------------------------ */
+
+/*
+ * Follow the CNAMEs of name (at most 8 hops) and put the last name into out
+ * (name itself when it has no CNAME). resolver is "IPV4:PORT", or NULL for
+ * the system's resolvers. -ELOOP past 8 hops, -EINVAL for a bad resolver or
+ * answer, -EIO when no resolver state can be made. Thread-safe.
+ */
+int acme_dns_cname_target(const char *resolver, const char *name, char *out,
+			  size_t len) ACME_WUR;
+
+/* ---- built-in TLS-ALPN-01 responder (RFC 8737) ---------------------------- */
+
+struct acme_tlsalpn01;
+
+/*
+ * Listen on "ADDR:PORT" (as acme_http01_start) and answer TLS handshakes
+ * for ALPN "acme-tls/1" with the challenge certificate of the SNI name,
+ * from a background thread; anything else is refused in the handshake.
+ */
+int acme_tlsalpn01_start(const char *listen_addr, struct acme_tlsalpn01 **out) ACME_WUR;
+unsigned int acme_tlsalpn01_port(const struct acme_tlsalpn01 *s);
+/* Make and serve the challenge certificate for name (replaces an older one). */
+int acme_tlsalpn01_publish(struct acme_tlsalpn01 *s, const char *name,
+			   const char *keyauth) ACME_WUR;
+void acme_tlsalpn01_unpublish(struct acme_tlsalpn01 *s, const char *name);
+/* Stop the thread, close the socket, free. NULL is a no-op. */
+void acme_tlsalpn01_stop(struct acme_tlsalpn01 *s);
 
 /* Adapters so a responder can be used directly as acme_challenge_ops. */
 int acme_http01_publish_cb(void *responder, const char *token, const char *keyauth);

@@ -123,6 +123,33 @@ bool acme_token_ok(const char *token);
 void acme_dn_cn(const char *dn, char *out, size_t len);
 void acme_strv_free(char **v, size_t n);
 
+/* ---- responders' listening socket (listen.c) ------------------------------ */
+
+/* A responder's socket and thread; fn's loop ends when wake[0] is readable. */
+struct acme_listener {
+	int lfd;
+	int wake[2];
+	unsigned int port;
+	pthread_t thread;
+	bool running;
+};
+
+/* All fds -1, not running (so acme_listener_stop is safe after a failed start). */
+void acme_listener_init(struct acme_listener *l);
+/* Listen on listen_addr and run fn(arg) on a new thread; logs "acme: WHAT: listening". */
+int acme_listener_start(struct acme_listener *l, const char *listen_addr, const char *what,
+			void *(*fn)(void *), void *arg) ACME_WUR;
+/* Wake the thread, join it, close the sockets. */
+void acme_listener_stop(struct acme_listener *l, const char *what);
+
+/*
+ * Listen on "ADDR:PORT" (port 0 picks one): a non-blocking, close-on-exec
+ * socket into *fd and the bound port into *port. Logs why it failed as
+ * "acme: WHAT: ...". -EINVAL for a bad address, -errno from bind/listen.
+ */
+int acme_listen_open(const char *listen_addr, const char *what, int *fd,
+		     unsigned int *port) ACME_WUR;
+
 /* ---- transport (http.c) ------------------------------------------------- */
 
 struct acme_response {

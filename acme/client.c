@@ -21,9 +21,7 @@
 #include "acme/acme_int.h"
 #include "crypto/crypto.h"
 
-#define ACME_ISSUE_TIMEOUT_MS (5u * 60u * 1000u)
-#define ACME_POLL_FIRST_MS 25u
-#define ACME_POLL_MAX_MS 2000u
+#define ACME_ISSUE_TIMEOUT_MS (ACME_ISSUE_TIMEOUT_S * 1000u)
 #define ACME_PEM_CHAIN "application/pem-certificate-chain"
 
 struct acme_client {
@@ -186,6 +184,37 @@ static void response_problem(const struct acme_response *r, struct acme_problem 
 	}
 }
 
+/*
+ * The configured profile against the directory's meta.profiles (c->setup
+ * held, before have_dir): a server without profiles never sees the field
+ * (said once in the log), a profile it does not offer is refused clearly.
+ */
+static int check_profile(struct acme_client *c, struct acme_problem *prob)
+{
+	char list[512] = "";
+	size_t used = 0;
+
+	if (!c->profile)
+		return 0;
+	if (!c->dir.has_profiles || !c->dir.nprofiles) {
+		util_warn("acme: %s offers no certificate profiles: profile %s is not sent",
+			  c->directory_url, c->profile);
+		free(c->profile);
+		c->profile = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < c->dir.nprofiles; i++) {
+		if (!strcmp(c->dir.profiles[i], c->profile))
+			return 0;
+		if (used < sizeof(list))
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+						 i ? ", " : "", c->dir.profiles[i]);
+	}
+	problem_set(prob, "profile %s is not offered by the ACME server (it offers %s)",
+		    c->profile, list);
+	return -EINVAL;
+}
+
 static int ensure_directory(struct acme_client *c, struct acme_problem *prob)
 {
 	struct acme_response r;
@@ -216,6 +245,11 @@ static int ensure_directory(struct acme_client *c, struct acme_problem *prob)
 				  "set eab_kid and eab_hmac_key");
 		acme_directory_clear(&c->dir);
 		rc = -EINVAL;
+		goto out;
+	}
+	rc = check_profile(c, prob);
+	if (rc) {
+		acme_directory_clear(&c->dir);
 		goto out;
 	}
 	c->have_dir = true;
@@ -564,9 +598,10 @@ static int sleep_ms(uint64_t ms)
 }
 
 /*
- * Wait before polling again: Retry-After when the server sent one (7.4,
- * "clients SHOULD follow it"), otherwise exponential backoff. Never past
- * the issuance deadline.
+ * Wait before polling again: the exponential backoff, or the server's
+ * Retry-After when that is later (7.4, "clients SHOULD follow it"); a
+ * Retry-After of 0 never polls faster than the backoff. Never past the
+ * issuance deadline.
  */
 static int poll_wait(struct issue *x, const struct acme_response *r, unsigned int *backoff,
 		     const char *what)
@@ -577,10 +612,16 @@ static int poll_wait(struct issue *x, const struct acme_response *r, unsigned in
 	if (r->retry_after && acme_retry_after_parse(r->retry_after, util_now(), &t) == 0) {
 		long long d = (long long)(t - util_now()) * 1000;
 
-		ms = d > (long long)ACME_POLL_FIRST_MS ? (uint64_t)d : ACME_POLL_FIRST_MS;
+		if (d > (long long)ms)
+			ms = (uint64_t)d;
 	}
 	if (now + ms > x->deadline) {
-		problem_set(x->prob, "timed out waiting for %s", what);
+		if (t > util_now())
+			problem_set(x->prob, "the server asked to poll %s again in %lld s, after "
+					     "this issuance's deadline; trying again later",
+				    what, (long long)(t - util_now()));
+		else
+			problem_set(x->prob, "timed out waiting for %s", what);
 		/* The server asked for a later visit: let the engine persist it. */
 		x->prob->retry_after = t;
 		return -ETIMEDOUT;
@@ -740,6 +781,7 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 {
 	const struct acme_challenge_ops *ops = x->ops;
 	bool http_ok = ops->http01_publish != NULL, dns_ok = ops->dns01_add != NULL;
+	bool alpn_ok = ops->tlsalpn01_publish != NULL;
 	const char *want;
 
 	/* 7.1.3/8.4: wildcard identifiers are only provable through DNS. */
@@ -752,6 +794,8 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 		*type = ACME_CHALLENGE_DNS01;
 	} else if (ops->prefer == ACME_CHALLENGE_DNS01 && dns_ok) {
 		*type = ACME_CHALLENGE_DNS01;
+	} else if (ops->prefer == ACME_CHALLENGE_TLSALPN01 && alpn_ok) {
+		*type = ACME_CHALLENGE_TLSALPN01;
 	} else if (http_ok) {
 		*type = ACME_CHALLENGE_HTTP01;
 	} else if (dns_ok) {
@@ -760,7 +804,9 @@ static struct acme_challenge *pick_challenge(struct issue *x, struct acme_authz 
 		problem_set(x->prob, "%s: no way to answer a challenge is configured", a->identifier);
 		return NULL;
 	}
-	want = *type == ACME_CHALLENGE_DNS01 ? "dns-01" : "http-01";
+	want = *type == ACME_CHALLENGE_DNS01	 ? "dns-01" :
+	       *type == ACME_CHALLENGE_TLSALPN01 ? "tls-alpn-01" :
+						   "http-01";
 	for (size_t i = 0; i < a->nchallenges; i++)
 		if (!strcmp(a->challenges[i].type, want) && a->challenges[i].token)
 			return &a->challenges[i];
@@ -778,6 +824,8 @@ static void published_free(struct issue *x)
 			x->ops->http01_unpublish(x->ops->arg, p->token);
 		if (p->active && p->type == ACME_CHALLENGE_DNS01 && x->ops->dns01_del)
 			x->ops->dns01_del(x->ops->arg, p->record, p->value);
+		if (p->active && p->type == ACME_CHALLENGE_TLSALPN01 && x->ops->tlsalpn01_unpublish)
+			x->ops->tlsalpn01_unpublish(x->ops->arg, p->record);
 		free(p->token);
 		free(p->record);
 		free(p->value);
@@ -815,7 +863,17 @@ static int prepare_authz(struct issue *x, const char *authz_url, struct acme_aut
 	if (!(p->authz_url = strdup(authz_url)) || !(p->chall_url = strdup(ch->url)))
 		goto out;
 	x->npub++;
-	if (type == ACME_CHALLENGE_HTTP01) {
+	if (type == ACME_CHALLENGE_TLSALPN01) {
+		/* RFC 8737 3: the identifier's certificate carries the keyauth digest. */
+		if (!(p->record = strdup(a->identifier)))
+			goto out;
+		rc = x->ops->tlsalpn01_publish(x->ops->arg, a->identifier, keyauth);
+		if (rc) {
+			problem_set(x->prob, "%s: cannot publish the tls-alpn-01 certificate: %s",
+				    a->identifier, strerror(-rc));
+			goto out;
+		}
+	} else if (type == ACME_CHALLENGE_HTTP01) {
 		if (!(p->token = strdup(ch->token)))
 			goto out;
 		rc = x->ops->http01_publish(x->ops->arg, ch->token, keyauth);
@@ -857,10 +915,12 @@ static void authz_failure(struct issue *x, const struct acme_authz *a, const cha
 		if (a->challenges[i].has_error &&
 		    (!chall_url || !strcmp(a->challenges[i].url, chall_url))) {
 			*x->prob = a->challenges[i].error;
+			x->prob->validation = true;
 			return;
 		}
 	}
 	problem_set(x->prob, "%s: authorization is %s", a->identifier, acme_status_name(a->status));
+	x->prob->validation = a->status == ACME_STATUS_INVALID;
 }
 
 static int do_authorizations(struct issue *x, struct acme_response *r)

@@ -41,46 +41,12 @@ struct h01_conn {
 };
 
 struct acme_http01 {
-	int lfd;
-	int wake[2];
-	unsigned int port;
-	pthread_t thread;
-	bool running;
+	struct acme_listener l;
 	pthread_mutex_t lock;
 	struct h01_token tokens[H01_MAX_TOKENS];
 	size_t ntokens;
 	struct h01_conn conns[H01_MAX_CONN];
 };
-
-static int parse_listen(const char *s, char *host, size_t hlen, char *port, size_t plen)
-{
-	const char *colon;
-	size_t n;
-
-	if (!s || !*s)
-		return -EINVAL;
-	if (s[0] == '[') {
-		const char *e = strchr(s, ']');
-
-		if (!e || e[1] != ':')
-			return -EINVAL;
-		n = (size_t)(e - s - 1);
-		colon = e + 1;
-		s++;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -EINVAL;
-		n = (size_t)(colon - s);
-	}
-	if (n >= hlen || strlen(colon + 1) >= plen || !colon[1] ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
-		return -EINVAL;
-	memcpy(host, s, n);
-	host[n] = '\0';
-	snprintf(port, plen, "%s", colon + 1);
-	return 0;
-}
 
 static void conn_close(struct h01_conn *c)
 {
@@ -150,7 +116,7 @@ static void on_readable(struct acme_http01 *s, struct h01_conn *c)
 
 static void on_accept(struct acme_http01 *s)
 {
-	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd = accept4(s->l.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	size_t i;
 
 	if (fd < 0)
@@ -177,8 +143,8 @@ static void *serve(void *arg)
 		nfds_t n = 2;
 		uint64_t now = util_mono_ms();
 
-		pfd[0] = (struct pollfd){ .fd = s->wake[0], .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };
+		pfd[0] = (struct pollfd){ .fd = s->l.wake[0], .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = s->l.lfd, .events = POLLIN };
 		for (size_t i = 0; i < H01_MAX_CONN; i++) {
 			if (s->conns[i].fd < 0)
 				continue;
@@ -207,67 +173,29 @@ static void *serve(void *arg)
 int acme_http01_start(const char *listen_addr, struct acme_http01 **out)
 {
 	struct acme_http01 *s = NULL;
-	struct addrinfo hints, *ai = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[256], port[16];
-	int one = 1, rc, e;
+	int rc;
 
-	if (parse_listen(listen_addr, host, sizeof(host), port, sizeof(port))) {
-		util_err("acme: http01: listen address '%s' is not ADDR:PORT",
-			 listen_addr ? listen_addr : "");
-		return -EINVAL;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	e = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
-	if (e) {
-		util_err("acme: http01: listen address '%s': %s", listen_addr, gai_strerror(e));
-		return -EINVAL;
-	}
 	s = calloc(1, sizeof(*s));
-	if (!s) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	s->lfd = s->wake[0] = s->wake[1] = -1;
+	if (!s)
+		return -ENOMEM;
+	acme_listener_init(&s->l);
 	pthread_mutex_init(&s->lock, NULL);
 	for (size_t i = 0; i < H01_MAX_CONN; i++)
 		s->conns[i].fd = -1;
-	s->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (s->lfd < 0 ||
-	    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(s->lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(s->lfd, 64) < 0 ||
-	    getsockname(s->lfd, (struct sockaddr *)&ss, &sl) < 0) {
-		rc = -errno;
-		util_err("acme: http01: listen on %s: %s", listen_addr, strerror(-rc));
-		goto out;
-	}
-	s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
-	if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	rc = -pthread_create(&s->thread, NULL, serve, s);
+	rc = acme_listener_start(&s->l, listen_addr, "http01", serve, s);
 	if (rc)
 		goto out;
-	s->running = true;
-	util_info("acme: http01: listening on %s (port %u)", listen_addr, s->port);
 	*out = s;
 	s = NULL;
 	rc = 0;
 out:
-	if (ai)
-		freeaddrinfo(ai);
 	acme_http01_stop(s);
 	return rc;
 }
 
 unsigned int acme_http01_port(const struct acme_http01 *s)
 {
-	return s ? s->port : 0;
+	return s ? s->l.port : 0;
 }
 
 int acme_http01_publish(struct acme_http01 *s, const char *token, const char *keyauth)
@@ -325,23 +253,13 @@ void acme_http01_stop(struct acme_http01 *s)
 {
 	if (!s)
 		return;
-	if (s->running) {
-		if (write(s->wake[1], "x", 1) < 0)
-			util_debug("acme: http01: wake: %s", strerror(errno));
-		pthread_join(s->thread, NULL);
-	}
+	acme_listener_stop(&s->l, "http01");
 	for (size_t i = 0; i < H01_MAX_CONN; i++)
 		conn_close(&s->conns[i]);
 	for (size_t i = 0; i < s->ntokens; i++) {
 		free(s->tokens[i].token);
 		free(s->tokens[i].keyauth);
 	}
-	if (s->lfd >= 0)
-		close(s->lfd);
-	if (s->wake[0] >= 0)
-		close(s->wake[0]);
-	if (s->wake[1] >= 0)
-		close(s->wake[1]);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -98,6 +99,8 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_ACME, "ca_bundle", T_PATH, acme_ca_bundle),
 	K(SECT_ACME, "challenge", T_CHALLENGE, acme_challenge),
 	K(SECT_ACME, "http01_listen", T_LISTEN, acme_http01_listen),
+	K(SECT_ACME, "tls_alpn01_listen", T_LISTEN, acme_tls_alpn01_listen),
+	K(SECT_ACME, "dns_resolver", T_LISTEN, acme_dns_resolver),
 	K(SECT_ACME, "preferred_chain", T_STR, acme_preferred_chain),
 	K(SECT_ACME, "profile", T_STR, acme_profile),
 	K(SECT_ACME, "revoke_on_delete", T_BOOL, acme_revoke_on_delete),
@@ -113,6 +116,7 @@ static const struct conf_key conf_keys[] = {
 	KD("key_type", T_KEYTYPE, key_type),
 	KD("challenge", T_CHALLENGE, challenge),
 	KD("issuer", T_ISSUER, issuer),
+	KD("dns_delegate", T_STR, dns_delegate),
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -125,11 +129,13 @@ static const char *const conf_issuers[] = {
 	[CONF_ISSUER_LOCAL] = "local",
 	[CONF_ISSUER_ACME] = "acme",
 	[CONF_ISSUER_SELFSIGNED] = "selfsigned",
+	[CONF_ISSUER_NONE] = "none",
 };
 
 static const char *const conf_challenges[] = {
 	[CONF_CHALLENGE_HTTP01] = "http-01",
 	[CONF_CHALLENGE_DNS01] = "dns-01",
+	[CONF_CHALLENGE_TLSALPN01] = "tls-alpn-01",
 };
 
 const char *conf_issuer_name(enum conf_issuer i)
@@ -188,6 +194,7 @@ static void domain_clear(struct conf_domain *d)
 	free(d->name);
 	argv_free(d->names);
 	free(d->key_type);
+	free(d->dns_delegate);
 	memset(d, 0, sizeof(*d));
 	d->challenge = -1;
 	d->issuer = -1;
@@ -207,6 +214,8 @@ void conf_clear(struct conf *c)
 	util_secret_str_free(c->acme_eab_hmac_key);
 	free(c->acme_ca_bundle);
 	free(c->acme_http01_listen);
+	free(c->acme_tls_alpn01_listen);
+	free(c->acme_dns_resolver);
 	free(c->acme_preferred_chain);
 	free(c->acme_profile);
 	argv_free(c->hook_deploy);
@@ -261,6 +270,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	d.path = d.store = d.key_type = d.pfx_password = NULL;
 	d.acme_directory = d.acme_email = d.acme_eab_kid = NULL;
 	d.acme_eab_hmac_key = d.acme_ca_bundle = d.acme_http01_listen = NULL;
+	d.acme_tls_alpn01_listen = NULL;
+	d.acme_dns_resolver = NULL;
 	d.acme_preferred_chain = d.acme_profile = NULL;
 	d.hook_deploy = d.hook_notify = d.hook_dns = NULL;
 	d.domains = NULL;
@@ -275,6 +286,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	    str_dup(src->acme_eab_hmac_key, &d.acme_eab_hmac_key) ||
 	    str_dup(src->acme_ca_bundle, &d.acme_ca_bundle) ||
 	    str_dup(src->acme_http01_listen, &d.acme_http01_listen) ||
+	    str_dup(src->acme_tls_alpn01_listen, &d.acme_tls_alpn01_listen) ||
+	    str_dup(src->acme_dns_resolver, &d.acme_dns_resolver) ||
 	    str_dup(src->acme_preferred_chain, &d.acme_preferred_chain) ||
 	    str_dup(src->acme_profile, &d.acme_profile) ||
 	    argv_dup(src->hook_deploy, &d.hook_deploy) ||
@@ -294,7 +307,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 			d.ndomains = i + 1;
 			if (str_dup(s->name, &t->name) ||
 			    argv_dup(s->names, &t->names) ||
-			    str_dup(s->key_type, &t->key_type))
+			    str_dup(s->key_type, &t->key_type) ||
+			    str_dup(s->dns_delegate, &t->dns_delegate))
 				goto out;
 		}
 	}
@@ -664,7 +678,7 @@ out:
 }
 
 /* ADDR:PORT with ADDR an IPv4 address, [IPv6], "localhost" or empty (all). */
-static int check_listen(const char *v, char *why, size_t wl)
+static int check_listen(const char *key, const char *v, char *why, size_t wl)
 {
 	const char *colon = strrchr(v, ':');
 	unsigned char bin[16];
@@ -674,12 +688,12 @@ static int check_listen(const char *v, char *why, size_t wl)
 	long port;
 
 	if (!colon || (size_t)(colon - v) >= sizeof(addr))
-		return why_set(why, wl, "http01_listen: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", v);
+		return why_set(why, wl, "%s: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", key, v);
 	alen = (size_t)(colon - v);
 	memcpy(addr, v, alen);
 	addr[alen] = '\0';
 	if (parse_long(colon + 1, 1, 65535, &port))
-		return why_set(why, wl, "http01_listen: \"%.64s\" has no port in 1..65535", v);
+		return why_set(why, wl, "%s: \"%.64s\" has no port in 1..65535", key, v);
 	if (alen == 0 || !strcmp(addr, "localhost"))
 		ok = true;
 	else if (addr[0] == '[' && alen >= 3 && addr[alen - 1] == ']') {
@@ -688,7 +702,7 @@ static int check_listen(const char *v, char *why, size_t wl)
 	} else
 		ok = inet_pton(AF_INET, addr, bin) == 1;
 	if (!ok)
-		return why_set(why, wl, "http01_listen: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", v);
+		return why_set(why, wl, "%s: \"%.64s\" is not ADDR:PORT (e.g. 0.0.0.0:80, [::1]:5002)", key, v);
 	return 0;
 }
 
@@ -725,6 +739,41 @@ static int check_b64url(const char *v, char *why, size_t wl)
 		if (!isalnum(ch) && ch != '-' && ch != '_')
 			return why_set(why, wl, "eab_hmac_key: not base64url");
 	}
+	return 0;
+}
+
+/*
+ * A file certfs will read (a CA bundle): checked at start, not at the first
+ * issuance, so a typo stops start-up with the line that has it.
+ */
+static int check_file(const char *key, const char *v, char *why, size_t wl)
+{
+	struct stat st;
+
+	if (v[0] != '/')
+		return why_set(why, wl, "%s: \"%.64s\" is not an absolute path", key, v);
+	if (stat(v, &st))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return why_set(why, wl, "%s: %.200s is not a regular file", key, v);
+	if (access(v, R_OK))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (st.st_size == 0)
+		return why_set(why, wl, "%s: %.200s is empty", key, v);
+	return 0;
+}
+
+/* A hook's program: an executable regular file. */
+static int check_program(const char *key, const char *v, char *why, size_t wl)
+{
+	struct stat st;
+
+	if (stat(v, &st))
+		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return why_set(why, wl, "%s: %.200s is not a regular file", key, v);
+	if (access(v, X_OK))
+		return why_set(why, wl, "%s: %.200s is not executable", key, v);
 	return 0;
 }
 
@@ -768,7 +817,11 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_ISSUER:
 		i = lookup_enum(v, conf_issuers, sizeof(conf_issuers) / sizeof(conf_issuers[0]));
 		if (i < 0)
-			return why_set(why, wl, "issuer: \"%.64s\" is not local, acme or selfsigned", v);
+			return why_set(why, wl, "issuer: \"%.64s\" is not local, acme, selfsigned%s", v,
+				       dom ? " or none" : "");
+		/* Every domain needs some issuer; "none" opts single domains out. */
+		if (i == CONF_ISSUER_NONE && !dom)
+			return why_set(why, wl, "issuer: none is only for [domain NAME] sections");
 		if (dom)
 			*(int *)(void *)fp = i;
 		else
@@ -777,7 +830,7 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_CHALLENGE:
 		i = lookup_enum(v, conf_challenges, sizeof(conf_challenges) / sizeof(conf_challenges[0]));
 		if (i < 0)
-			return why_set(why, wl, "challenge: \"%.64s\" is not http-01 or dns-01", v);
+			return why_set(why, wl, "challenge: \"%.64s\" is not http-01, dns-01 or tls-alpn-01", v);
 		if (dom)
 			*(int *)(void *)fp = i;
 		else
@@ -842,17 +895,25 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		rc = check_b64url(v, why, wl);
 		return rc ? rc : set_str((char **)(void *)fp, v, true);
 	case T_STR:
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_PATH:
+		if (*v && (rc = check_file(k->name, v, why, wl)))
+			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_LISTEN:
 		if (!*v)
 			return set_str((char **)(void *)fp, NULL, false);
-		rc = check_listen(v, why, wl);
+		rc = check_listen(k->name, v, why, wl);
+		/* The resolver is asked over IPv4 (libresolv's nsaddr_list). */
+		if (!rc && !strcmp(k->name, "dns_resolver") && (v[0] == '[' || v[0] == ':'))
+			rc = why_set(why, wl, "dns_resolver: \"%.64s\" is not IPV4:PORT", v);
 		return rc ? rc : set_str((char **)(void *)fp, v, false);
 	case T_ARGV: {
 		char **argv;
 
 		rc = split_argv(k->name, v, &argv, why, wl);
+		if (!rc && argv && argv[0] && (rc = check_program(k->name, argv[0], why, wl)))
+			argv_free(argv);
 		if (rc)
 			return rc;
 		argv_free(*(char ***)(void *)fp);
@@ -1025,6 +1086,8 @@ struct conf_load {
 	uint64_t seen[SECT_DOMAIN]; /* keys set, per fixed section (bit = key index) */
 	uint64_t *dseen;       /* per domain: keys set; bit 63 = header seen */
 	size_t ndseen;
+	unsigned key_line[CONF_NKEYS]; /* where each fixed-section key was set */
+	unsigned dns01_line;   /* first "challenge = dns-01", global or per domain */
 	unsigned err_line;     /* first error, 0 if none */
 	int err_rc;
 	char err[512];
@@ -1192,7 +1255,40 @@ static int load_handler(void *user, const char *section, const char *name, const
 		load_fail(ld, rc, "%s", rc == -ENOMEM ? "out of memory" : why);
 		return 0;
 	}
+	if (ld->sect != SECT_DOMAIN)
+		ld->key_line[idx] = ld->lineno;
+	if (k->type == T_CHALLENGE && !ld->dns01_line &&
+	    !strcasecmp(value, conf_challenges[CONF_CHALLENGE_DNS01]))
+		ld->dns01_line = ld->lineno;
 	return 1;
+}
+
+/* The line where key of section s was set in this file (0: not set here). */
+static unsigned key_line(const struct conf_load *ld, enum conf_sect s, const char *key)
+{
+	size_t idx;
+
+	return key_find(s, key, &idx) ? ld->key_line[idx] : 0;
+}
+
+/* Keys that are only right together, checked once the whole file is read. */
+static void load_check(struct conf_load *ld)
+{
+	const struct conf *c = ld->c;
+	unsigned line;
+
+	if (!!c->acme_eab_kid != !!c->acme_eab_hmac_key) {
+		line = key_line(ld, SECT_ACME, c->acme_eab_kid ? "eab_kid" : "eab_hmac_key");
+		ld->lineno = line;
+		load_fail(ld, -EINVAL, "%s needs %s too (External Account Binding takes both)",
+			  c->acme_eab_kid ? "eab_kid" : "eab_hmac_key",
+			  c->acme_eab_kid ? "eab_hmac_key" : "eab_kid");
+		return;
+	}
+	if (ld->dns01_line && !c->hook_dns) {
+		ld->lineno = ld->dns01_line;
+		load_fail(ld, -EINVAL, "challenge: dns-01 needs the dns hook ([hooks] dns)");
+	}
 }
 
 static int read_file(const char *path, struct util_buf *b, struct conf_err *err)
@@ -1273,6 +1369,8 @@ int conf_load_file(struct conf *c, const char *path, struct conf_err *err)
 			 path, r);
 		goto out;
 	}
+	if (!ld.err_line)
+		load_check(&ld);
 	if (ld.err_line) {
 		rc = ld.err_rc ? ld.err_rc : -EINVAL;
 		if (rc != -ENOMEM)

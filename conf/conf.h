@@ -23,11 +23,13 @@ enum conf_issuer {
 	CONF_ISSUER_LOCAL,
 	CONF_ISSUER_ACME,
 	CONF_ISSUER_SELFSIGNED,
+	CONF_ISSUER_NONE,    /* [domain NAME] only: no managed certificate (upload only) */
 };
 
 enum conf_challenge {
 	CONF_CHALLENGE_HTTP01,
 	CONF_CHALLENGE_DNS01,
+	CONF_CHALLENGE_TLSALPN01,
 };
 
 /* [domain NAME]: per-domain overrides; unset fields are NULL / -1. */
@@ -35,6 +37,7 @@ struct conf_domain {
 	char *name;          /* canonical (lower case) */
 	char **names;        /* extra SANs (NULL-terminated) or NULL */
 	char *key_type;      /* NULL: inherit */
+	char *dns_delegate;  /* dns-01 TXT record name to write instead of _acme-challenge.NAME */
 	int challenge;       /* enum conf_challenge or -1 */
 	int issuer;          /* enum conf_issuer or -1 */
 };
@@ -64,6 +67,8 @@ struct conf {
 	char *acme_ca_bundle;    /* NULL: system trust store */
 	enum conf_challenge acme_challenge; /* http-01 */
 	char *acme_http01_listen;   /* NULL: serve from the mount's .well-known */
+	char *acme_tls_alpn01_listen; /* NULL: no tls-alpn-01 responder */
+	char *acme_dns_resolver;    /* "IPV4:PORT" for CNAME lookups; NULL: the system's */
 	char *acme_preferred_chain; /* NULL: the CA's default chain */
 	char *acme_profile;         /* NULL */
 	bool acme_revoke_on_delete; /* false */
@@ -110,8 +115,8 @@ int conf_set(struct conf *c, const char *section, const char *key, const char *v
 /* Overrides for a domain, or NULL. */
 const struct conf_domain *conf_domain_find(const struct conf *c, const char *name);
 
-const char *conf_issuer_name(enum conf_issuer i);     /* "local", "acme", "selfsigned" */
-const char *conf_challenge_name(enum conf_challenge ch); /* "http-01", "dns-01" */
+const char *conf_issuer_name(enum conf_issuer i);     /* "local", "acme", "selfsigned", "none" */
+const char *conf_challenge_name(enum conf_challenge ch); /* "http-01", "dns-01", "tls-alpn-01" */
 
 /* Deep copy (for handing a snapshot to worker threads). */
 int conf_dup(const struct conf *src, struct conf *dst) CONF_WUR;

@@ -25,10 +25,42 @@ struct cert_spec {
 	const char *cn;
 	const char *const *names; /* DNS SANs (leaves only) */
 	size_t n;
+	const unsigned char *acme_id; /* RFC 8737 acmeIdentifier (SHA-256), leaves only */
 	X509 *issuer;             /* NULL: self-issued */
 	EVP_PKEY *sign_key;
 	time_t not_before, not_after;
 };
+
+/*
+ * RFC 8737 3: the critical id-pe-acmeIdentifier extension
+ * (1.3.6.1.5.5.7.1.31) whose value is an OCTET STRING holding the SHA-256
+ * of the key authorization.
+ */
+static int add_acme_identifier(X509 *x, const unsigned char digest[32])
+{
+	ASN1_OCTET_STRING *inner = ASN1_OCTET_STRING_new(), *value = ASN1_OCTET_STRING_new();
+	ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+	X509_EXTENSION *ext = NULL;
+	unsigned char *der = NULL;
+	int len, rc = -ENOMEM;
+
+	if (!inner || !value || !oid || !ASN1_OCTET_STRING_set(inner, digest, 32))
+		goto out;
+	len = i2d_ASN1_OCTET_STRING(inner, &der);
+	if (len <= 0 || !ASN1_OCTET_STRING_set(value, der, len))
+		goto out;
+	ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 1, value);
+	if (!ext || !X509_add_ext(x, ext, -1))
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_free(der);
+	X509_EXTENSION_free(ext);
+	ASN1_OBJECT_free(oid);
+	ASN1_OCTET_STRING_free(inner);
+	ASN1_OCTET_STRING_free(value);
+	return rc;
+}
 
 static int cert_build(const struct cert_spec *s, struct crypto_cert **out)
 {
@@ -97,6 +129,8 @@ static int cert_build(const struct cert_spec *s, struct crypto_cert **out)
 		gens = crypto_gens_from_names(s->names, s->n);
 		if (!gens || !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT))
 			goto out;
+		if (s->acme_id && (rc = add_acme_identifier(x, s->acme_id)))
+			goto out;
 	}
 	if (X509_sign(x, s->sign_key, crypto_sign_md(s->sign_key)) <= 0) {
 		rc = -EINVAL;
@@ -137,6 +171,36 @@ int crypto_selfsigned_new(const struct crypto_key *key, const char *const *names
 	s.subject_pub = key->pkey;
 	s.sign_key = key->pkey;
 	s.cn = names[0];
+	return cert_build(&s, out);
+}
+
+int crypto_alpn_cert_new(const struct crypto_key *key, const char *name, const char *keyauth,
+			 time_t now, struct crypto_cert **out)
+{
+	const char *names[1] = { name };
+	unsigned char digest[32];
+	unsigned int dlen = 0;
+	struct cert_spec s = {
+		.kind = KIND_LEAF,
+		.names = names,
+		.n = 1,
+		.cn = name,
+		.acme_id = digest,
+		.not_before = now - 60,
+		.not_after = now + 7 * 86400,
+	};
+	int rc;
+
+	*out = NULL;
+	if (!key || !key->priv || !name || !keyauth)
+		return -EINVAL;
+	rc = crypto_names_check(names, 1);
+	if (rc)
+		return rc;
+	if (!EVP_Digest(keyauth, strlen(keyauth), digest, &dlen, EVP_sha256(), NULL) || dlen != 32)
+		return -ENOMEM;
+	s.subject_pub = key->pkey;
+	s.sign_key = key->pkey;
 	return cert_build(&s, out);
 }
 

@@ -220,6 +220,13 @@ void crypto_strv_free(char **v, size_t n);
  */
 int crypto_selfsigned_new(const struct crypto_key *key, const char *const *names,
 			  size_t n, int days, time_t now, struct crypto_cert **out) CRYPTO_WUR;
+/*
+ * The RFC 8737 tls-alpn-01 challenge certificate: self-signed for key,
+ * SAN = name only, with the critical acmeIdentifier extension holding the
+ * SHA-256 of keyauth; valid now-60s .. now+7 days.
+ */
+int crypto_alpn_cert_new(const struct crypto_key *key, const char *name, const char *keyauth,
+			 time_t now, struct crypto_cert **out) CRYPTO_WUR;
 /* Local CA root: CA:TRUE critical, keyCertSign|cRLSign, SKI; CN given. */
 int crypto_ca_root_new(const struct crypto_key *key, const char *cn, int days,
 		       time_t now, struct crypto_cert **out) CRYPTO_WUR;
@@ -296,5 +303,31 @@ int crypto_sha256_b64url(const void *data, size_t len, struct util_buf *out) CRY
 int crypto_cert_ari_id(const struct crypto_cert *c, struct util_buf *out) CRYPTO_WUR;
 /* Fill buf with cryptographically random bytes. */
 int crypto_random(void *buf, size_t len) CRYPTO_WUR;
+
+/* ---- a TLS server for tls-alpn-01 (RFC 8737) ----------------------------- */
+
+struct crypto_tls_alpn;
+
+/*
+ * The certificate for the SNI name (new references the server drops), or
+ * -ENOENT when none is published: the handshake is then refused.
+ */
+typedef int (*crypto_tls_alpn_lookup)(void *arg, const char *sni, struct crypto_key **key,
+				      struct crypto_cert **cert);
+
+/*
+ * A TLS server that completes handshakes only for ALPN "acme-tls/1" with an
+ * SNI name lookup knows (TLS 1.2 or later), and never sends application
+ * data (RFC 8737 4).
+ */
+int crypto_tls_alpn_new(crypto_tls_alpn_lookup lookup, void *arg,
+			struct crypto_tls_alpn **out) CRYPTO_WUR;
+/*
+ * One handshake on the connected socket fd (blocking; the caller bounds it
+ * with socket timeouts), then close_notify. The caller closes fd. 0 when a
+ * validation handshake completed, -EPROTO otherwise.
+ */
+int crypto_tls_alpn_serve(struct crypto_tls_alpn *t, int fd) CRYPTO_WUR;
+void crypto_tls_alpn_free(struct crypto_tls_alpn *t);
 
 #endif

@@ -46,6 +46,7 @@ struct options {
 	int nov;
 	char *store, *issuer, *acme_directory, *acme_email, *acme_ca_bundle, *http01_listen;
 	char *serve; /* mountpoint of the serving mount, if any */
+	char *tls_alpn01_listen;
 };
 
 enum {
@@ -77,6 +78,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--serve=%s", serve),
 	OPT("--serve %s", serve),
 	OPT("serve=%s", serve),
+	OPT("--tls-alpn01-listen=%s", tls_alpn01_listen),
+	OPT("--tls-alpn01-listen %s", tls_alpn01_listen),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -130,6 +133,8 @@ static void usage(const char *prog)
 	       "  --http01-listen ADDR:PORT  built-in HTTP-01 responder\n"
 	       "  --serve DIR                also mount a read-only serving view on DIR\n"
 	       "                             (the fast path for web servers)\n"
+	       "  --tls-alpn01-listen ADDR:PORT\n"
+	       "                             built-in TLS-ALPN-01 responder (RFC 8737)\n"
 	       "  -f                         stay in the foreground\n"
 	       "  -d                         debug (implies -f)\n"
 	       "  -o OPT[,OPT...]            mount options (allow_other, ro, ...)\n"
@@ -365,6 +370,7 @@ int main(int argc, char **argv)
 	add_override(&o, "acme", "email", o.acme_email, "--acme-email");
 	add_override(&o, "acme", "ca_bundle", o.acme_ca_bundle, "--acme-ca-bundle");
 	add_override(&o, "acme", "http01_listen", o.http01_listen, "--http01-listen");
+	add_override(&o, "acme", "tls_alpn01_listen", o.tls_alpn01_listen, "--tls-alpn01-listen");
 	if (load_conf(&o, &c, &cerr)) {
 		fprintf(stderr, "certfs: %s\n", cerr.msg);
 		goto out;
@@ -509,5 +515,6 @@ out:
 	free(o.acme_ca_bundle);
 	free(o.http01_listen);
 	free(o.serve);
+	free(o.tls_alpn01_listen);
 	return rc;
 }

@@ -664,6 +664,7 @@ int engine_reload(struct engine *e, const struct conf *c)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&e->conf_lock);
+	engine_acme_reload(e, &e->conf, &copy);
 	conf_clear(&e->conf);
 	e->conf = copy;
 	pthread_mutex_unlock(&e->conf_lock);

@@ -148,6 +148,13 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		 const void *data, size_t len, char *why, size_t whylen) ENGINE_WUR;
 
 /*
+ * "renew" written to MOUNT/status: renew every domain, paced by the ACME
+ * rate-limit rules. -EINVAL (why says so) for anything else.
+ */
+int engine_renew_all(struct engine *e, const void *data, size_t len, char *why,
+		     size_t whylen) ENGINE_WUR;
+
+/*
  * Record a write refused before it reached the engine (the writer died, it
  * was too large) as the domain's last_error: "FILE: why".
  */

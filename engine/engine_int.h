@@ -6,9 +6,11 @@
 #ifndef CERTFS_ENGINE_INT_H
 #define CERTFS_ENGINE_INT_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "acme/acme.h"
 #include "crypto/crypto.h"
 #include "engine/engine.h"
 
@@ -96,6 +98,14 @@ struct engine_domain {
 	unsigned jitter;             /* random per domain: spreads renewals */
 	bool ari_queued;
 	bool source_managed_acme;    /* the managed lineage came from ACME */
+	/* Pacing (the rules are in acme/acme.h), kept in memory. */
+	bool job_auto;               /* the queued job was started by the daemon */
+	bool held_job;               /* a job was held: run it at hold_until */
+	time_t last_attempt;         /* start of the last issuance attempt, 0: none yet */
+	time_t hold_until;           /* no order before this (0: none) */
+	char hold_reason[200];       /* why, for status */
+	time_t vfail[ACME_FAILED_VALIDATIONS_PER_HOUR]; /* recent failed validations */
+	time_t ari_last_fetch;       /* last renewalInfo request */
 	uint64_t state_version;      /* bumped on every change status shows */
 };
 
@@ -135,11 +145,13 @@ struct engine {
 	pthread_t scheduler;
 	bool scheduler_running;
 	pthread_cond_t sched_cond;
+	double auto_tokens;          /* automatic orders left in the bucket (queue_lock) */
+	time_t auto_tokens_at;       /* when the bucket was last filled */
 
 	pthread_mutex_t acme_lock;   /* acme, tokens */
-	struct acme_client *acme;
-	struct crypto_key *acme_account_key;
+	struct engine_acme *acme;    /* client of the running configuration */
 	struct acme_http01 *http01;
+	struct acme_tlsalpn01 *tlsalpn01;
 	struct engine_token *tokens;
 
 	pthread_mutex_t hook_lock;
@@ -188,12 +200,13 @@ void engine_conf_snapshot(struct engine *e, struct conf *out);
 int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key);
 
 /* acme_issuer.c */
-struct acme_client;
+struct engine_acme;
 struct acme_http01;
 struct engine_token;
+/* validation: the CA found an authorization invalid (a failed validation). */
 int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto_key_type kt,
 		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
-		      char *why, size_t whylen);
+		      bool *validation, char *why, size_t whylen);
 int engine_acme_start(struct engine *e);
 /* Fetch renewal information for d's managed ACME certificate (worker thread). */
 void engine_acme_check_ari(struct engine_domain *d);
@@ -202,6 +215,8 @@ char *engine_acme_replaces(struct engine_domain *d);
 /* Revoke the certificate of g (before the domain is removed). */
 int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen);
 void engine_acme_stop(struct engine *e);
+/* SIGHUP: drop the client so the next request uses c; log what needs a restart. */
+void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c);
 
 /* hooks.c */
 struct hook_item;
@@ -216,6 +231,10 @@ void engine_hooks_stop(struct engine *e);
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
 void engine_queue(struct engine *e, struct engine_domain *d);
 void engine_queue_ari(struct engine *e, struct engine_domain *d);
+/* Status fields: next renewal and why, last attempt, failures, next retry. */
+void engine_schedule_json(struct engine_domain *d, json_t *o);
+/* Queue an order the daemon starts by itself (paced, see acme/acme.h). */
+void engine_queue_auto(struct engine *e, struct engine_domain *d);
 int engine_workers_start(struct engine *e);
 void engine_workers_stop(struct engine *e);
 int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,8 @@
 /* How long a placeholder is valid: long enough for any issuer to finish. */
 #define PLACEHOLDER_DAYS 7
 /* Failed issuance is retried after min(RETRY_BASE * 2^failures, RETRY_MAX). */
-#define RETRY_BASE 30
-#define RETRY_MAX (6 * 3600)
+#define RETRY_BASE ACME_RETRY_BASE_S
+#define RETRY_MAX ACME_RETRY_MAX_S
 
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out)
 {
@@ -267,6 +268,170 @@ static int issue_selfsigned(struct engine_domain *d, enum crypto_key_type kt,
 	return rc;
 }
 
+/* ---- pacing (the rules are in acme/acme.h) ------------------------------------ */
+
+/* The issuer that applies to name under c. */
+static enum conf_issuer issuer_of(const struct conf *c, const char *name)
+{
+	const struct conf_domain *cd = conf_domain_find(c, name);
+
+	return cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : c->issuer;
+}
+
+/* Hold d's orders until t (d->lock held). */
+static void hold(struct engine_domain *d, time_t t, const char *fmt, ...) UTIL_PRINTF(3, 4);
+static void hold(struct engine_domain *d, time_t t, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->hold_until = t;
+	d->held_job = true;
+	va_start(ap, fmt);
+	vsnprintf(d->hold_reason, sizeof(d->hold_reason), fmt, ap);
+	va_end(ap);
+	engine_domain_changed(d);
+}
+
+/* Take one automatic order from the account-wide bucket; 0 or when one is there. */
+static time_t auto_order_take(struct engine *e, time_t now)
+{
+	const double rate = ACME_AUTO_ORDERS_PER_HOUR / 3600.0;
+	time_t when = 0;
+
+	pthread_mutex_lock(&e->queue_lock);
+	if (!e->auto_tokens_at) {
+		e->auto_tokens = ACME_AUTO_ORDER_BURST;
+		e->auto_tokens_at = now;
+	}
+	if (now > e->auto_tokens_at) {
+		e->auto_tokens += (double)(now - e->auto_tokens_at) * rate;
+		if (e->auto_tokens > ACME_AUTO_ORDER_BURST)
+			e->auto_tokens = ACME_AUTO_ORDER_BURST;
+		e->auto_tokens_at = now;
+	}
+	if (e->auto_tokens >= 1.0)
+		e->auto_tokens -= 1.0;
+	else
+		when = now + (time_t)((1.0 - e->auto_tokens) / rate) + 1;
+	pthread_mutex_unlock(&e->queue_lock);
+	return when;
+}
+
+/*
+ * May an ACME order for d go out now? Otherwise d is held (status says
+ * why) and the scheduler runs the job when the hold ends.
+ */
+static bool acme_order_allowed(struct engine *e, struct engine_domain *d, time_t now)
+{
+	time_t oldest = 0, when;
+	char date[32];
+	int recent = 0;
+	bool ok = false;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++) {
+		if (d->vfail[i] && d->vfail[i] > now - 3600) {
+			recent++;
+			if (!oldest || d->vfail[i] < oldest)
+				oldest = d->vfail[i];
+		}
+	}
+	if (recent >= ACME_FAILED_VALIDATIONS_PER_HOUR) {
+		util_format_time(oldest + 3600, date, sizeof(date));
+		hold(d, oldest + 3600, "%d failed validations in the last hour (the CA allows "
+		     "5 per name): next order at %s", recent, date);
+		engine_domain_set_error(d, "%s", d->hold_reason);
+		goto out;
+	}
+	if (d->job_auto && d->last_attempt && now < d->last_attempt + ACME_ORDER_MIN_INTERVAL_S) {
+		hold(d, d->last_attempt + ACME_ORDER_MIN_INTERVAL_S,
+		     "paced: one automatic order per %d s per domain", ACME_ORDER_MIN_INTERVAL_S);
+		goto out;
+	}
+	if (d->job_auto && (when = auto_order_take(e, now))) {
+		hold(d, when, "paced: at most %d automatic orders an hour",
+		     ACME_AUTO_ORDERS_PER_HOUR);
+		goto out;
+	}
+	d->held_job = false;
+	d->hold_until = 0;
+	d->hold_reason[0] = '\0';
+	d->last_attempt = now;
+	ok = true;
+out:
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+/* A failed validation at now, for the per-hour limit (d->lock held). */
+static void vfail_record(struct engine_domain *d, time_t now)
+{
+	size_t oldest = 0;
+
+	for (size_t i = 1; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
+		if (d->vfail[i] < d->vfail[oldest])
+			oldest = i;
+	d->vfail[oldest] = now;
+}
+
+/*
+ * A certificate already due when it arrives (clock ahead, lifetime shorter
+ * than the renewal margin) would be re-ordered at once, again and again:
+ * serve it, say so, and hold automatic orders for a part of its lifetime.
+ */
+static void due_on_arrival(struct engine *e, struct engine_domain *d, double fraction)
+{
+	time_t now = util_now(), life, left, wait;
+	char date[32];
+
+	pthread_mutex_lock(&d->lock);
+	life = d->managed_not_after - d->managed_not_before;
+	left = d->managed_not_after - now;
+	if (life <= 0 || left > (time_t)((double)life * fraction)) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	wait = (time_t)((double)life * ACME_DUE_ON_ARRIVAL_HOLD);
+	if (wait < ACME_ORDER_MIN_INTERVAL_S)
+		wait = ACME_ORDER_MIN_INTERVAL_S;
+	util_format_time(now + wait, date, sizeof(date));
+	hold(d, now + wait, "the new certificate was already due for renewal when it arrived "
+	     "(is the clock ahead, or the lifetime shorter than the renewal margin?); "
+	     "next automatic order at %s", date);
+	d->held_job = false;
+	engine_domain_set_error(d, "%s", d->hold_reason);
+	(void)!engine_domain_store_state(d);
+	engine_hook_queue(e, d, false, "due-on-arrival", d->managed_not_after);
+	pthread_mutex_unlock(&d->lock);
+	util_warn("engine: %s: %s", d->name, d->hold_reason);
+}
+
+/*
+ * issuer = none: no managed certificate. Without a servable upload the
+ * self-signed placeholder is served (and notify says so); nothing is ordered.
+ */
+static void issue_none(struct engine *e, struct engine_domain *d, const struct conf *c)
+{
+	struct engine_gen *g = NULL;
+	time_t now = util_now();
+	bool need;
+
+	pthread_mutex_lock(&d->lock);
+	need = !(d->uploaded_gen && d->uploaded_not_after > now) && d->stored_gen &&
+	       d->source != ENGINE_SOURCE_SELFSIGNED && !d->removed;
+	pthread_mutex_unlock(&d->lock);
+	if (!need)
+		return;
+	if (issue_selfsigned(d, CRYPTO_KEY_EC256, c, &g) || engine_commit_gen(d, g)) {
+		util_err("engine: %s: cannot serve the self-signed placeholder", d->name);
+	} else {
+		util_info("engine: %s: issuer none and no upload: serving a self-signed placeholder",
+			  d->name);
+		engine_hook_queue(e, d, false, "placeholder", g->info.not_after);
+	}
+	engine_gen_put(g);
+}
+
 static void issue_domain(struct engine *e, struct engine_domain *d)
 {
 	const struct conf_domain *cd;
@@ -277,12 +442,31 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	enum conf_issuer issuer;
 	char why[512] = "";
 	time_t retry_after = 0;
+	bool validation = false;
 	struct conf c;
 	int rc;
 
 	engine_conf_snapshot(e, &c);
 	cd = conf_domain_find(&c, d->name);
-	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : c.issuer;
+	issuer = issuer_of(&c, d->name);
+	if (issuer == CONF_ISSUER_NONE) {
+		issue_none(e, d, &c);
+		conf_clear(&c);
+		return;
+	}
+	if (issuer == CONF_ISSUER_ACME && !acme_order_allowed(e, d, util_now())) {
+		pthread_mutex_lock(&e->queue_lock);
+		pthread_cond_broadcast(&e->sched_cond); /* wake for the end of the hold */
+		pthread_mutex_unlock(&e->queue_lock);
+		conf_clear(&c);
+		return;
+	}
+	if (issuer != CONF_ISSUER_ACME) {
+		pthread_mutex_lock(&d->lock);
+		d->last_attempt = util_now();
+		d->held_job = false;
+		pthread_mutex_unlock(&d->lock);
+	}
 	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
 		kt = CRYPTO_KEY_EC256;
 	cur = engine_domain_gen(d);
@@ -301,7 +485,8 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 			snprintf(why, sizeof(why), "cannot make a self-signed certificate");
 		break;
 	case CONF_ISSUER_ACME:
-		rc = engine_issue_acme(d, &c, kt, reuse, &g, &retry_after, why, sizeof(why));
+		rc = engine_issue_acme(d, &c, kt, reuse, &g, &retry_after, &validation, why,
+				       sizeof(why));
 		break;
 	default:
 		rc = -ENOTSUP;
@@ -317,6 +502,13 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	}
 	engine_gen_put(g);
 	crypto_key_free(reuse);
+	if (!rc) {
+		pthread_mutex_lock(&d->lock);
+		d->ari_renew_at = 0; /* a new certificate has a new window */
+		d->ari_next_check = 0;
+		pthread_mutex_unlock(&d->lock);
+		due_on_arrival(e, d, c.renew_fraction);
+	}
 	if (rc && rc != -ENOENT) {
 		time_t delay;
 
@@ -330,6 +522,8 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		/* The CA's Retry-After (clamped by the client) wins when later. */
 		if (retry_after > d->next_attempt)
 			d->next_attempt = retry_after;
+		if (validation)
+			vfail_record(d, util_now());
 		if (d->failures == 3)
 			engine_hook_queue(e, d, false, "failed", d->not_after);
 		engine_domain_set_error(d, "%s", why);
@@ -337,13 +531,55 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&d->lock);
 		atomic_fetch_add(&e->errors_total, 1);
 		util_err("engine: %s: issuance failed: %s", d->name, why);
+		/* Wake the scheduler: it may be asleep past the first retry. */
+		pthread_mutex_lock(&e->queue_lock);
+		pthread_cond_broadcast(&e->sched_cond);
+		pthread_mutex_unlock(&e->queue_lock);
 	}
 	conf_clear(&c);
 }
 
 /* ---- worker pool and scheduler -------------------------------------------------- */
 
-static void queue_item(struct engine *e, struct engine_domain *d, bool ari)
+int engine_renew_all(struct engine *e, const void *data, size_t len, char *why, size_t whylen)
+{
+	const char *s = data;
+	char **names;
+	size_t n, queued = 0;
+	struct conf c;
+
+	while (len && (s[len - 1] == '\n' || s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len != 5 || memcmp(s, "renew", 5)) {
+		snprintf(why, whylen, "status accepts only the word renew");
+		util_info("engine: status: write refused: %s", why);
+		return -EINVAL;
+	}
+	engine_conf_snapshot(e, &c);
+	n = engine_names(e, &names);
+	for (size_t i = 0; i < n; i++) {
+		struct engine_domain *d = engine_domain_get(e, names[i]);
+
+		if (!d)
+			continue;
+		if (issuer_of(&c, d->name) != CONF_ISSUER_NONE) {
+			pthread_mutex_lock(&d->lock);
+			d->next_attempt = 0;
+			pthread_mutex_unlock(&d->lock);
+			/* As the daemon's own orders: paced, so that a large tree
+			 * stays inside the CA's limits. */
+			engine_queue_auto(e, d);
+			queued++;
+		}
+		engine_domain_put(d);
+	}
+	engine_names_free(names, n);
+	conf_clear(&c);
+	util_info("engine: renewal of all %zu domains requested", queued);
+	return 0;
+}
+
+static void queue_item(struct engine *e, struct engine_domain *d, bool ari, bool automatic)
 {
 	struct engine_job_item *it;
 	bool *flag = ari ? &d->ari_queued : &d->queued;
@@ -352,12 +588,14 @@ static void queue_item(struct engine *e, struct engine_domain *d, bool ari)
 	if (*flag || d->removed) {
 		/* A request (new names, a CSR, renew) while an issuance runs
 		 * must not be lost: it runs again once this one is done. */
-		if (!ari && *flag)
+		if (!ari && *flag && !automatic)
 			d->again = true;
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
 	*flag = true;
+	if (!ari)
+		d->job_auto = automatic;
 	pthread_mutex_unlock(&d->lock);
 	it = calloc(1, sizeof(*it));
 	if (!it) {
@@ -381,12 +619,17 @@ static void queue_item(struct engine *e, struct engine_domain *d, bool ari)
 
 void engine_queue(struct engine *e, struct engine_domain *d)
 {
-	queue_item(e, d, false);
+	queue_item(e, d, false, false);
+}
+
+void engine_queue_auto(struct engine *e, struct engine_domain *d)
+{
+	queue_item(e, d, false, true);
 }
 
 void engine_queue_ari(struct engine *e, struct engine_domain *d)
 {
-	queue_item(e, d, true);
+	queue_item(e, d, true, true);
 }
 
 static void *worker_main(void *arg)
@@ -419,8 +662,6 @@ static void *worker_main(void *arg)
 			it->d->ari_queued = false;
 		} else {
 			it->d->queued = false;
-			it->d->ari_renew_at = 0; /* a new certificate has a new window */
-			it->d->ari_next_check = 0;
 			again = it->d->again;
 			it->d->again = false;
 		}
@@ -432,17 +673,38 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* Is d's certificate from another issuer than the configured one? (d->lock held) */
+static bool issuer_changed(const struct engine_domain *d, enum conf_issuer issuer)
+{
+	enum engine_source want = issuer == CONF_ISSUER_ACME ? ENGINE_SOURCE_ACME :
+				  issuer == CONF_ISSUER_LOCAL ? ENGINE_SOURCE_LOCAL :
+								ENGINE_SOURCE_SELFSIGNED;
+
+	if (!d->managed_gen)
+		return false;
+	if (d->stored_gen && d->source != ENGINE_SOURCE_UPLOADED)
+		return d->source != want; /* the served one is the managed one */
+	return d->source_managed_acme != (want == ENGINE_SOURCE_ACME);
+}
+
 /* Does d need a new managed certificate now? (d->lock held) */
-static bool domain_due(struct engine_domain *d, time_t now, double fraction)
+static bool domain_due(struct engine_domain *d, time_t now, double fraction,
+		       enum conf_issuer issuer)
 {
 	time_t life, left;
 
-	if (d->removed || d->queued)
+	if (d->removed || d->queued || issuer == CONF_ISSUER_NONE)
 		return false;
+	if (d->hold_until && now < d->hold_until)
+		return false;
+	if (d->held_job)
+		return true; /* held by the pacing rules, now free to go */
 	if (d->next_attempt && now < d->next_attempt)
 		return false;
 	if (!d->managed_gen || d->next_attempt)
 		return true; /* never issued, or a retry that is due */
+	if (issuer_changed(d, issuer))
+		return true; /* re-issue from the issuer now configured */
 	/* The CA's renewal window, when it gave one, decides. */
 	if (d->ari_renew_at)
 		return now >= d->ari_renew_at;
@@ -452,6 +714,66 @@ static bool domain_due(struct engine_domain *d, time_t now, double fraction)
 	 * do not all renew in the same minute. */
 	return left <= (time_t)((double)life * fraction) -
 			       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
+}
+
+/* A time for status: "2026-12-07T19:43:04Z", or null for 0. */
+static json_t *time_json(time_t t)
+{
+	char s[32];
+
+	if (!t)
+		return json_null();
+	util_format_time(t, s, sizeof(s));
+	return json_string(s);
+}
+
+void engine_schedule_json(struct engine_domain *d, json_t *o)
+{
+	struct engine *e = d->engine;
+	time_t now = util_now(), next = 0, life;
+	enum conf_issuer issuer;
+	char why[256] = "";
+	double fraction;
+	const struct conf_domain *cd;
+
+	pthread_mutex_lock(&e->conf_lock);
+	fraction = e->conf.renew_fraction;
+	cd = conf_domain_find(&e->conf, d->name);
+	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
+	pthread_mutex_unlock(&e->conf_lock);
+
+	/* The same order of rules as domain_due(). */
+	pthread_mutex_lock(&d->lock);
+	life = d->managed_not_after - d->managed_not_before;
+	if (issuer == CONF_ISSUER_NONE) {
+		snprintf(why, sizeof(why), "issuer none: no managed certificate");
+	} else if (d->hold_until > now) {
+		next = d->hold_until;
+		snprintf(why, sizeof(why), "%s", d->hold_reason);
+	} else if (d->next_attempt) {
+		next = d->next_attempt > now ? d->next_attempt : now;
+		snprintf(why, sizeof(why), "retry after %d failed attempt%s", d->failures,
+			 d->failures == 1 ? "" : "s");
+	} else if (!d->managed_gen) {
+		next = now;
+		snprintf(why, sizeof(why), "not issued yet");
+	} else if (issuer_changed(d, issuer)) {
+		next = now;
+		snprintf(why, sizeof(why), "issuer changed to %s", conf_issuer_name(issuer));
+	} else if (d->ari_renew_at) {
+		next = d->ari_renew_at;
+		snprintf(why, sizeof(why), "inside the CA's renewal window (ARI)");
+	} else {
+		next = d->managed_not_after - (time_t)((double)life * fraction) -
+		       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
+		snprintf(why, sizeof(why), "when %.0f%% of the lifetime is left", fraction * 100.0);
+	}
+	json_object_set_new(o, "next_renewal", time_json(next));
+	json_object_set_new(o, "renewal_reason", json_string(why));
+	json_object_set_new(o, "last_attempt", time_json(d->last_attempt));
+	json_object_set_new(o, "failures", json_integer(d->failures));
+	json_object_set_new(o, "next_retry", time_json(d->next_attempt));
+	pthread_mutex_unlock(&d->lock);
 }
 
 enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED };
@@ -481,14 +803,11 @@ static time_t schedule_pass(struct engine *e)
 	time_t now = util_now();
 	double fraction;
 	int warn_days;
+	struct conf c;
 
-	bool acme;
-
-	pthread_mutex_lock(&e->conf_lock);
-	fraction = e->conf.renew_fraction;
-	warn_days = e->conf.warn_days;
-	acme = e->conf.issuer == CONF_ISSUER_ACME;
-	pthread_mutex_unlock(&e->conf_lock);
+	engine_conf_snapshot(e, &c);
+	fraction = c.renew_fraction;
+	warn_days = c.warn_days;
 
 	pthread_rwlock_rdlock(&e->table_lock);
 	cap = e->count + 1;
@@ -496,25 +815,27 @@ static time_t schedule_pass(struct engine *e)
 	events = calloc(cap, sizeof(*events));
 	for (size_t i = 0; todo && events && i < e->table_size; i++) {
 		for (struct engine_domain *d = e->table[i]; d; d = d->hnext) {
+			enum conf_issuer issuer = issuer_of(&c, d->name);
 			enum upload_event ev;
-			bool due;
-
-			bool ari;
+			bool due, ari;
 
 			pthread_mutex_lock(&d->lock);
-			due = domain_due(d, now, fraction);
-			/* Wake for the earliest retry or renewal window, not a
-			 * fixed period later. */
+			due = domain_due(d, now, fraction, issuer);
+			/* Wake for the earliest retry, hold or renewal window,
+			 * not a fixed period later. */
 			if (d->next_attempt > now && (!next || d->next_attempt < next))
 				next = d->next_attempt;
+			if (d->hold_until > now && (!next || d->hold_until < next))
+				next = d->hold_until;
 			if (d->ari_renew_at > now && (!next || d->ari_renew_at < next))
 				next = d->ari_renew_at;
 			ev = upload_check(d, now, warn_days);
-			ari = acme && d->source_managed_acme && !d->ari_unsupported &&
-			      !d->ari_queued && now >= d->ari_next_check;
+			ari = issuer == CONF_ISSUER_ACME && d->source_managed_acme &&
+			      !d->ari_unsupported && !d->ari_queued && now >= d->ari_next_check &&
+			      now >= d->ari_last_fetch + ACME_ARI_MIN_INTERVAL_S;
 			pthread_mutex_unlock(&d->lock);
 			if (due)
-				engine_queue(e, d);
+				engine_queue_auto(e, d);
 			else if (ari)
 				engine_queue_ari(e, d);
 			if (ev != UPLOAD_NONE && ntodo < cap) {
@@ -546,6 +867,7 @@ static time_t schedule_pass(struct engine *e)
 	}
 	free(todo);
 	free(events);
+	conf_clear(&c);
 	return next;
 }
 

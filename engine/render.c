@@ -210,6 +210,7 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 		pthread_mutex_unlock(&d->lock);
 		json_object_set_new(o, "subject", json_string(g->info.subject));
 		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
+		engine_schedule_json(d, o);
 	}
 	if (!o) {
 		rc = -ENOMEM;

@@ -1055,7 +1055,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			open_reader(req, f, i, fi);
 		return;
 	}
-	if (!i->fdom || !writable(i->file)) {
+	/* The root's status takes "renew" (every domain); its other files are read-only. */
+	if ((!i->fdom && i->file != ENGINE_FILE_STATUS) || !writable(i->file)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -1065,7 +1066,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->writer = true;
-	h->dom = engine_domain_ref(i->fdom->d);
+	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
 	h->file = i->file;
 	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
 	/* Written bytes go to the handle, never to a page cache. */
@@ -1217,6 +1218,16 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
+	if (!h->dom) {
+		/* MOUNT/status: judged like a domain's, for every domain. */
+		rc = h->error ? -h->error
+			      : h->dirty ? engine_renew_all(f->engine, h->buf.data, h->buf.len, why,
+							    sizeof(why))
+					 : 0;
+		h->dirty = false;
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (h->error == EFBIG) {
 		engine_write_refused(h->dom, h->file, "larger than 1 MiB");
 		rc = -EFBIG;
@@ -1244,7 +1255,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (h && h->writer && h->dirty) {
+	if (h && h->writer && h->dirty && h->dom) {
 		engine_write_refused(h->dom, h->file,
 				     "the writer was killed before closing the file; nothing "
 				     "was changed");

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""ACME issuance benchmark: certfs against Debian's lego, same local Pebble,
-same run.
+"""ACME issuance benchmark: certfs against Debian's lego and uacme, same local
+Pebble, same run.
 
     /usr/bin/python3 tests/bench/bench_acme.py [BUILDDIR] [--rounds N] [--domains N]
                                                [--workers N] [--keep]
@@ -20,6 +20,15 @@ PEBBLE_VA_NOSLEEP=1, no authorization reuse). Timed:
           --domains lego processes in parallel. Parallel processes cannot all
           bind Pebble's http port, so those use `--http.webroot` with one
           small threaded HTTP server serving the webroot on that port.
+  uacme   `uacme -y -c DIR -a URL -t EC -h HOOK issue D` (Debian's uacme, when
+          installed), its http-01 hook writing the webroot served as for
+          lego, after `uacme new` registered the account in DIR. uacme has no
+          CA bundle option (libcurl's built-in path), so each run sees
+          Pebble's TLS CA added to the system bundle through a private bind
+          mount (unshare -m) that only that process sees.
+
+Requests per certificate: the requests Pebble's ACME listener logged during
+the timed runs (warm-ups excluded), divided by the certificates issued.
 
 Prints both, the ratio (lego / certfs, higher is better for certfs) and the
 targets (1 domain < 0.1 s, 50 domains < 2 s). Timing never fails the run; a
@@ -47,6 +56,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import pebble_env  # noqa: E402
 
 LEGO = "/usr/bin/lego"
+UACME = "/usr/bin/uacme"
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 FSTYPE = "fuse.certfs"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -261,6 +272,89 @@ class Lego:
         return elapsed
 
 
+# ---------------------------------------------------------------- uacme
+
+UACME_HOOK = """#!/bin/sh
+# uacme challenge hook: METHOD TYPE IDENT TOKEN AUTH; http-01 into the webroot.
+[ "$2" = http-01 ] || exit 1
+f="{root}/.well-known/acme-challenge/$4"
+case "$1" in
+begin) mkdir -p "${{f%/*}}" && printf '%s' "$5" > "$f" ;;
+*) rm -f "$f" ;;
+esac
+"""
+
+
+class Uacme:
+    def __init__(self, work, pebble, webroot):
+        self.work = work
+        self.pebble = pebble
+        self.confdir = os.path.join(work, "uacme")
+        self.hook = os.path.join(work, "uacme-hook")
+        with open(self.hook, "w") as f:
+            f.write(UACME_HOOK.format(root=webroot))
+        os.chmod(self.hook, 0o755)
+        # The system bundle plus Pebble's TLS CA, bind-mounted over the
+        # system bundle in a private mount namespace per run.
+        self.bundle = os.path.join(work, "bundle.pem")
+        with open(self.bundle, "wb") as out:
+            for p in (SYSTEM_BUNDLE, pebble.ca_pem):
+                if os.path.exists(p):
+                    with open(p, "rb") as f:
+                        out.write(f.read())
+        self.nlog = 0
+
+    def argv(self, *cmd):
+        inner = [UACME, "-y", "-c", self.confdir, "-a", self.pebble.directory_url,
+                 "-t", "EC", "-h", self.hook] + list(cmd)
+        return ["unshare", "-m", "sh", "-c",
+                'mount --bind "$0" %s && exec "$@"' % SYSTEM_BUNDLE, self.bundle] + inner
+
+    def spawn(self, *cmd):
+        self.nlog += 1
+        logf = open(os.path.join(self.work, "uacme-%03d.log" % self.nlog), "wb")
+        p = subprocess.Popen(self.argv(*cmd), stdin=subprocess.DEVNULL, stdout=logf,
+                             stderr=subprocess.STDOUT)
+        p.logf = logf
+        p.domain = cmd[-1]
+        return p
+
+    def check(self, p, cert=True):
+        p.logf.close()
+        crt = os.path.join(self.confdir, p.domain, "cert.pem")
+        if p.returncode != 0 or (cert and not os.path.exists(crt)):
+            with open(p.logf.name, errors="replace") as f:
+                tail = " | ".join(f.read().splitlines()[-6:])
+            raise BenchError("uacme %s failed (%s): %s" % (p.domain, p.returncode, tail))
+
+    def register(self):
+        p = self.spawn("new", "x@example.test")
+        p.wait(120)
+        self.check(p, cert=False)
+
+    def issue(self, names, timeout=300):
+        t0 = time.monotonic()
+        procs = [self.spawn("issue", n) for n in names]
+        deadline = time.monotonic() + timeout
+        try:
+            for p in procs:
+                p.wait(max(1, deadline - time.monotonic()))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        elapsed = time.monotonic() - t0
+        for p in procs:
+            self.check(p)
+        return elapsed
+
+
+def pebble_requests(pebble):
+    """Requests Pebble's ACME listener has handled so far (its log)."""
+    return pebble.log("pebble").count("-> calling handler()")
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -285,6 +379,7 @@ def main():
     pebble = pebble_env.PebbleEnv(pdir)
     tag = "%x" % os.getpid()
     res = {}
+    reqs = {}
     try:
         with pebble:
             log("pebble on %s (http-01 port %d); certfs %s"
@@ -296,6 +391,7 @@ def main():
             try:
                 w = fs.issue(["warm-c-%s.example.test" % tag], timeout=60)
                 log("certfs warm-up (account registration + 1 domain): %.3f s" % w)
+                r0 = pebble_requests(pebble)
                 one = [fs.issue(["one-c%d-%s.example.test" % (i, tag)], timeout=60)
                        for i in range(args.rounds)]
                 res["certfs1"] = statistics.median(one)
@@ -303,6 +399,7 @@ def main():
                 res["certfsN"] = fs.issue(["many-c%d-%s.example.test" % (i, tag)
                                            for i in range(args.domains)], timeout=180)
                 log("certfs %d domains: %.3f s" % (args.domains, res["certfsN"]))
+                reqs["certfs"] = (pebble_requests(pebble) - r0) / (args.rounds + args.domains)
             finally:
                 fs.stop()
 
@@ -311,6 +408,7 @@ def main():
             os.makedirs(lg.work, exist_ok=True)
             w = lg.issue(["warm-l-%s.example.test" % tag], timeout=120)
             log("lego warm-up (account registration + 1 domain): %.3f s" % w)
+            r0 = pebble_requests(pebble)
             one = [lg.issue(["one-l%d-%s.example.test" % (i, tag)], timeout=120)
                    for i in range(args.rounds)]
             res["lego1"] = statistics.median(one)
@@ -320,6 +418,29 @@ def main():
                                          for i in range(args.domains)], webroot=True,
                                         timeout=300)
             log("lego %d domains (parallel processes): %.3f s" % (args.domains, res["legoN"]))
+            reqs["lego"] = (pebble_requests(pebble) - r0) / (args.rounds + args.domains)
+
+            # -- uacme (when installed)
+            if pebble_env.which(UACME):
+                uw = os.path.join(work, "uacme-run")
+                os.makedirs(os.path.join(uw, "webroot"), exist_ok=True)
+                ua = Uacme(uw, pebble, os.path.join(uw, "webroot"))
+                with Webroot(os.path.join(uw, "webroot"), pebble.http_port):
+                    ua.register()
+                    w = ua.issue(["warm-u-%s.example.test" % tag], timeout=120)
+                    log("uacme warm-up (1 domain after `new`): %.3f s" % w)
+                    r0 = pebble_requests(pebble)
+                    one = [ua.issue(["one-u%d-%s.example.test" % (i, tag)], timeout=120)
+                           for i in range(args.rounds)]
+                    res["uacme1"] = statistics.median(one)
+                    log("uacme 1 domain: %s" % ", ".join("%.3f" % x for x in one))
+                    res["uacmeN"] = ua.issue(["many-u%d-%s.example.test" % (i, tag)
+                                              for i in range(args.domains)], timeout=300)
+                    log("uacme %d domains (parallel processes): %.3f s"
+                        % (args.domains, res["uacmeN"]))
+                    reqs["uacme"] = (pebble_requests(pebble) - r0) / (args.rounds + args.domains)
+            else:
+                log("uacme is not installed (apt install uacme): left out")
     finally:
         if args.keep:
             log("work directory kept: " + work)
@@ -327,17 +448,23 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     rows = [
-        ("1 domain (median of %d)" % args.rounds, res["certfs1"], res["lego1"], 0.1),
-        ("%d domains at once" % args.domains, res["certfsN"], res["legoN"],
+        ("1 domain (median of %d)" % args.rounds, res["certfs1"], res["lego1"],
+         res.get("uacme1"), 0.1),
+        ("%d domains at once" % args.domains, res["certfsN"], res["legoN"], res.get("uacmeN"),
          2.0 if args.domains == 50 else None),
     ]
-    print("ACME issuance: mkdir -> Pebble certificate served (certfs) vs lego run "
-          "(same Pebble, PEBBLE_VA_NOSLEEP=1, account registered)")
-    print("%-26s %10s %10s %9s %10s %s" % ("", "certfs", "lego", "lego/cfs", "target", ""))
-    for label, c, l, target in rows:
+    print("ACME issuance: mkdir -> Pebble certificate served (certfs) vs lego and uacme "
+          "runs (same Pebble, PEBBLE_VA_NOSLEEP=1, account registered)")
+    print("%-26s %10s %10s %10s %9s %9s %10s %s" % ("", "certfs", "lego", "uacme", "lego/cfs",
+                                                    "uacme/cfs", "target", ""))
+    for label, c, l, u, target in rows:
         met = "" if target is None else ("met" if c < target else "MISSED")
-        print("%-26s %10s %10s %8.1fx %10s %s" % (label, f_s(c), f_s(l), l / c if c else 0,
-                                                   "< %.1f s" % target if target else "-", met))
+        print("%-26s %10s %10s %10s %8.1fx %8sx %10s %s"
+              % (label, f_s(c), f_s(l), f_s(u), l / c if c else 0,
+                 "%.1f" % (u / c) if u and c else "-",
+                 "< %.1f s" % target if target else "-", met))
+    print("Pebble requests per certificate (timed runs): %s"
+          % ", ".join("%s %.1f" % (k, v) for k, v in reqs.items()))
     print("workers: %s; lego %d-domain run: %d processes, --http.webroot served by one "
           "threaded HTTP server" % (args.workers or "default", args.domains, args.domains))
     return 0

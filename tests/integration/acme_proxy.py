@@ -11,6 +11,11 @@ headers and bodies so that the client only ever talks to the proxy.
 Switches (plain attributes, safe to flip while it runs):
   rate_limit_new_order  answer newOrder with 429, a rateLimited problem
                         document and `Retry-After: retry_after`
+  processing_hold       seconds: from the first finalize on, answer order
+                        polls (and the finalize) with status "processing",
+                        no certificate and `Retry-After: 0` for that long
+  profiles              {name: description} added as the directory's
+                        meta.profiles
   ari                   add "renewalInfo" to the directory and answer
                         GET renewalInfo/<id> (RFC 9773): a window in the
                         past for ids in `ari_due`, else one a month ahead,
@@ -80,8 +85,12 @@ class AcmeProxy:
         self.upstream = ("127.0.0.1", pebble.listen_port)
         self.rate_limit_new_order = False
         self.retry_after = retry_after
+        self.processing_hold = 0
+        self.profiles = None
+        self._hold_started = None
         self.ari = False
         self.ari_due = set()
+        self._t0 = datetime.datetime.now(datetime.timezone.utc)
         self.ari_retry_after = 1
         self.requests = []
         self.new_orders = []
@@ -203,6 +212,35 @@ class AcmeProxy:
             return sum(1 for m, p in self.requests
                        if p.endswith(path_suffix) and (method is None or m == method))
 
+    def count_prefix(self, path_prefix, method=None):
+        with self.lock:
+            return sum(1 for m, p in self.requests
+                       if p.startswith(path_prefix) and (method is None or m == method))
+
+    def _processing(self, path, hdrs, data):
+        """While processing_hold runs: the order is still "processing"."""
+        import time
+        if not self.processing_hold or not (path.startswith("/finalize-order/") or
+                                            path.startswith("/my-order/")):
+            return hdrs, data
+        with self.lock:
+            if self._hold_started is None:
+                if not path.startswith("/finalize-order/"):
+                    return hdrs, data
+                self._hold_started = time.monotonic()
+            if time.monotonic() - self._hold_started > self.processing_hold:
+                return hdrs, data
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return hdrs, data
+        if doc.get("status") not in ("processing", "valid"):
+            return hdrs, data
+        doc["status"] = "processing"
+        doc.pop("certificate", None)
+        hdrs = [(k, v) for k, v in hdrs if k.lower() != "retry-after"] + [("Retry-After", "0")]
+        return hdrs, json.dumps(doc).encode()
+
     def _send(self, h, status, headers, body):
         h.send_response(status)
         for k, v in headers:
@@ -226,7 +264,9 @@ class AcmeProxy:
             with self.lock:
                 self.ari_ids.append(cid)
                 due = cid in self.ari_due
-            now = datetime.datetime.now(datetime.timezone.utc)
+            # A CA's window stays put between requests: counted from the
+            # proxy's start, not from each request.
+            now = self._t0
             if due:
                 start, end = now - datetime.timedelta(hours=2), now - datetime.timedelta(hours=1)
             else:
@@ -263,12 +303,17 @@ class AcmeProxy:
         ctype = dict((k.lower(), v) for k, v in hdrs).get("content-type", "")
         if "json" in ctype or "pem" in ctype or path == "/dir":
             text = self.rewrite(data.decode("utf-8", "replace"))
-            if self.ari and path == "/dir":
+            if (self.ari or self.profiles) and path == "/dir":
                 try:
                     d = json.loads(text)
-                    d["renewalInfo"] = self.base + RENEWAL_INFO_PATH
+                    if self.ari:
+                        d["renewalInfo"] = self.base + RENEWAL_INFO_PATH
+                    if self.profiles:
+                        d.setdefault("meta", {})["profiles"] = dict(self.profiles)
                     text = json.dumps(d, indent=2)
                 except ValueError:
                     pass
             data = text.encode()
+        if method == "POST" and status == 200:
+            hdrs, data = self._processing(path, hdrs, data)
         self._send(h, status, hdrs, data)

@@ -628,6 +628,8 @@ def test_ari_window_triggers_renewal_with_replaces(pebble, proxy, certfs, tmp_pa
     orders = len(px.new_orders)
 
     px.ari_due.add(cid)  # the suggested window is now in the past
+    # renewalInfo is asked at most once a minute per domain: a minute on.
+    fs.set_clock(acme_proxy_floor())
     wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
               what="a renewal inside the CA's suggested window (ARI)")
     assert_issued(fs, name, pebble, tmp_path)
@@ -635,3 +637,475 @@ def test_ari_window_triggers_renewal_with_replaces(pebble, proxy, certfs, tmp_pa
     assert later, "no newOrder was seen for the renewal"
     assert any(o.get("replaces") == cid for o in later), \
         "the renewal's newOrder did not carry \"replaces\": %r (want %s)" % (later, cid)
+
+
+# ---------------------------------------------------------------- accounts per CA, SIGHUP
+
+def account_records(fs):
+    """The account records in the store: {directory: record}."""
+    d = os.path.join(fs.store, "acme", "accounts")
+    out = {}
+    for n in sorted(os.listdir(d)) if os.path.isdir(d) else ():
+        with open(os.path.join(d, n)) as f:
+            rec = json.load(f)
+        out[rec["directory"]] = rec
+    return out
+
+
+def ca_config(env, acme="", hooks=""):
+    """[acme] pointing at env through the file (so SIGHUP can change it)."""
+    return acme_config(acme="directory = %s\nca_bundle = %s\n%s"
+                       % (env.directory_url, env.ca_pem, acme), hooks=hooks)
+
+
+def start_file_acme(certfs, env, config, **kw):
+    """certfs --issuer acme with the CA given only by the config file."""
+    return certfs(config=config, env={"CERTFS_CHALLTESTSRV": env.challtestsrv_url},
+                  args=["--issuer", "acme", "--http01-listen", "127.0.0.1:%d" % env.http_port],
+                  **kw)
+
+
+def sighup(fs, config):
+    since = len(fs.stderr())
+    fs.write_config(config)
+    fs.signal(signal.SIGHUP)
+    fs.wait_log(r"config: reloaded", since=since)
+
+
+@pytest.mark.timeout(120)
+def test_changed_directory_gets_its_own_account(certfs, pebble, own_pebble, tmp_path):
+    # The second CA validates http-01 on the same port, so one responder serves both.
+    other = own_pebble(http_port=pebble.http_port)
+    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    first = domain("ca1")
+    os.mkdir(fs.path(first))
+    wait_acme(fs, first)
+    verify_chain(fs, first, pebble.root_file, tmp_path)
+    recs = account_records(fs)
+    assert list(recs) == [pebble.directory_url], recs
+    assert recs[pebble.directory_url]["url"].startswith(pebble.directory_url[:-len("/dir")])
+
+    # A restart with another directory: a new account there, the old one kept.
+    assert fs.stop() == 0
+    fs.write_config(ca_config(other))
+    fs.start()
+    second = domain("ca2")
+    os.mkdir(fs.path(second))
+    wait_acme(fs, second)
+    verify_chain(fs, second, other.root_file, tmp_path)
+    # The existing domain renews at the new CA too (no foreign "kid").
+    serial = leaf(fs, first).serial_number
+    fs.renew(first)
+    wait_acme(fs, first, cond=lambda f, n: leaf(f, n).serial_number != serial,
+              what="a renewal at the new CA")
+    verify_chain(fs, first, other.root_file, tmp_path)
+    recs = account_records(fs)
+    assert sorted(recs) == sorted([pebble.directory_url, other.directory_url]), recs
+    assert recs[other.directory_url]["url"].startswith(other.directory_url[:-len("/dir")])
+    assert recs[other.directory_url]["key"] != recs[pebble.directory_url]["key"]
+
+    # SIGHUP back to the first CA (directory and CA bundle): applied without a
+    # restart, and its stored account is used again (no new key made).
+    keys_made = fs.stderr().count("new account key for")
+    sighup(fs, ca_config(pebble))
+    third = domain("ca3")
+    os.mkdir(fs.path(third))
+    wait_acme(fs, third)
+    verify_chain(fs, third, pebble.root_file, tmp_path)
+    assert fs.stderr().count("new account key for") == keys_made, fs.stderr()[-3000:]
+    assert account_records(fs)[pebble.directory_url] == recs[pebble.directory_url]
+
+
+@pytest.mark.timeout(90)
+def test_sighup_applies_a_fixed_ca_bundle(certfs, pebble, tmp_path):
+    # A wrong CA bundle first (Pebble's issuing root, not its listener's CA).
+    bad = ca_config(pebble).replace(pebble.ca_pem, pebble.root_file)
+    fs = start_file_acme(certfs, pebble, bad)
+    name = domain("bundle")
+    os.mkdir(fs.path(name))
+    wait_error(fs, name, lambda e: "certificate" in e.lower(), what="a TLS error")
+    since = len(fs.stderr())
+    sighup(fs, "[certfs]\nworkers = 3\n" + ca_config(pebble))
+    assert "workers changed: takes effect after a restart" in fs.stderr()[since:]
+    fs.renew(name)
+    wait_acme(fs, name)
+    verify_chain(fs, name, pebble.root_file, tmp_path)
+
+
+def acme_proxy_floor():
+    """Seconds past the ARI polling floor (acme/acme.h ACME_ARI_MIN_INTERVAL_S)."""
+    return 61
+
+
+# ---------------------------------------------------------------- rate-limit rules
+
+# The numbers of acme/acme.h's rate-limit rules (and the README's).
+POLL_MAX_S = 2.0            # ACME_POLL_MAX_MS: at most one poll per 2 s once backed off
+POLL_QUICK = 7              # 25 ms doubling to 2 s: the polls before that
+FAILED_VALIDATIONS_PER_HOUR = 4
+
+
+def quiet(seconds, check, what):
+    """check() must hold during the whole period (the scheduler looks every 200 ms
+    with a test clock, so a second is five chances to break it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), what
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_retry_after_zero_on_a_processing_order_is_not_a_poll_storm(pebble, proxy, certfs,
+                                                                    tmp_path):
+    px = proxy(pebble)
+    px.processing_hold = 4.0
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle)
+    name = domain("ra0")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+    polls = px.count_prefix("/my-order/", "POST")
+    # Without the floor this is one poll per 25 ms: 160 in 4 s.
+    bound = POLL_QUICK + px.processing_hold / POLL_MAX_S + 3
+    assert 2 <= polls <= bound, "%d order polls for a %.0f s processing order with Retry-After: 0" \
+        % (polls, px.processing_hold)
+
+
+@pytest.mark.timeout(60)
+def test_renewal_information_is_polled_at_most_once_a_minute(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    px.ari = True
+    px.ari_retry_after = 0
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    clock=0)
+    name = domain("arifloor")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    cid = acme_proxy.ari_cert_id(leaf(fs, name))
+    asked = lambda: px.ari_ids.count(cid)  # noqa: E731
+    h.wait_for(lambda: asked() == 1, 10, "the first renewalInfo request")
+    quiet(1.5, lambda: asked() == 1, "renewalInfo asked again within a minute")
+    fs.set_clock(acme_proxy_floor())
+    h.wait_for(lambda: asked() == 2, 10, "renewalInfo a minute later")
+    quiet(1.0, lambda: asked() == 2, "renewalInfo asked again within a minute")
+    assert fs.stderr().count("renewal information: renew at") == 1, fs.stderr()[-2000:]
+
+
+@pytest.mark.timeout(90)
+def test_due_on_arrival_is_served_and_reported_not_reordered(own_pebble, proxy, certfs, tmp_path):
+    env = own_pebble(validity_seconds=1200)
+    px = proxy(env)
+    notify_log = tmp_path / "notify.log"
+    notify = write_script(str(tmp_path / "notify"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=notify_log))
+    fs = start_acme(certfs, env, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0,
+                    config=acme_config(hooks="notify = %s\n" % notify))
+    name = domain("arrival")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name)
+    assert px.count("/order-plz", "POST") == 1
+    # 1000 s on: a third of 1200 s is left, so it renews; and every new
+    # certificate (dated by Pebble's real clock) is due the moment it arrives.
+    fs.set_clock(1000)
+    st = wait_error(fs, name, lambda e: "already due" in e, what="the due-on-arrival report")
+    assert st.get("source") == "acme" and st.get("state") == "valid", st
+    h.wait_for(lambda: leaf(fs, name).serial_number != first.serial_number, 10,
+               "the certificate due on arrival to be served")
+    quiet(2.0, lambda: px.count("/order-plz", "POST") == 2,
+          "the certificate due on arrival was ordered again: %d orders"
+          % px.count("/order-plz", "POST"))
+    h.wait_for(lambda: notify_log.exists() and "due-on-arrival " + name in notify_log.read_text(),
+               10, "the notify hook for the certificate due on arrival")
+    # A quarter of the lifetime later one more order, no more.
+    fs.set_clock(1000 + 301)
+    h.wait_for(lambda: px.count("/order-plz", "POST") == 3, 15, "the order after the hold")
+    quiet(1.5, lambda: px.count("/order-plz", "POST") == 3, "orders after the hold")
+
+
+@pytest.mark.timeout(120)
+def test_failed_validations_stay_under_the_hourly_limit(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    # Nothing answers http-01: every validation fails.
+    fs = start_acme(certfs, pebble, http01=False, directory=px.directory_url,
+                    ca_bundle=px.ca_bundle, clock=0)
+    name = domain("vfail")
+    os.mkdir(fs.path(name))
+    orders = lambda: px.count("/order-plz", "POST")  # noqa: E731
+    for n in range(1, FAILED_VALIDATIONS_PER_HOUR + 1):
+        h.wait_for(lambda: read_state(fs, name).get("failures") == n, ISSUE_TIMEOUT,
+                   "failed validation %d" % n)
+        if n < FAILED_VALIDATIONS_PER_HOUR:
+            fs.renew(name)  # a forced renewal skips the back-off, not the limit
+    assert orders() == FAILED_VALIDATIONS_PER_HOUR
+    fs.renew(name)
+    st = wait_error(fs, name, lambda e: "failed validations in the last hour" in e,
+                    what="the failed-validation hold")
+    quiet(1.5, lambda: orders() == FAILED_VALIDATIONS_PER_HOUR,
+          "an order went out past the failed-validation limit")
+    # An hour later the held renewal goes out by itself.
+    fs.set_clock(3601)
+    h.wait_for(lambda: orders() == FAILED_VALIDATIONS_PER_HOUR + 1, ISSUE_TIMEOUT,
+               "the held order an hour later")
+
+
+# ---------------------------------------------------------------- issuer = none, issuer switch
+
+def orders_for(px, name):
+    return sum(1 for o in px.new_orders if o and name in json.dumps(o))
+
+
+@pytest.mark.timeout(90)
+def test_issuer_none_domain_makes_no_orders(pebble, proxy, certfs, tmp_path):
+    import test_upload as tu
+    px = proxy(pebble)
+    notify_log = tmp_path / "notify.log"
+    notify = write_script(str(tmp_path / "notify"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=notify_log))
+    name, other = domain("none"), domain("managed")
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0,
+                    config=acme_config(hooks="notify = %s\n" % notify)
+                    + "[domain %s]\nissuer = none\n" % name)
+    os.mkdir(fs.path(name))
+    os.mkdir(fs.path(other))
+    wait_acme(fs, other)
+    assert h.pem_certs(fs.read(name, "fullchain.pem")), "no placeholder for the issuer-none domain"
+    st = h.status_json(fs.mount, name)
+    assert st["source"] == "selfsigned" and st["next_renewal"] is None, st
+    assert "issuer none" in st["renewal_reason"], st
+    no_orders = lambda: orders_for(px, name) == 0  # noqa: E731
+    quiet(1.5, no_orders, "an order went out for an issuer-none domain")
+
+    def notified(event):
+        return notify_log.exists() and ("%s %s" % (event, name)) in notify_log.read_text()
+
+    # An upload is served; removing it serves the self-signed placeholder and notifies.
+    _, cert, _, bundle = tu.valid_upload(names=(name,))
+    write_file(fs.path(name, "bundle.pem"), bundle)
+    h.wait_for(lambda: leaf(fs, name).serial_number == cert.serial_number, 10, "the upload served")
+    os.unlink(fs.path(name, "fullchain.pem"))
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("source") == "selfsigned"
+               and leaf(fs, name).serial_number != cert.serial_number, 10,
+               "the self-signed placeholder after rm")
+    h.wait_for(lambda: notified("placeholder"), 10, "the notify hook after rm")
+
+    # The same when an upload expires (61 days on; it was valid for 60).
+    _, cert2, _, bundle2 = tu.valid_upload(names=(name,))
+    write_file(fs.path(name, "bundle.pem"), bundle2)
+    h.wait_for(lambda: leaf(fs, name).serial_number == cert2.serial_number, 10, "the upload served")
+    fs.set_clock(61 * 86400)
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("source") == "selfsigned"
+               and leaf(fs, name).serial_number != cert2.serial_number, 10,
+               "the self-signed placeholder after the upload expired")
+    h.wait_for(lambda: notified("expired"), 10, "the notify hook after expiry")
+    quiet(1.0, no_orders, "an order went out for an issuer-none domain")
+
+
+@pytest.mark.timeout(90)
+def test_issuer_switch_reissues_existing_domains(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = certfs(args=["--issuer", "local"])
+    names = [domain("switch") for _ in range(3)]
+    for n in names:
+        os.mkdir(fs.path(n))
+    for n in names:
+        h.wait_for(lambda: h.status_json(fs.mount, n).get("source") == "local", 10,
+                   "a local certificate for " + n)
+    assert fs.stop() == 0
+    fs.args = ["--issuer", "acme", "--acme-directory", px.directory_url,
+               "--acme-ca-bundle", px.ca_bundle,
+               "--http01-listen", "127.0.0.1:%d" % pebble.http_port]
+    fs.extra_env["CERTFS_CHALLTESTSRV"] = pebble.challtestsrv_url
+    fs.start()
+    for n in names:
+        wait_acme(fs, n, timeout=40)
+        assert_issued(fs, n, pebble, tmp_path)
+    quiet(1.0, lambda: len(px.new_orders) == len(names),
+          "more orders than domains after the switch: %d" % len(px.new_orders))
+
+
+@pytest.mark.timeout(90)
+def test_renew_in_root_status_renews_every_domain(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0)
+    names = [domain("all") for _ in range(3)]
+    for n in names:
+        os.mkdir(fs.path(n))
+    serials = {}
+    for n in names:
+        wait_acme(fs, n)
+        serials[n] = leaf(fs, n).serial_number
+    with pytest.raises(OSError) as e:
+        write_file(fs.path("status"), b"renew everything\n")
+    assert e.value.errno == 22
+    # Past the per-domain floor of automatic orders (30 s).
+    fs.set_clock(31)
+    write_file(fs.path("status"), b"renew\n")
+    for n in names:
+        wait_acme(fs, n, cond=lambda f, d: leaf(f, d).serial_number != serials[d],
+                  what="a renewal after renew in MOUNT/status")
+        assert_issued(fs, n, pebble, tmp_path)
+    quiet(1.0, lambda: len(px.new_orders) == 2 * len(names),
+          "%d orders for %d domains renewed once" % (len(px.new_orders), len(names)))
+
+
+# ---------------------------------------------------------------- start-up checks, profile
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("acme,hooks,line,words", [
+    ("ca_bundle = /nonexistent/acme-ca.pem\n", "", 2, "ca_bundle: /nonexistent/acme-ca.pem: No such file"),
+    ("eab_kid = kid-1\n", "", 2, "eab_kid needs eab_hmac_key too"),
+    ("challenge = dns-01\n", "", 2, "challenge: dns-01 needs the dns hook"),
+    ("", "deploy = /nonexistent/reload\n", 3, "deploy: /nonexistent/reload: No such file"),
+])
+def test_config_checked_at_start(certfs, acme, hooks, line, words):
+    fs = certfs(config=acme_config(acme=acme, hooks=hooks), args=["--issuer", "acme"],
+                start=False)
+    r = subprocess.run(fs.argv(), env=fs.env(), capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "certfs started with a bad configuration"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith("%s:%d: %s" % (fs.config, line, words)) or \
+        ("%s:%d: %s" % (fs.config, line, words)) in lines[0], lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_profile_only_where_the_server_offers_it(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle,
+                    config=acme_config(acme="profile = shortlived\n"))
+    name = domain("noprofile")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert px.new_orders and all("profile" not in o for o in px.new_orders if o), px.new_orders
+    assert "offers no certificate profiles: profile shortlived is not sent" in fs.stderr()
+    assert fs.stop() == 0
+
+    # A server with profiles, but not this one: a clear refusal, no order.
+    px2 = proxy(pebble)
+    px2.profiles = {"classic": "the usual", "tlsserver": "short"}
+    fs2 = start_acme(certfs, pebble, directory=px2.directory_url, ca_bundle=px2.ca_bundle,
+                     config=acme_config(acme="profile = shortlived\n"))
+    name2 = domain("badprofile")
+    os.mkdir(fs2.path(name2))
+    wait_error(fs2, name2, lambda e: "profile shortlived is not offered" in e and
+               "classic, tlsserver" in e, what="the profile refusal")
+    assert not px2.new_orders
+
+
+# ---------------------------------------------------------------- status: next renewal, retries
+
+@pytest.mark.timeout(60)
+def test_status_shows_next_renewal_and_retries(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble)
+    name = domain("sched")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    st = h.status_json(fs.mount, name)
+    cert = leaf(fs, name)
+    life = (h.cert_not_after(cert) - h.cert_not_before(cert)).total_seconds()
+    nxt = datetime.datetime.strptime(st["next_renewal"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    left = (h.cert_not_after(cert) - nxt).total_seconds()
+    # A third of the lifetime left, minus up to 2% of jitter.
+    assert life / 3 - 60 <= left <= life / 3 + life / 50 + 60, (st, life, left)
+    assert "lifetime" in st["renewal_reason"], st
+    assert st["last_attempt"] and st["failures"] == 0 and st["next_retry"] is None, st
+    text = fs.read(name, "status", mode="r")
+    for key in ("next_renewal:", "renewal_reason:", "last_attempt:", "failures: 0",
+                "next_retry: none"):
+        assert key in text, text
+    assert fs.stop() == 0
+
+    # A failure: the count, the retry time and why.
+    fs2 = start_acme(certfs, pebble, http01=False)
+    bad = domain("schedfail")
+    os.mkdir(fs2.path(bad))
+    wait_error(fs2, bad, lambda e: e.startswith(PROBLEM_PREFIX))
+    st = h.wait_for(lambda: (lambda s: s if s.get("next_retry") else None)(
+        h.status_json(fs2.mount, bad)), 5, "next_retry in status.json")
+    assert st["failures"] >= 1 and st["last_attempt"], st
+    assert st["renewal_reason"].startswith("retry after"), st
+    assert st["next_renewal"] == st["next_retry"], st
+
+
+# ---------------------------------------------------------------- tls-alpn-01
+
+@pytest.mark.timeout(60)
+def test_tls_alpn01_builtin_responder(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False,
+                    args=["--tls-alpn01-listen", "127.0.0.1:%d" % pebble.tls_port],
+                    config=acme_config(acme="challenge = tls-alpn-01\n"))
+    name = domain("alpn")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    assert_issued(fs, name, pebble, tmp_path)
+    assert "tls-alpn-01: listening on 127.0.0.1:%d" % pebble.tls_port in fs.stderr()
+
+
+@pytest.mark.timeout(60)
+def test_tls_alpn01_without_responder_says_so(certfs, pebble, tmp_path):
+    fs = start_acme(certfs, pebble, http01=False,
+                    config=acme_config(acme="challenge = tls-alpn-01\n"))
+    name = domain("noalpn")
+    os.mkdir(fs.path(name))
+    wait_error(fs, name, lambda e: "tls-alpn-01 needs the built-in responder" in e)
+
+
+# ---------------------------------------------------------------- dns-01 through CNAME delegation
+
+@pytest.mark.timeout(60)
+def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path):
+    calls = tmp_path / "dns-calls"
+    hook = write_script(str(tmp_path / "dns-recording"), """
+        #!/bin/sh
+        echo "$*" >> {calls}
+        exec {hook} "$@"
+        """.format(calls=calls, hook=DNS_HOOK))
+    auto, fixed = domain("cname"), domain("delegate")
+    auto_target = "_acme-challenge.auth-%s.example.net" % auto.split(".")[0]
+    fixed_target = "_acme-challenge.fixed-%s.example.net" % fixed.split(".")[0]
+    # What the customer zone holds: _acme-challenge.NAME CNAME <delegated record>.
+    pebble.challtestsrv_post("/set-cname", {"host": "_acme-challenge.%s." % auto,
+                                            "target": auto_target + "."})
+    pebble.challtestsrv_post("/set-cname", {"host": "_acme-challenge.%s." % fixed,
+                                            "target": fixed_target + "."})
+    fs = start_acme(certfs, pebble, http01=False, config=acme_config(
+        acme="challenge = dns-01\ndns_resolver = 127.0.0.1:%d\n" % pebble.dns_port,
+        hooks="dns = %s\n" % hook) + "[domain %s]\ndns_delegate = %s\n" % (fixed, fixed_target))
+    for n in (auto, fixed):
+        os.mkdir(fs.path(n))
+    for n in (auto, fixed):
+        wait_acme(fs, n)
+        assert_issued(fs, n, pebble, tmp_path)
+    lines = calls.read_text().splitlines()
+    added = [line.split()[1] for line in lines if line.startswith("add ")]
+    assert sorted(added) == sorted([auto_target, fixed_target]), lines
+    deleted = [line.split()[1] for line in lines if line.startswith("del ")]
+    assert sorted(deleted) == sorted(added), lines
+
+
+@pytest.mark.timeout(60)
+def test_sighup_applies_key_type_and_hooks(certfs, pebble, tmp_path):
+    log = tmp_path / "deploy.log"
+    deploy = write_script(str(tmp_path / "deploy"), """
+        #!/bin/sh
+        echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
+        """.format(log=log))
+    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    name = domain("hupkey")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name)
+    assert first.public_key().curve.name == "secp256r1"
+    sighup(fs, "[certfs]\nkey_type = ec384\n" + ca_config(pebble, hooks="deploy = %s\n" % deploy))
+    fs.renew(name)
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
+              what="a renewal after SIGHUP")
+    assert leaf(fs, name).public_key().curve.name == "secp384r1", "key_type not applied"
+    h.wait_for(lambda: log.exists() and ("deploy " + name) in log.read_text(), 10,
+               "the deploy hook added by SIGHUP")

@@ -43,6 +43,43 @@ static const char *write_conf(const char *content)
 	return write_conf_len(content, strlen(content));
 }
 
+/* Files the configuration names, made in tmpdir (programs are executable). */
+static const char *const fixtures[] = { "acme-ca.pem", "systemctl", "notify", "dns hook/run" };
+
+static const char *fixture(const char *name)
+{
+	static char paths[4][4200];
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(fixtures[i], name))
+			continue;
+		snprintf(paths[i], sizeof(paths[i]), "%s/%s", tmpdir, name);
+		return paths[i];
+	}
+	return NULL;
+}
+
+static void fixtures_make(void)
+{
+	char dir[4200];
+
+	snprintf(dir, sizeof(dir), "%s/dns hook", tmpdir);
+	if (mkdir(dir, 0700)) {
+		perror(dir);
+		exit(99);
+	}
+	for (size_t i = 0; i < 4; i++) {
+		const char *p = fixture(fixtures[i]);
+		FILE *f = fopen(p, "w");
+
+		if (!f || fputs(i ? "#!/bin/sh\n" : "not checked\n", f) < 0 || fclose(f) ||
+		    chmod(p, i ? 0700 : 0600)) {
+			perror(p);
+			exit(99);
+		}
+	}
+}
+
 static bool argv_eq(char **a, const char *const *b)
 {
 	size_t i;
@@ -145,10 +182,12 @@ static void test_defaults(void)
 
 static void test_good_all_keys(void)
 {
-	static const char *const deploy[] = { "/usr/bin/systemctl", "reload", "nginx service",
-					      "a \"b\" c", "", "x\\y", NULL };
-	static const char *const notify[] = { "/usr/local/bin/notify", "--to=ops", NULL };
-	static const char *const dns[] = { "/opt/dns hook/run", "add", NULL };
+	/* The programs and the CA bundle must exist: they are checked at load. */
+	const char *deploy[] = { fixture("systemctl"), "reload", "nginx service", "a \"b\" c", "",
+				 "x\\y", NULL };
+	const char *notify[] = { fixture("notify"), "--to=ops", NULL };
+	const char *dns[] = { fixture("dns hook/run"), "add", NULL };
+	char text[4096];
 	static const char *const names1[] = { "www.example.com", "api.example.com",
 					      "mail.example.com", NULL };
 	struct conf_err err;
@@ -158,7 +197,7 @@ static void test_good_all_keys(void)
 	int rc;
 
 	/* A byte order mark, comments, indentation, inline comments, "key: value". */
-	path = write_conf("\xef\xbb\xbf# certfs test configuration\n"
+	snprintf(text, sizeof(text), "\xef\xbb\xbf# certfs test configuration\n"
 			  "[certfs]\n"
 			  "store = /srv/certfs-store\n"
 			  "issuer = acme ; inline comment\n"
@@ -179,16 +218,16 @@ static void test_good_all_keys(void)
 			  "email = mailto:admin@example.com\n"
 			  "eab_kid = kid-1\n"
 			  "eab_hmac_key = abc_DEF-123\n"
-			  "ca_bundle = /etc/ssl/acme-ca.pem\n"
+			  "ca_bundle = %s\n"
 			  "challenge = dns-01\n"
 			  "http01_listen = [::1]:5002\n"
 			  "preferred_chain = ISRG Root X1\n"
 			  "profile = shortlived\n"
 			  "revoke_on_delete = true\n"
 			  "[hooks]\n"
-			  "deploy = /usr/bin/systemctl reload \"nginx service\" \"a \\\"b\\\" c\" \"\" x\\y\n"
-			  "notify = /usr/local/bin/notify --to=ops\n"
-			  "dns = \"/opt/dns hook/run\" add\n"
+			  "deploy = %s reload \"nginx service\" \"a \\\"b\\\" c\" \"\" x\\y\n"
+			  "notify = %s --to=ops\n"
+			  "dns = \"%s\" add\n"
 			  "[local]\n"
 			  "ca_lifetime_days = 7300\n"
 			  "cert_lifetime_days = 30\n"
@@ -198,7 +237,8 @@ static void test_good_all_keys(void)
 			  "challenge = http-01\n"
 			  "issuer = local\n"
 			  "[domain *.example.org] # a wildcard\n"
-			  "issuer = selfsigned\n");
+			  "issuer = selfsigned\n", fixture("acme-ca.pem"), deploy[0], notify[0], dns[0]);
+	path = write_conf(text);
 	conf_init(&c);
 	rc = conf_load_file(&c, path, &err);
 	CHECK_INT(rc, 0);
@@ -221,7 +261,7 @@ static void test_good_all_keys(void)
 	CHECK_STR(c.acme_email, "admin@example.com");
 	CHECK_STR(c.acme_eab_kid, "kid-1");
 	CHECK_STR(c.acme_eab_hmac_key, "abc_DEF-123");
-	CHECK_STR(c.acme_ca_bundle, "/etc/ssl/acme-ca.pem");
+	CHECK_STR(c.acme_ca_bundle, fixture("acme-ca.pem"));
 	CHECK_INT(c.acme_challenge, CONF_CHALLENGE_DNS01);
 	CHECK_STR(c.acme_http01_listen, "[::1]:5002");
 	CHECK_STR(c.acme_preferred_chain, "ISRG Root X1");
@@ -388,8 +428,21 @@ static const struct bad_case bad_cases[] = {
 	{ "[certfs]\nkey_mode = rw-r-----\n", 2, "not an octal mode" },
 	{ "[certfs]\nkey_mode = 1600\n", 2, "above 0777" },
 	{ "[certfs]\nkey_type = dsa1024\n", 2, "key_type: \"dsa1024\"" },
-	{ "[certfs]\nissuer = letsencrypt\n", 2, "not local, acme or selfsigned" },
-	{ "[acme]\nchallenge = tls-alpn-01\n", 2, "not http-01 or dns-01" },
+	{ "[certfs]\nissuer = letsencrypt\n", 2, "not local, acme, selfsigned" },
+	{ "[certfs]\nissuer = none\n", 2, "issuer: none is only for [domain NAME]" },
+	{ "[acme]\nca_bundle = /nonexistent/ca.pem\n", 2, "ca_bundle: /nonexistent/ca.pem: No such file" },
+	{ "[acme]\nca_bundle = /dev/null\n", 2, "/dev/null is not a regular file" },
+	{ "[acme]\nca_bundle = ca.pem\n", 2, "not an absolute path" },
+	{ "[hooks]\ndeploy = /nonexistent/reload nginx\n", 2, "deploy: /nonexistent/reload: No such file" },
+	{ "[hooks]\nnotify = /etc/passwd\n", 2, "notify: /etc/passwd is not executable" },
+	{ "[hooks]\ndns = /\n", 2, "dns: / is not a regular file" },
+	{ "[acme]\n\neab_kid = kid-1\n", 3, "eab_kid needs eab_hmac_key too" },
+	{ "[acme]\neab_hmac_key = abc\n", 2, "eab_hmac_key needs eab_kid too" },
+
+	{ "[domain a.example]\nissuer = nobody\n", 2, "selfsigned or none" },
+	{ "[acme]\nchallenge = tls-alpn-02\n", 2, "not http-01, dns-01 or tls-alpn-01" },
+	{ "[acme]\ntls_alpn01_listen = 443\n", 2, "tls_alpn01_listen: \"443\" is not ADDR:PORT" },
+	{ "[acme]\ndns_resolver = [::1]:53\n", 2, "dns_resolver: \"[::1]:53\" is not IPV4:PORT" },
 	{ "[acme]\nhttp01_listen = 0.0.0.0\n", 2, "http01_listen" },
 	{ "[acme]\nhttp01_listen = 1.2.3:80\n", 2, "not ADDR:PORT" },
 	{ "[acme]\nhttp01_listen = [::1]:70000\n", 2, "port in 1..65535" },
@@ -416,7 +469,7 @@ static void test_bad_files(void)
 	conf_init(&c);
 	/* Start from a non-default configuration so "unchanged" means something. */
 	CHECK_INT(conf_load_file(&c, write_conf("[certfs]\nworkers = 7\n[domain keep.example]\n"
-						"issuer = acme\n[hooks]\ndns = /bin/dns-hook x\n"),
+						"issuer = acme\n[hooks]\ndns = /bin/true x\n"),
 				 &err), 0);
 	CHECK_INT(conf_dup(&c, &before), 0);
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
@@ -441,6 +494,28 @@ static void test_bad_files(void)
 	}
 	conf_clear(&before);
 	conf_clear(&c);
+}
+
+/* dns-01 without a dns hook (the bad-file base configuration has one). */
+static void test_dns01_needs_hook(void)
+{
+	static const char *const texts[] = { "[acme]\nchallenge = dns-01\n",
+					     "[certfs]\n[domain a.example]\nchallenge = DNS-01\n" };
+	struct conf_err err;
+	struct conf c;
+
+	for (size_t i = 0; i < 2; i++) {
+		const char *path;
+		char want[4400];
+
+		conf_init(&c);
+		path = write_conf(texts[i]);
+		snprintf(want, sizeof(want), "%s:%zu: challenge: dns-01 needs the dns hook", path,
+			 i + 2);
+		CHECK_INT(conf_load_file(&c, path, &err), -EINVAL);
+		CHECK(!strncmp(err.msg, want, strlen(want)));
+		conf_clear(&c);
+	}
 }
 
 static void test_special_failures(void)
@@ -541,6 +616,10 @@ static void cleanup(void)
 		snprintf(path, sizeof(path), "%s/c%d.conf", tmpdir, i);
 		unlink(path);
 	}
+	for (size_t i = 0; i < 4; i++)
+		unlink(fixture(fixtures[i]));
+	snprintf(path, sizeof(path), "%s/dns hook", tmpdir);
+	rmdir(path);
 	rmdir(tmpdir);
 }
 
@@ -550,12 +629,14 @@ int main(void)
 		perror("mkdtemp");
 		return 99;
 	}
+	fixtures_make();
 	test_defaults();
 	test_good_all_keys();
 	test_layering();
 	test_conf_set();
 	test_bad_files();
 	test_special_failures();
+	test_dns01_needs_hook();
 	cleanup();
 	CHECK_DONE();
 }

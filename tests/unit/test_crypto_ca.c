@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 
 #include "crypto/crypto_int.h"
@@ -255,6 +256,44 @@ static void test_selfsigned(void)
 	crypto_key_free(k);
 }
 
+/* RFC 8737 3: SAN = the name only, critical acmeIdentifier = OCTET STRING(SHA-256). */
+static void test_alpn_cert(void)
+{
+	static const unsigned char want[] = { 0x04, 0x20 };
+	const char *keyauth = "tok.thumb";
+	unsigned char digest[32];
+	struct crypto_key *k = NULL;
+	struct crypto_cert *c = NULL;
+	ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+	X509_EXTENSION *ext;
+	const ASN1_OCTET_STRING *v;
+	int pos;
+
+	CHECK_INT(crypto_key_generate(CRYPTO_KEY_EC256, &k), 0);
+	CHECK_INT(crypto_alpn_cert_new(k, "alpn.example.com", keyauth, NOW, &c), 0);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(crypto_cert_is_self_signed(c));
+		pos = X509_get_ext_by_OBJ(c->x509, oid, -1);
+		CHECK(pos >= 0);
+		ext = pos >= 0 ? X509_get_ext(c->x509, pos) : NULL;
+		CHECK(ext && X509_EXTENSION_get_critical(ext));
+		v = ext ? X509_EXTENSION_get_data(ext) : NULL;
+		CHECK(v && ASN1_STRING_length(v) == 34);
+		SHA256((const unsigned char *)keyauth, strlen(keyauth), digest);
+		if (v && ASN1_STRING_length(v) == 34) {
+			CHECK(!memcmp(ASN1_STRING_get0_data(v), want, 2));
+			CHECK(!memcmp(ASN1_STRING_get0_data(v) + 2, digest, 32));
+		}
+	}
+	crypto_cert_free(c);
+	c = NULL;
+	CHECK_INT(crypto_alpn_cert_new(k, "*.*.example.com", keyauth, NOW, &c), -EINVAL);
+	CHECK(c == NULL);
+	ASN1_OBJECT_free(oid);
+	crypto_key_free(k);
+}
+
 int main(void)
 {
 	test_ca(CRYPTO_KEY_EC256, CRYPTO_KEY_EC256);
@@ -263,5 +302,6 @@ int main(void)
 	test_ca(CRYPTO_KEY_RSA2048, CRYPTO_KEY_EC384);
 	test_intermediate();
 	test_selfsigned();
+	test_alpn_cert();
 	CHECK_DONE();
 }
