@@ -995,6 +995,13 @@ static void handle_free(struct fs_handle *h)
 	free(h);
 }
 
+/* Drop a reference to a handle (RELEASE holds one, a READ in flight one). */
+static void handle_put(struct fs_handle *h)
+{
+	if (h && atomic_fetch_sub(&h->refs, 1) == 1)
+		handle_free(h);
+}
+
 /*
  * A reader of a main-mount file: the fence picks the generation for this
  * thread, and the open file reads it to the end (direct_io: the pages of a
@@ -1019,6 +1026,7 @@ static void open_reader(fuse_req_t req, struct fs *f, struct fs_inode *i,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	atomic_init(&h->refs, 1);
 	util_buf_init(&h->buf, 0, true);
 	h->dom = engine_domain_ref(i->fdom->d);
 	h->file = i->file;
@@ -1065,6 +1073,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	atomic_init(&h->refs, 1);
 	h->writer = true;
 	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
 	h->file = i->file;
@@ -1099,8 +1108,14 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if (h && !h->writer)
+	if (h && !h->writer) {
+		/* The reader may close the file as soon as the kernel has
+		 * copied our reply, before writev returns here, and RELEASE
+		 * then runs on another thread: the read holds the handle. */
+		atomic_fetch_add(&h->refs, 1);
 		reply_slice(req, h->data, h->size, size, off);
+		handle_put(h);
+	}
 	else if (h)
 		fuse_reply_buf(req, NULL, 0); /* a writer reads nothing back */
 	else
@@ -1262,7 +1277,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		util_info("fs: %s/%s: upload dropped: its writer was killed",
 			  engine_domain_name(h->dom), engine_file_name(h->file));
 	}
-	handle_free(h);
+	handle_put(h);
 	fuse_reply_err(req, 0);
 }
 

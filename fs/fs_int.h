@@ -14,6 +14,7 @@
 #define CERTFS_FS_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -119,6 +120,7 @@ struct fs_handle {
 	struct util_buf buf;        /* writer: secret, may hold a key */
 	bool dirty;                 /* written since the last judgement */
 	int error;                  /* sticky write error (EFBIG) */
+	atomic_uint refs;           /* the open file, and a READ in flight */
 };
 
 #define FS_DOM_BUCKETS 4096u
