@@ -124,6 +124,17 @@ int crypto_chain_to_pem(const struct crypto_chain *ch, struct util_buf *out) CRY
 int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 		      struct crypto_err *err) CRYPTO_WUR;
 
+/*
+ * Make sure a sorted chain (crypto_chain_sort) can be served: more than one
+ * certificate, or a lone self-signed one, is complete as it is. A lone leaf
+ * is complete when its issuer is one of known (verified by signature; a
+ * known intermediate is then appended to sorted, a known root is not) or is
+ * in the system trust store. Otherwise -EINVAL "chain: missing the
+ * certificate that issued 'CN=x' (issuer 'CN=y'): ...". known may be NULL.
+ */
+int crypto_chain_complete(struct crypto_chain *sorted, const struct crypto_chain *known,
+			  struct crypto_err *err) CRYPTO_WUR;
+
 /* The first certificate of data (as crypto_chain_parse reads it). */
 int crypto_cert_parse(const void *data, size_t len, struct crypto_cert **out,
 		      struct crypto_err *err) CRYPTO_WUR;

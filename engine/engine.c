@@ -314,6 +314,7 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->last_error, sizeof(d->last_error), fmt, ap);
 	va_end(ap);
+	d->last_error_write = false;
 	engine_domain_changed(d);
 }
 
@@ -352,6 +353,8 @@ int engine_domain_store_state(struct engine_domain *d)
 		json_object_set_new(o, "pending", json_string(d->pending));
 	if (d->last_error[0])
 		json_object_set_new(o, "last_error", json_string(d->last_error));
+	if (d->last_error[0] && d->last_error_write)
+		json_object_set_new(o, "last_error_write", json_true());
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)
@@ -410,6 +413,7 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	v = json_object_get(o, "last_error");
 	if (json_is_string(v))
 		snprintf(d->last_error, sizeof(d->last_error), "%s", json_string_value(v));
+	d->last_error_write = json_is_true(json_object_get(o, "last_error_write"));
 	v = json_object_get(o, "source");
 	for (int s = ENGINE_SOURCE_SELFSIGNED; json_is_string(v) && s <= ENGINE_SOURCE_UPLOADED;
 	     s++)
@@ -935,6 +939,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 			d->failures = 0;
 			d->next_attempt = 0;
 			d->last_error[0] = '\0';
+			d->last_error_write = false;
 			d->issued_total++;
 			serve = !upload_servable(d, util_now());
 		}

@@ -71,6 +71,7 @@ struct engine_domain {
 	char **names;                /* SANs; names[0] is the domain */
 	size_t nnames;
 	char last_error[512];
+	bool last_error_write;       /* last_error is a refused write's */
 	time_t not_after;            /* of the served generation */
 	time_t not_before;
 	enum engine_source source;   /* of the served generation */

@@ -1069,6 +1069,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
 	h->file = i->file;
 	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
+	pthread_mutex_lock(&f->lock);
+	fs_note_open(f, h, fuse_req_ctx(req)->pid);
+	pthread_mutex_unlock(&f->lock);
 	/* Written bytes go to the handle, never to a page cache. */
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -1213,11 +1216,14 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char why[512] = "";
 	int rc = 0, sig;
 
-	(void)ino;
 	if (!h || !h->writer) {
 		fuse_reply_err(req, 0);
 		return;
 	}
+	pthread_mutex_lock(&f->lock);
+	if (fs_truncated(ino_get(f, ino), h))
+		h->dirty = true; /* `cp /dev/null F`, `: > F`: an empty write */
+	pthread_mutex_unlock(&f->lock);
 	if (!h->dom) {
 		/* MOUNT/status: judged like a domain's, for every domain. */
 		rc = h->error ? -h->error
@@ -1291,8 +1297,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* Without a writer's handle (open with O_TRUNC, truncate(1)) a size
 	 * change is answered with the size unchanged: what a writer sends is
-	 * judged when it closes. Times are accepted and ignored, so `touch`
-	 * works. */
+	 * judged when it closes. */
+	pthread_mutex_lock(&f->lock);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !attr->st_size)
+		fs_note_truncate(f, i, h && h->writer ? h : NULL, fuse_req_ctx(req)->pid);
+	pthread_mutex_unlock(&f->lock);
+	/* Times are accepted and ignored, so `touch` works. */
 	pthread_mutex_lock(&f->lock);
 	st = i->st;
 	pthread_mutex_unlock(&f->lock);

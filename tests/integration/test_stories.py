@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: MIT
+"""The stories of the people certfs is for, typed as they type them: `cp`,
+`cat`, `mkdir -p`, `ls`, `rm`, `openssl pkcs12`. Each test is one story that
+once half-worked: an upload without its intermediate, a stale last_error,
+a PFX export without the domain's passphrase, names in upper case,
+development certificates for localhost, uploads of what is already served,
+errno that reads right, a root listing without broken entries, and the
+placeholder served while an issuer fails."""
+
+import datetime
+import errno
+import json
+import os
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+import certfs_harness as h
+from test_upload import (CA, D, _cert, ca, chain_pem, cp, days, hooks, key_pem, log_lines,
+                         new_key, pem, snapshot, assert_unchanged, utcnow, valid_upload,
+                         wait_line, write_file)
+
+
+def sh(cmd, **kw):
+    """A shell command line as a user types it; the CompletedProcess."""
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, **kw)
+
+
+def ok(cmd):
+    r = sh(cmd)
+    assert r.returncode == 0, "%s: %s" % (cmd, r.stderr)
+    return r
+
+
+def fails(cmd, text):
+    r = sh(cmd)
+    assert r.returncode != 0, "%s succeeded" % cmd
+    assert text in r.stderr, "%s: %r does not say %r" % (cmd, r.stderr, text)
+    return r
+
+
+def last_error(m, domain=D):
+    return m.status_json(domain).get("last_error") or ""
+
+
+def files(tmp_path, **named):
+    """Write each named bytes to tmp_path/NAME; their paths."""
+    out = {}
+    for name, data in named.items():
+        p = tmp_path / name.replace("_", ".")
+        p.write_bytes(data)
+        out[name] = str(p)
+    return out
+
+
+def managed(m, domain=D):
+    m.mkdir(domain)
+    return snapshot(m, domain)
+
+
+def deploys(path, domain=D):
+    return [line for line in log_lines(path) if line.startswith("deploy %s " % domain)]
+
+
+# ---------------------------------------------------------------- 1. chains
+
+
+@pytest.mark.timeout(60)
+def test_leaf_without_intermediate_refused(mounted, tmp_path):
+    m = mounted
+    before = managed(m)
+    key, leaf = ca().leaf([D])
+    f = files(tmp_path, app_crt=pem(leaf), app_key=key_pem(key), inter_crt=pem(ca().inter))
+    fails("cp %s %s" % (f["app_crt"], m.path(D, "fullchain.pem")), "Invalid argument")
+    err = last_error(m)
+    assert "missing the certificate that issued" in err, err
+    assert "Test Intermediate CA" in err, err
+    assert_unchanged(m, D, before)
+    fails("cp %s %s" % (f["app_crt"], m.path(D, "cert.pem")), "Invalid argument")
+    # With its intermediate appended it is accepted, and served complete.
+    ok("cat %s %s > %s" % (f["app_crt"], f["inter_crt"], m.path(D, "fullchain.pem")))
+    ok("cp %s %s" % (f["app_key"], m.path(D, "privkey.pem")))
+    st = h.wait_for(lambda: (lambda s: s if s["source"] == "uploaded" else None)(
+        m.status_json(D)), 5, "the upload to be served")
+    assert st["state"] == "valid" and not st.get("last_error"), st
+    assert h.pem_certs(m.read(D, "fullchain.pem")) == [leaf, ca().inter]
+
+
+@pytest.mark.timeout(60)
+def test_chain_pem_completes_served_leaf(mounted, tmp_path):
+    m = mounted
+    managed(m)
+    key, leaf, kp, bundle = valid_upload()
+    f = files(tmp_path, bundle_pem=bundle, inter_crt=pem(ca().inter))
+    ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    gen = m.status_json(D)["generation"]
+    # The same intermediate again changes nothing.
+    ok("cp %s %s" % (f["inter_crt"], m.path(D, "chain.pem")))
+    assert m.status_json(D)["generation"] == gen
+    # The CA moved its intermediate under another root (a cross-sign): same
+    # name and key, another issuer. chain.pem takes it for the served leaf.
+    other = CA("Cross")
+    cross = _cert(ca().inter_cn, ca().inter_key.public_key(), other.root_cn, other.root_key,
+                  utcnow() - days(10), utcnow() + days(400), True)
+    f = files(tmp_path, cross_crt=pem(cross), stranger_crt=pem(other.inter))
+    ok("cp %s %s" % (f["cross_crt"], m.path(D, "chain.pem")))
+    h.wait_for(lambda: h.pem_certs(m.read(D, "fullchain.pem")) == [leaf, cross], 5,
+               "the new intermediate to be served")
+    assert h.pem_certs(m.read(D, "chain.pem")) == [cross]
+    assert h.spki(h.load_key(m.read(D, "privkey.pem"))) == h.spki(key)
+    assert m.status_json(D)["source"] == "uploaded"
+    # An intermediate that did not issue the leaf is refused.
+    fails("cp %s %s" % (f["stranger_crt"], m.path(D, "chain.pem")), "Invalid argument")
+    assert "chain.pem" in last_error(m), last_error(m)
+    assert h.pem_certs(m.read(D, "fullchain.pem")) == [leaf, cross]
+
+
+@pytest.mark.timeout(60)
+def test_chain_pem_completes_pending_leaf(mounted, tmp_path):
+    m = mounted
+    managed(m)
+    key, leaf = ca().leaf([D])
+    other = CA("Cross")
+    cross = _cert(ca().inter_cn, ca().inter_key.public_key(), other.root_cn, other.root_key,
+                  utcnow() - days(10), utcnow() + days(400), True)
+    f = files(tmp_path, full_pem=chain_pem(leaf, ca().inter), cross_crt=pem(cross),
+              app_key=key_pem(key))
+    ok("cp %s %s" % (f["full_pem"], m.path(D, "fullchain.pem")))
+    assert "waiting for its private key" in m.read(D, "status", mode="r")
+    ok("cp %s %s" % (f["cross_crt"], m.path(D, "chain.pem")))
+    assert m.status_json(D)["source"] == "local"
+    ok("cp %s %s" % (f["app_key"], m.path(D, "privkey.pem")))
+    h.wait_for(lambda: h.pem_certs(m.read(D, "fullchain.pem")) == [leaf, cross], 5,
+               "the pending leaf with the intermediate from chain.pem")
+    # Nothing to complete: a managed certificate is not changed by chain.pem.
+    m.mkdir("example.org")
+    fails("cp %s %s" % (f["cross_crt"], m.path("example.org", "chain.pem")),
+          "Invalid argument")
+    assert "completes an uploaded certificate" in last_error(m, "example.org")
+
+
+@pytest.mark.timeout(60)
+def test_lone_leaf_of_trusted_root_or_local_ca(certfs, tmp_path):
+    # A leaf issued straight by a root of the system trust store (here one
+    # named by SSL_CERT_FILE, as OpenSSL reads it) needs no intermediate.
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(pem(ca().root))
+    m = certfs(env={"SSL_CERT_FILE": str(roots)})
+    managed(m)
+    key = new_key()
+    leaf = _cert(D, key.public_key(), ca().root_cn, ca().root_key, utcnow() - days(1),
+                 utcnow() + days(30), False, [D])
+    f = files(tmp_path, app_crt=pem(leaf), app_key=key_pem(key))
+    ok("cp %s %s" % (f["app_crt"], m.path(D, "fullchain.pem")))
+    ok("cp %s %s" % (f["app_key"], m.path(D, "privkey.pem")))
+    h.wait_for(lambda: h.pem_certs(m.read(D, "fullchain.pem")) == [leaf], 5,
+               "the lone leaf of a trusted root to be served")
+    # A leaf of the local CA's intermediate: served with that intermediate.
+    with open(os.path.join(m.store, "ca", "root")) as fh:
+        local = json.load(fh)
+    int_cert = x509.load_pem_x509_certificate(local["int_cert"].encode())
+    int_key = serialization.load_pem_private_key(local["int_key"].encode(), None)
+    key2 = new_key()
+    b = (x509.CertificateBuilder().subject_name(int_cert.subject.__class__(
+        [x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, D)]))
+         .issuer_name(int_cert.subject).public_key(key2.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(utcnow() - days(1)).not_valid_after(utcnow() + days(30))
+         .add_extension(x509.SubjectAlternativeName([x509.DNSName(D)]), critical=False))
+    from cryptography.hazmat.primitives import hashes
+    leaf2 = b.sign(int_key, hashes.SHA256())
+    f = files(tmp_path, dev_pem=key_pem(key2) + pem(leaf2))
+    ok("cp %s %s" % (f["dev_pem"], m.path(D, "bundle.pem")))
+    h.wait_for(lambda: h.pem_certs(m.read(D, "fullchain.pem")) == [leaf2, int_cert], 5,
+               "the local CA's leaf to be served with its intermediate")
+
+
+# ---------------------------------------------------------------- 2. last_error
+
+
+@pytest.mark.timeout(60)
+def test_last_error_cleared_by_success_across_restart(certfs, tmp_path):
+    m = certfs()
+    managed(m)
+    key, leaf, kp, bundle = valid_upload()
+    f = files(tmp_path, app_key=kp, full_pem=chain_pem(leaf, ca().inter), bundle_pem=bundle)
+    # A key written to fullchain.pem: the message names fullchain.pem.
+    fails("cp %s %s" % (f["app_key"], m.path(D, "fullchain.pem")), "Invalid argument")
+    err = last_error(m)
+    assert err.startswith("fullchain.pem: fullchain.pem holds a private key but no "
+                          "certificate"), err
+    assert "bundle.pem" not in err, err
+    ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    st = m.status_json(D)
+    assert st["source"] == "uploaded" and st.get("last_error") is None, st
+    assert "last_error: none" in m.read(D, "status", mode="r")
+    assert m.stop() == 0
+    m.start()
+    st = m.status_json(D)
+    assert st["source"] == "uploaded" and st.get("last_error") is None, st
+
+
+@pytest.mark.timeout(60)
+def test_right_key_after_wrong_one_clears_pending(mounted, tmp_path):
+    m = mounted
+    managed(m)
+    key, leaf, kp, bundle = valid_upload()
+    f = files(tmp_path, bundle_pem=bundle, wrong_key=key_pem(new_key()), app_key=kp)
+    ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    ok("cp %s %s" % (f["wrong_key"], m.path(D, "privkey.pem")))
+    assert "waiting for its certificate" in m.read(D, "status", mode="r")
+    ok("cp %s %s" % (f["app_key"], m.path(D, "privkey.pem")))
+    st = m.status_json(D)
+    assert st.get("pending") is None, st
+    assert "pending: none" in m.read(D, "status", mode="r")
+
+
+# ---------------------------------------------------------------- 6. no-ops, rm
+
+
+@pytest.mark.timeout(60)
+def test_same_upload_three_times_is_one_generation(certfs, tmp_path):
+    conf, _, deploy_log = hooks(tmp_path)
+    m = certfs(config=conf)
+    managed(m)
+    key, leaf, _, bundle = valid_upload()
+    f = files(tmp_path, bundle_pem=bundle)
+    ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    st = m.wait_state(D, "valid", "uploaded")
+    na = h.cert_not_after(leaf).strftime("%Y-%m-%dT%H:%M:%SZ")
+    wait_line(deploy_log, "deploy %s %s" % (D, na))
+    before = snapshot(m, D)
+    for _ in range(2):
+        ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    assert_unchanged(m, D, before)
+    assert m.status_json(D)["generation"] == st["generation"]
+    assert deploys(deploy_log).count("deploy %s %s" % (D, na)) == 1, log_lines(deploy_log)
+
+
+@pytest.mark.timeout(60)
+def test_restoring_own_files_keeps_managed(mounted, tmp_path):
+    m = mounted
+    before = managed(m)
+    backup = tmp_path / "backup"
+    ok("mkdir -p %s && cp %s %s %s %s %s %s" % (
+        backup, *[m.path(D, n) for n in ("fullchain.pem", "cert.pem", "chain.pem",
+                                          "privkey.pem", "bundle.pem")], backup))
+    ok("cp %s %s" % (m.path(D, "cert.pfx"), backup))
+    for n in ("fullchain.pem", "cert.pem", "chain.pem", "privkey.pem", "bundle.pem",
+              "cert.pfx"):
+        ok("cp %s %s" % (backup / n, m.path(D, n)))
+    assert_unchanged(m, D, before)
+    st = m.status_json(D)
+    assert st["source"] == "local" and st.get("last_error") is None, st
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("victim", ["fullchain.pem", "cert.pem", "bundle.pem", "cert.pfx",
+                                    "privkey.pem"])
+def test_rm_of_any_upload_file_removes_it(mounted, tmp_path, victim):
+    m = mounted
+    before = managed(m)
+    key, leaf, _, bundle = valid_upload()
+    f = files(tmp_path, bundle_pem=bundle)
+    ok("cp %s %s" % (f["bundle_pem"], m.path(D, "bundle.pem")))
+    m.wait_state(D, "valid", "uploaded")
+    ok("rm %s" % m.path(D, victim))
+    h.wait_for(lambda: m.status_json(D)["source"] == "local" and
+               m.read(D, "fullchain.pem") == before["fullchain.pem"], 3,
+               "the managed certificate after rm %s" % victim)
+    # Views: removing them changes nothing.
+    snap = snapshot(m, D)
+    ok("rm -f %s %s" % (m.path(D, "chain.pem"), m.path(D, "status")))
+    assert_unchanged(m, D, snap)
+
+
+# ---------------------------------------------------------------- 7. errno
+
+
+@pytest.mark.timeout(60)
+def test_errno_reads_right(mounted, tmp_path):
+    m = mounted
+    managed(m)
+    from test_upload import make_csr, make_pfx
+    _, csr = make_csr(["other.org"])
+    key, leaf = ca().leaf([D])
+    pfx = make_pfx(tmp_path, key, [leaf, ca().inter], "pfx-s3cret", False)
+    f = files(tmp_path, other_csr=csr, names_txt=b"www.other.org\n", app_pfx=pfx)
+    fails("cp %s %s" % (f["other_csr"], m.path(D, "request.csr")), "Invalid argument")
+    assert "does not belong to example.com" in last_error(m)
+    fails("cp %s %s" % (f["names_txt"], m.path(D, "names")), "Invalid argument")
+    fails("cp /dev/null %s" % m.path(D, "fullchain.pem"), "Invalid argument")
+    assert last_error(m) == "fullchain.pem: empty file"
+    fails("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")), "Invalid argument")
+    assert "write it to passphrase first" in last_error(m), last_error(m)
+    ok("echo pfx-s3cret > %s" % m.path(D, "passphrase"))
+    ok("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")))
+    assert m.status_json(D)["source"] == "uploaded"
