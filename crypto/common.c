@@ -385,3 +385,8 @@ int crypto_random(void *buf, size_t len)
 	}
 	return 0;
 }
+
+bool crypto_secret_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}

@@ -312,6 +312,8 @@ int crypto_sha256_b64url(const void *data, size_t len, struct util_buf *out) CRY
 /* RFC 9773 ARI certificate identifier: b64url(AKI keyIdentifier) "." b64url(serial DER).
  * -ENOENT when the certificate has no AKI keyIdentifier. */
 int crypto_cert_ari_id(const struct crypto_cert *c, struct util_buf *out) CRYPTO_WUR;
+/* Compare secrets of n bytes in constant time (CRYPTO_memcmp). */
+bool crypto_secret_equal(const void *a, const void *b, size_t n);
 /* Fill buf with cryptographically random bytes. */
 int crypto_random(void *buf, size_t len) CRYPTO_WUR;
 

@@ -437,6 +437,47 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	return 0;
 }
 
+static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g);
+
+char *engine_domain_passphrase(struct engine_domain *d)
+{
+	struct util_buf b;
+	char key[320], *s = NULL;
+
+	util_buf_init(&b, 64 * 1024, true);
+	snprintf(key, sizeof(key), "%s/passphrase", d->key);
+	if (!store_get(d->engine->store, key, &b)) {
+		s = calloc(1, b.len + 1);
+		if (s)
+			memcpy(s, b.data, b.len);
+	}
+	util_buf_free(&b);
+	return s;
+}
+
+void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g)
+{
+	util_secret_str_free(g->pfx_password);
+	g->pfx_password = engine_domain_passphrase(d);
+}
+
+void engine_domain_refresh_pfx(struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	/* The same generation (same number, same bytes but cert.pfx), read
+	 * anew so that it takes the new passphrase; the front end publishes
+	 * it like any rotation, and the deploy hook runs: cert.pfx changed. */
+	if (d->stored_gen && !d->removed && engine_domain_read_gen(d, d->stored_gen, &g))
+		g = NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (!g)
+		return;
+	notify_rotate(d->engine, d, g);
+	engine_gen_put(g);
+}
+
 int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_gen **out)
 {
 	struct util_buf b;
@@ -450,6 +491,8 @@ int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_ge
 		rc = engine_gen_from_record(d->engine, b.data, b.len, out, err, sizeof(err));
 		if (rc)
 			util_err("engine: %s: %s: %s", d->name, key, err);
+		else
+			engine_gen_set_passphrase(d, *out);
 	}
 	util_buf_free(&b);
 	return rc;
@@ -912,6 +955,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 
 	util_buf_init(&rec, ENGINE_RECORD_MAX, true);
 	rc = engine_gen_to_record(g, &rec);
+	engine_gen_set_passphrase(d, g); /* g is not shared yet */
 	pthread_mutex_lock(&d->lock);
 	if (d->removed) {
 		pthread_mutex_unlock(&d->lock);

@@ -46,6 +46,7 @@ struct engine_gen {
 	struct util_buf bundle;     /* secret: key + fullchain */
 	bool bundle_done;
 	struct engine_pfx *pfx;     /* one per (password, algorithm) asked for */
+	char *pfx_password;         /* secret: the domain's passphrase, NULL: pfx_password */
 	struct engine *engine;      /* for the PFX password */
 };
 
@@ -180,6 +181,12 @@ int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			   struct engine_gen **out, char *err, size_t errlen);
 
 /* engine.c */
+/* The domain's passphrase, or NULL (caller frees with util_secret_str_free). */
+char *engine_domain_passphrase(struct engine_domain *d);
+/* Give g the domain's passphrase for its PKCS#12 (before g is shared). */
+void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g);
+/* The passphrase changed: serve the stored generation anew, cert.pfx remade. */
+void engine_domain_refresh_pfx(struct engine_domain *d);
 int engine_domain_store_state(struct engine_domain *d);
 int engine_domain_load_gen(struct engine_domain *d);
 /* A change status shows (d->lock held). */

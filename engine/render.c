@@ -211,6 +211,9 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 		json_object_set_new(o, "subject", json_string(g->info.subject));
 		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
 		engine_schedule_json(d, o);
+		/* Whether one is set, never what it is. */
+		json_object_set_new(o, "passphrase", g->pfx_password ? json_string("set")
+								     : json_null());
 	}
 	if (!o) {
 		rc = -ENOMEM;

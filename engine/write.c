@@ -30,23 +30,6 @@ static size_t trim_len(const char *s, size_t len)
 	return len;
 }
 
-/* The domain's passphrase, or NULL (caller frees with util_secret_str_free). */
-static char *read_passphrase(struct engine_domain *d)
-{
-	struct util_buf b;
-	char key[320], *s = NULL;
-
-	util_buf_init(&b, 64 * 1024, true);
-	snprintf(key, sizeof(key), "%s/passphrase", d->key);
-	if (!store_get(d->engine->store, key, &b)) {
-		s = calloc(1, b.len + 1);
-		if (s)
-			memcpy(s, b.data, b.len);
-	}
-	util_buf_free(&b);
-	return s;
-}
-
 /* Does name belong to the domain (itself, its wildcard, a subdomain)? */
 static bool name_belongs(const char *domain, const char *name)
 {
@@ -492,7 +475,7 @@ static int parse_key(struct engine_domain *d, const void *data, size_t len,
 		     struct crypto_key **key, char *why, size_t whylen)
 {
 	struct crypto_err cerr = {{0}};
-	char *pass = read_passphrase(d);
+	char *pass = engine_domain_passphrase(d);
 	int rc;
 
 	rc = crypto_key_parse_pem(data, len, pass, key, &cerr);
@@ -626,7 +609,7 @@ static int upload_pfx(struct engine_domain *d, const void *data, size_t len, cha
 	struct crypto_err cerr = {{0}};
 	struct crypto_chain *in = NULL;
 	struct crypto_key *key = NULL;
-	char *pass = read_passphrase(d);
+	char *pass = engine_domain_passphrase(d);
 	int rc;
 
 	rc = crypto_p12_parse(data, len, pass, &key, &in, &cerr);
@@ -808,23 +791,33 @@ out:
 static int write_passphrase(struct engine *e, struct engine_domain *d, const char *data,
 			    size_t len, char *why, size_t whylen)
 {
-	char skey[320];
+	char skey[320], *old;
 	size_t n = trim_len(data, len);
+	bool same;
 	int rc;
 
 	snprintf(skey, sizeof(skey), "%s/passphrase", d->key);
-	if (!n) {
-		rc = store_del(e->store, skey);
-		return rc == -ENOENT ? 0 : rc;
-	}
-	if (memchr(data, '\0', n)) {
+	if (n && memchr(data, '\0', n)) {
 		snprintf(why, whylen, "passphrase contains a NUL byte");
 		return -EINVAL;
 	}
-	rc = store_put(e->store, skey, data, n);
-	if (rc)
+	old = engine_domain_passphrase(d);
+	same = old ? strlen(old) == n && crypto_secret_equal(old, data, n) : !n;
+	util_secret_str_free(old);
+	if (!n) {
+		rc = store_del(e->store, skey);
+		rc = rc == -ENOENT ? 0 : rc;
+	} else {
+		rc = store_put(e->store, skey, data, n);
+	}
+	if (rc) {
 		snprintf(why, whylen, "cannot store the passphrase: %s", strerror(-rc));
-	return rc;
+		return rc;
+	}
+	/* cert.pfx is exported with it: remake it (once per change). */
+	if (!same)
+		engine_domain_refresh_pfx(d);
+	return 0;
 }
 
 int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,

@@ -298,3 +298,38 @@ def test_errno_reads_right(mounted, tmp_path):
     ok("echo pfx-s3cret > %s" % m.path(D, "passphrase"))
     ok("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")))
     assert m.status_json(D)["source"] == "uploaded"
+
+
+# ---------------------------------------------------------------- 3. PFX export
+
+
+def pfx_opens(m, password, domain=D):
+    r = h.openssl("pkcs12", "-in", m.path(domain, "cert.pfx"), "-passin", "pass:" + password,
+                  "-nodes", check=False)
+    return r.returncode == 0 and b"PRIVATE KEY" in r.stdout
+
+
+@pytest.mark.timeout(60)
+def test_pfx_export_uses_domain_passphrase(certfs, tmp_path):
+    m = certfs(config="[certfs]\npfx_password = global-Pfx\n")
+    managed(m)
+    managed(m, "example.org")
+    assert pfx_opens(m, "global-Pfx") and not pfx_opens(m, "")
+    assert "passphrase: none" in m.read(D, "status", mode="r")
+    ok("echo 'per-domain s3cret' > %s" % m.path(D, "passphrase"))
+    assert pfx_opens(m, "per-domain s3cret"), "cert.pfx is not exported with the passphrase"
+    assert not pfx_opens(m, "global-Pfx")
+    status = m.read(D, "status", mode="r")
+    assert "passphrase: set" in status and "s3cret" not in status, status
+    assert m.status_json(D)["passphrase"] == "set"
+    assert "s3cret" not in m.read(D, "status.json", mode="r")
+    # Other domains keep the global password.
+    assert pfx_opens(m, "global-Pfx", "example.org")
+    # Across a restart too.
+    assert m.stop() == 0
+    m.start()
+    assert pfx_opens(m, "per-domain s3cret")
+    # `: > passphrase` clears it: back to the global password.
+    ok(": > %s" % m.path(D, "passphrase"))
+    assert pfx_opens(m, "global-Pfx")
+    assert "passphrase: none" in m.read(D, "status", mode="r")
