@@ -36,6 +36,7 @@ static const char *const file_names[ENGINE_FILE_COUNT] = {
 	[ENGINE_FILE_PASSPHRASE] = "passphrase",
 	[ENGINE_FILE_METRICS] = "metrics",
 	[ENGINE_FILE_CA_PEM] = "ca.pem",
+	[ENGINE_FILE_LOG] = "log",
 };
 
 const char *engine_file_name(enum engine_file f)
@@ -54,6 +55,8 @@ enum engine_file engine_file_lookup(const char *name, bool root)
 			return ENGINE_FILE_METRICS;
 		if (!strcmp(name, "ca.pem"))
 			return ENGINE_FILE_CA_PEM;
+		if (!strcmp(name, "log"))
+			return ENGINE_FILE_LOG;
 		return ENGINE_FILE_COUNT;
 	}
 	for (int f = 0; f <= ENGINE_FILE_PASSPHRASE; f++)
@@ -174,10 +177,37 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	return d;
 }
 
+bool engine_name_folds(const char *name)
+{
+	for (; *name; name++)
+		if (*name >= 'A' && *name <= 'Z')
+			return true;
+	return false;
+}
+
+/* name with ASCII upper case folded into out[256]; false if too long. */
+static bool fold_name(const char *name, char *out)
+{
+	size_t i;
+
+	for (i = 0; name[i]; i++) {
+		if (i >= 255)
+			return false;
+		out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+	}
+	out[i] = '\0';
+	return true;
+}
+
 struct engine_domain *engine_domain_get(struct engine *e, const char *name)
 {
 	struct engine_domain *d;
+	char folded[256];
 
+	/* Lookups fold case the way mkdir does: `ls EXAMPLE.COM` finds it. */
+	if (!fold_name(name, folded))
+		return NULL;
+	name = folded;
 	pthread_rwlock_rdlock(&e->table_lock);
 	d = e->table_size ? *table_slot(e, name) : NULL;
 	if (d)
@@ -847,9 +877,12 @@ static int revoke_first(struct engine *e, struct engine_domain *d)
 int engine_rmdir(struct engine *e, const char *name)
 {
 	struct engine_domain *d, **slot;
-	char to[400], stamp[32];
+	char to[400], stamp[32], folded[256];
 	int rc;
 
+	if (!fold_name(name, folded))
+		return -ENOENT;
+	name = folded;
 	pthread_rwlock_wrlock(&e->table_lock);
 	slot = e->table_size ? table_slot(e, name) : NULL;
 	d = slot ? *slot : NULL;

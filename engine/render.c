@@ -254,9 +254,21 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 	return rc;
 }
 
+bool engine_root_file_exists(struct engine *e, enum engine_file f)
+{
+	struct crypto_cert *root = NULL;
+
+	/* With the ACME issuer there is no local CA: no ca.pem to list. */
+	if (f == ENGINE_FILE_CA_PEM)
+		return !engine_ca_get(e, false, &root) && root;
+	return true;
+}
+
 int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out)
 {
+	if (!d && f == ENGINE_FILE_LOG)
+		return util_log_recent(out);
 	if (!d && f == ENGINE_FILE_CA_PEM) {
 		struct crypto_cert *root;
 

@@ -156,6 +156,7 @@ static mode_t file_mode(enum engine_file file)
 		return 0200; /* write-only: a passphrase is never readable back */
 	case ENGINE_FILE_METRICS:
 	case ENGINE_FILE_CA_PEM:
+	case ENGINE_FILE_LOG:
 		return 0444;
 	default:
 		return 0644;
@@ -692,7 +693,8 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		k = engine_file_lookup(name, true);
 		if (k == ENGINE_FILE_COUNT)
-			lookup_domain(req, f, name, CACHE_FOREVER);
+			/* A name that case folding found is not cached under it. */
+			lookup_domain(req, f, name, engine_name_folds(name) ? 0 : CACHE_FOREVER);
 		else
 			lookup_snapshot(req, f, NULL, k);
 		return;
@@ -850,10 +852,11 @@ static void list_root(struct fs *f, struct listing *l)
 {
 	static const enum engine_file root_files[] = {
 		ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
-		ENGINE_FILE_CA_PEM};
+		ENGINE_FILE_CA_PEM, ENGINE_FILE_LOG};
 
 	for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
-		listing_add(l, engine_file_name(root_files[r]), S_IFREG);
+		if (engine_root_file_exists(f->engine, root_files[r]))
+			listing_add(l, engine_file_name(root_files[r]), S_IFREG);
 	pthread_mutex_lock(&f->names_lock);
 	names_refresh(f);
 	for (size_t d = 0; d < f->nnames && !l->full; d++)

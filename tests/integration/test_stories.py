@@ -333,3 +333,65 @@ def test_pfx_export_uses_domain_passphrase(certfs, tmp_path):
     ok(": > %s" % m.path(D, "passphrase"))
     assert pfx_opens(m, "global-Pfx")
     assert "passphrase: none" in m.read(D, "status", mode="r")
+
+
+# ---------------------------------------------------------------- 4. names
+
+
+@pytest.mark.timeout(60)
+def test_names_fold_case_at_lookup(mounted):
+    m = mounted
+    ok("cd %s && mkdir UPPER.Example" % m.mount)
+    m.wait_state("upper.example", "valid", "local")
+    r = ok("cd %s && ls UPPER.Example" % m.mount)
+    assert "fullchain.pem" in r.stdout.split(), r.stdout
+    r = ok("cd %s && cd UPPER.Example && cat status" % m.mount)
+    assert "domain: upper.example" in r.stdout, r.stdout
+    ok("cd %s && mkdir -p Mixed.Example && mkdir -p Mixed.Example && mkdir -p MIXED.example"
+       % m.mount)
+    names = ok("ls %s" % m.mount).stdout.split()
+    assert "mixed.example" in names and "upper.example" in names, names
+    assert "Mixed.Example" not in names and "UPPER.Example" not in names, names
+    fails("cd %s && mkdir Mixed.Example" % m.mount, "File exists")
+    r = ok("cat %s" % m.path("Mixed.Example", "cert.pem"))
+    assert h.pem_certs(r.stdout.encode())
+
+
+@pytest.mark.timeout(60)
+def test_refused_name_reason_in_log(mounted):
+    m = mounted
+    assert "log" in os.listdir(m.mount)
+    fails("mkdir %s" % m.path("bad_name.example.com"), "Invalid argument")
+    fails("mkdir %s" % m.path("caf\u00e9.example"), "Invalid argument")
+    fails("mkdir %s" % m.path("a..b"), "Invalid argument")
+    log = ok("cat %s" % m.path("log")).stdout
+    assert "has a character '_' not allowed in a host name" in log, log
+    assert "xn-- form" in log, log
+    assert "'a..b' has an empty label" in log, log
+    # Refused uploads and issuance are events there too.
+    managed(m)
+    fails("cp /dev/null %s" % m.path(D, "cert.pem"), "Invalid argument")
+    log = ok("cat %s" % m.path("log")).stdout
+    assert "example.com: created" in log and "cert.pem: empty file" in log, log
+    assert os.stat(m.path("log")).st_mode & 0o777 == 0o444
+
+
+# ---------------------------------------------------------------- 8. root listing
+
+
+ACME_DOWN = "[certfs]\nissuer = acme\n[acme]\ndirectory = https://127.0.0.1:9/directory\n"
+
+
+@pytest.mark.timeout(60)
+def test_acme_root_lists_only_what_exists(certfs):
+    m = certfs(config=ACME_DOWN)
+    r = ok("ls -l %s" % m.mount)
+    assert "?" not in r.stdout, r.stdout
+    names = sorted(os.listdir(m.mount))
+    assert "ca.pem" not in names, names
+    for n in names:
+        os.stat(m.path(n))  # every listed name can be looked up
+    # With the local issuer ca.pem is listed and readable.
+    m2 = certfs()
+    assert "ca.pem" in os.listdir(m2.mount)
+    assert h.pem_certs(m2.read("ca.pem"))
