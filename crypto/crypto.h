@@ -199,6 +199,16 @@ void crypto_cert_info_clear(struct crypto_cert_info *info);
  */
 int crypto_name_validate(const char *in, char *out, size_t outlen,
 			 struct crypto_err *err) CRYPTO_WUR;
+/*
+ * For development (the local and self-signed issuers): everything
+ * crypto_name_validate takes, plus single-label names ("localhost",
+ * "*.localhost", "intranet") and IPv4/IPv6 addresses, which come out in
+ * their canonical text ("::1", "fd00::1", "127.0.0.1").
+ */
+int crypto_name_validate_dev(const char *in, char *out, size_t outlen,
+			     struct crypto_err *err) CRYPTO_WUR;
+/* Is name an IPv4 or IPv6 address (an iPAddress SAN, not a DNS one)? */
+bool crypto_name_is_ip(const char *name);
 /* name matches pattern: exact or single-label wildcard, case-insensitive
  * (RFC 6125: "*" only as the whole first label; "*.com" matches nothing). */
 bool crypto_name_matches(const char *pattern, const char *name);

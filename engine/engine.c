@@ -159,8 +159,30 @@ static int table_insert(struct engine *e, struct engine_domain *d)
 	return 0;
 }
 
+/*
+ * A domain's name as a store key segment and back: store keys take no ':',
+ * so an IPv6 address ("::1") is kept as "++1" ('+' is in no DNS name).
+ */
+static void name_to_store(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s", name);
+	for (char *p = out; *p; p++)
+		if (*p == ':')
+			*p = '+';
+}
+
+static void name_from_store(const char *key, char *out, size_t len)
+{
+	snprintf(out, len, "%s", key);
+	for (char *p = out; *p; p++)
+		if (*p == '+')
+			*p = ':';
+}
+
 static struct engine_domain *domain_new(struct engine *e, const char *name)
 {
+	char stored[256];
+
 	struct engine_domain *d = calloc(1, sizeof(*d));
 
 	if (!d)
@@ -168,7 +190,8 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	atomic_init(&d->refs, 1);
 	d->engine = e;
 	snprintf(d->name, sizeof(d->name), "%s", name);
-	snprintf(d->key, sizeof(d->key), "domains/%s", name);
+	name_to_store(name, stored, sizeof(stored));
+	snprintf(d->key, sizeof(d->key), "domains/%s", stored);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
 	d->next_number = 1;
@@ -576,10 +599,11 @@ static int load_domain_cb(const char *name, void *arg)
 	struct engine *e = ctx->e;
 	struct engine_domain *d;
 	struct util_buf b;
-	char key[320];
+	char key[320], domain[256];
 	int rc;
 
-	d = domain_new(e, name);
+	name_from_store(name, domain, sizeof(domain));
+	d = domain_new(e, domain);
 	if (!d) {
 		ctx->rc = -ENOMEM;
 		return 1;
@@ -770,6 +794,31 @@ void engine_key_owner(struct engine *e, uid_t *uid, gid_t *gid, mode_t *mode)
 
 /* ---- mkdir / rmdir ------------------------------------------------------- */
 
+int engine_name_check(struct engine *e, const char *domain, const char *name, char *canon,
+		      size_t canonlen, char *why, size_t whylen)
+{
+	struct crypto_err cerr = {{0}};
+	const struct conf_domain *cd;
+	enum conf_issuer issuer;
+	char strict[256];
+
+	if (crypto_name_validate_dev(name, canon, canonlen, &cerr)) {
+		snprintf(why, whylen, "%s", cerr.msg);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&e->conf_lock);
+	cd = conf_domain_find(&e->conf, domain ? domain : canon);
+	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
+	pthread_mutex_unlock(&e->conf_lock);
+	if (issuer == CONF_ISSUER_ACME && crypto_name_validate(canon, strict, sizeof(strict), NULL)) {
+		snprintf(why, whylen, "'%s' is a development name (single label, localhost or IP "
+			 "address) that an ACME CA does not issue: give it issuer local or selfsigned",
+			 canon);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonlen)
 {
 	struct crypto_err cerr = {{0}};
@@ -778,7 +827,7 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	const struct conf_domain *cd;
 	int rc;
 
-	rc = crypto_name_validate(name, canon, canonlen, &cerr);
+	rc = engine_name_check(e, NULL, name, canon, canonlen, cerr.msg, sizeof(cerr.msg));
 	if (rc) {
 		util_info("engine: mkdir refused: %s", cerr.msg);
 		return -EINVAL;
@@ -898,10 +947,10 @@ int engine_rmdir(struct engine *e, const char *name)
 	for (char *p = stamp; *p; p++)
 		if (*p == ':')
 			*p = '-';
-	snprintf(to, sizeof(to), "archive/%s@%s", d->name, stamp);
+	snprintf(to, sizeof(to), "archive/%s@%s", d->key + strlen("domains/"), stamp);
 	rc = store_move(e->store, d->key, to);
 	for (int i = 2; rc == -EEXIST && i < 100; i++) {
-		snprintf(to, sizeof(to), "archive/%s@%s.%d", d->name, stamp, i);
+		snprintf(to, sizeof(to), "archive/%s@%s.%d", d->key + strlen("domains/"), stamp, i);
 		rc = store_move(e->store, d->key, to);
 	}
 	if (rc) {

@@ -181,6 +181,14 @@ int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			   struct engine_gen **out, char *err, size_t errlen);
 
 /* engine.c */
+/*
+ * Validate name (a directory, or a SAN of domain) into canon (>= 254 bytes)
+ * for the issuer that serves domain (NULL: the name itself): the local and
+ * self-signed issuers also take development names (localhost, single
+ * labels, IP addresses), ACME refuses them. -EINVAL with why.
+ */
+int engine_name_check(struct engine *e, const char *domain, const char *name, char *canon,
+		      size_t canonlen, char *why, size_t whylen);
 /* The domain's passphrase, or NULL (caller frees with util_secret_str_free). */
 char *engine_domain_passphrase(struct engine_domain *d);
 /* Give g the domain's passphrase for its PKCS#12 (before g is shared). */

@@ -740,7 +740,6 @@ out:
 static int write_names(struct engine *e, struct engine_domain *d, const char *data, size_t len,
 		       char *why, size_t whylen)
 {
-	struct crypto_err cerr = {{0}};
 	char **names = NULL, *copy, *tok, *save = NULL;
 	size_t n = 0;
 	int rc = 0;
@@ -758,12 +757,9 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 		char canon[256];
 		bool dup = false;
 
-		rc = crypto_name_validate(tok, canon, sizeof(canon), &cerr);
-		if (rc) {
-			snprintf(why, whylen, "%s", cerr.msg);
-			rc = -EINVAL;
+		rc = engine_name_check(e, d->name, tok, canon, sizeof(canon), why, whylen);
+		if (rc)
 			goto out;
-		}
 		if (!name_belongs(d->name, canon)) {
 			snprintf(why, whylen, "name %.253s does not belong to %.253s", canon, d->name);
 			rc = -EINVAL;

@@ -395,3 +395,68 @@ def test_acme_root_lists_only_what_exists(certfs):
     m2 = certfs()
     assert "ca.pem" in os.listdir(m2.mount)
     assert h.pem_certs(m2.read("ca.pem"))
+
+
+# ---------------------------------------------------------------- 5. development
+
+
+def sans(cert):
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return (san.get_values_for_type(x509.DNSName),
+            [str(a) for a in san.get_values_for_type(x509.IPAddress)])
+
+
+DEV_NAMES = {"localhost": (["localhost"], []), "*.localhost": (["*.localhost"], []),
+             "intranet": (["intranet"], []), "127.0.0.1": ([], ["127.0.0.1"]),
+             "::1": ([], ["::1"])}
+
+
+@pytest.mark.timeout(90)
+def test_development_names_local_ca(certfs):
+    m = certfs()
+    for name in DEV_NAMES:
+        ok("mkdir '%s'" % m.path(name))
+    # IPv6 in its canonical text: another spelling is the same directory.
+    fails("mkdir '%s'" % m.path("0:0:0:0:0:0:0:1"), "File exists")
+    names = os.listdir(m.mount)
+    for name, (dns, ips) in DEV_NAMES.items():
+        assert name in names, names
+        m.wait_state(name, "valid", "local")
+        leaf = h.pem_certs(m.read(name, "cert.pem"))[0]
+        assert sans(leaf) == (dns, ips), (name, sans(leaf))
+    # What a client checks: the chain to ca.pem, and the address.
+    r = h.openssl("verify", "-CAfile", m.path("ca.pem"), "-untrusted",
+                  m.path("127.0.0.1", "chain.pem"), "-verify_ip", "127.0.0.1",
+                  m.path("127.0.0.1", "cert.pem"))
+    assert b"OK" in r.stdout
+    r = h.openssl("verify", "-CAfile", m.path("ca.pem"), "-untrusted",
+                  m.path("localhost", "chain.pem"), "-verify_hostname", "localhost",
+                  m.path("localhost", "cert.pem"))
+    assert b"OK" in r.stdout
+    # They survive a restart (an IPv6 name is kept in the store under "++1").
+    assert m.stop() == 0
+    m.start()
+    for name in DEV_NAMES:
+        assert m.status_json(name)["state"] == "valid", name
+    ok("rmdir '%s'" % m.path("::1"))
+    assert "::1" not in os.listdir(m.mount)
+
+
+@pytest.mark.timeout(60)
+def test_development_names_selfsigned(certfs):
+    m = certfs(config="[certfs]\nissuer = selfsigned\n")
+    ok("mkdir %s %s" % (m.path("localhost"), m.path("10.0.0.1")))
+    m.wait_state("10.0.0.1", "valid", "selfsigned", min_generation=1)
+    leaf = h.pem_certs(m.read("10.0.0.1", "cert.pem"))[0]
+    assert sans(leaf) == ([], ["10.0.0.1"])
+
+
+@pytest.mark.timeout(60)
+def test_development_names_refused_for_acme(certfs):
+    m = certfs(config=ACME_DOWN)
+    for name in ("localhost", "intranet", "127.0.0.1", "::1", "*.localhost", "com"):
+        fails("mkdir '%s'" % m.path(name), "Invalid argument")
+    log = m.read("log", mode="r")
+    assert "'localhost' is a development name" in log, log
+    assert "an ACME CA does not issue" in log, log
+    assert not [d for d in m.status_json()["domains"]], m.status_json()
