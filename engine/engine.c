@@ -514,6 +514,11 @@ void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g)
 	g->pfx_password = engine_domain_passphrase(d);
 }
 
+void engine_rotate(struct engine_domain *d, struct engine_gen *g)
+{
+	notify_rotate(d->engine, d, g);
+}
+
 void engine_domain_refresh_pfx(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;

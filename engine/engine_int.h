@@ -193,6 +193,8 @@ int engine_name_check(struct engine *e, const char *domain, const char *name, ch
 char *engine_domain_passphrase(struct engine_domain *d);
 /* Give g the domain's passphrase for its PKCS#12 (before g is shared). */
 void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g);
+/* Hand g (a new generation of d, or a new placeholder) to the observer to publish. */
+void engine_rotate(struct engine_domain *d, struct engine_gen *g);
 /* The passphrase changed: serve the stored generation anew, cert.pfx remade. */
 void engine_domain_refresh_pfx(struct engine_domain *d);
 int engine_domain_store_state(struct engine_domain *d);

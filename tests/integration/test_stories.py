@@ -460,3 +460,49 @@ def test_development_names_refused_for_acme(certfs):
     assert "'localhost' is a development name" in log, log
     assert "an ACME CA does not issue" in log, log
     assert not [d for d in m.status_json()["domains"]], m.status_json()
+
+
+# ---------------------------------------------------------------- 9. placeholders
+
+
+@pytest.mark.timeout(60)
+def test_placeholder_renewed_while_issuer_fails(certfs, tmp_path):
+    conf, _, deploy_log = hooks(tmp_path)
+    m = certfs(config=ACME_DOWN + conf, clock=0)
+    ok("mkdir %s" % m.path(D))
+    st = m.wait_state(D, "error")
+    assert st["source"] == "selfsigned" and st["generation"] == 0, st
+    first = h.pem_certs(m.read(D, "cert.pem"))[0]
+    end = h.cert_not_after(first).timestamp()
+    # Past two thirds of its life the placeholder is renewed, as any
+    # certificate would be; the issuer is still failing.
+    m.set_clock(end - 86400 - datetime.datetime.now().timestamp())
+
+    def renewed():
+        leaf = h.pem_certs(m.read(D, "cert.pem"))[0]
+        return leaf if h.cert_not_after(leaf).timestamp() > end else None
+
+    leaf = h.wait_for(renewed, 10, "a new placeholder")
+    st = m.status_json(D)
+    assert st["source"] == "selfsigned" and st["days_left"] >= 6, st
+    assert h.key_matches_cert(h.load_key(m.read(D, "privkey.pem")), leaf)
+    h.wait_for(lambda: deploys(deploy_log), 10, "the deploy hook for the new placeholder")
+    # Never served expired: a week later still a valid placeholder.
+    m.set_clock(end + 7 * 86400 - datetime.datetime.now().timestamp())
+    h.wait_for(lambda: m.status_json(D)["days_left"] >= 0, 10, "a placeholder in its validity")
+
+
+@pytest.mark.timeout(60)
+def test_state_issuing_then_valid(certfs):
+    m = certfs(config="[certfs]\nissuer = selfsigned\n")
+    ok("mkdir %s" % m.path(D))
+    # The placeholder is served at once; the issuer's certificate follows.
+    st = m.wait_state(D, "valid", "selfsigned", min_generation=1)
+    assert st.get("last_error") is None
+    m2 = certfs(config=ACME_DOWN)
+    ok("mkdir %s" % m2.path(D))
+    st = m2.status_json(D)
+    assert st["state"] in ("issuing", "error") and st["generation"] == 0, st
+    assert st["state"] != "valid"
+    line = m2.read("status", mode="r").split()
+    assert line[:3] in ([D, "issuing", "selfsigned"], [D, "error", "selfsigned"]), line
