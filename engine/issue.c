@@ -40,6 +40,8 @@ int engine_placeholder(struct engine_domain *d, struct engine_gen **out)
 	}
 	if (!rc)
 		rc = engine_gen_new(d->engine, 0, now, ENGINE_SOURCE_SELFSIGNED, key, chain, out);
+	if (!rc)
+		engine_gen_set_passphrase(d, *out); /* its cert.pfx too */
 	crypto_cert_free(cert);
 	if (rc) {
 		crypto_key_free(key);

@@ -615,7 +615,8 @@ static int upload_pfx(struct engine_domain *d, const void *data, size_t len, cha
 	rc = crypto_p12_parse(data, len, pass, &key, &in, &cerr);
 	if (rc && !pass && strstr(cerr.msg, "password is wrong"))
 		/* As for an encrypted PEM key: say where the password goes. */
-		snprintf(why, whylen, "PFX is protected by a password: write it to passphrase first");
+		snprintf(why, whylen, "PFX is protected by a password: write it to %s/passphrase "
+			 "first", d->name);
 	else if (rc)
 		snprintf(why, whylen, "%s", cerr.msg);
 	util_secret_str_free(pass);

@@ -294,7 +294,7 @@ def test_errno_reads_right(mounted, tmp_path):
     fails("cp /dev/null %s" % m.path(D, "fullchain.pem"), "Invalid argument")
     assert last_error(m) == "fullchain.pem: empty file"
     fails("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")), "Invalid argument")
-    assert "write it to passphrase first" in last_error(m), last_error(m)
+    assert "write it to example.com/passphrase first" in last_error(m), last_error(m)
     ok("echo pfx-s3cret > %s" % m.path(D, "passphrase"))
     ok("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")))
     assert m.status_json(D)["source"] == "uploaded"
@@ -355,6 +355,8 @@ def test_names_fold_case_at_lookup(mounted):
     fails("cd %s && mkdir Mixed.Example" % m.mount, "File exists")
     r = ok("cat %s" % m.path("Mixed.Example", "cert.pem"))
     assert h.pem_certs(r.stdout.encode())
+    ok("cd %s && rmdir UPPER.Example" % m.mount)
+    assert "upper.example" not in os.listdir(m.mount)
 
 
 @pytest.mark.timeout(60)

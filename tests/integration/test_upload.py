@@ -536,7 +536,7 @@ def test_pfx(mounted, tmp_path, legacy):
     key2, leaf2 = ca().leaf([D])
     pfx = make_pfx(tmp_path, key2, [leaf2, ca().inter], "pfx-s3cret", legacy)
     refused(mounted, tmp_path, D, "cert.pfx", pfx, errno.EINVAL,
-            "PFX is protected by a password: write it to passphrase first")
+            "PFX is protected by a password: write it to example.com/passphrase first")
     cp_ok(mounted, tmp_path, b"not-the-password\n", D, "passphrase")
     refused(mounted, tmp_path, D, "cert.pfx", pfx, errno.EINVAL, "PFX password is wrong",
             ways=("os",))
