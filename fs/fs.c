@@ -1223,10 +1223,9 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	pthread_mutex_lock(&f->lock);
-	if (fs_truncated(ino_get(f, ino), h))
-		h->dirty = true; /* `cp /dev/null F`, `: > F`: an empty write */
-	pthread_mutex_unlock(&f->lock);
+	/* `cp /dev/null F`, `: > F`: an empty write. */
+	if (!h->dirty && fs_empty_write(f, ino_get(f, ino), ino, h, fuse_req_ctx(req)->pid))
+		h->dirty = true;
 	if (!h->dom) {
 		/* MOUNT/status: judged like a domain's, for every domain. */
 		rc = h->error ? -h->error

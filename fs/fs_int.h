@@ -164,9 +164,12 @@ struct fs {
 
 int fs_notify_expire_entry(struct fuse_session *se, uint64_t parent, const char *name);
 
-/* trunc.c (f->lock held for all three) */
+/* trunc.c: empty writes. The two notes with f->lock held. */
 void fs_note_open(struct fs *f, struct fs_handle *h, pid_t pid);
 void fs_note_truncate(struct fs *f, struct fs_inode *i, struct fs_handle *h, pid_t pid);
-bool fs_truncated(const struct fs_inode *i, const struct fs_handle *h);
+/* At a FLUSH by pid of h (inode i, node ino), f->lock not held: was h
+ * truncated by its opener, and is this the last descriptor? */
+bool fs_empty_write(struct fs *f, struct fs_inode *i, uint64_t ino, struct fs_handle *h,
+		    pid_t pid);
 
 #endif

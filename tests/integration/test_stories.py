@@ -298,6 +298,18 @@ def test_errno_reads_right(mounted, tmp_path):
     ok("echo pfx-s3cret > %s" % m.path(D, "passphrase"))
     ok("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")))
     assert m.status_json(D)["source"] == "uploaded"
+    # A shell redirection closes a first descriptor before the command
+    # writes: only the last close is judged, so no "empty file" on the way.
+    _, _, _, bundle = valid_upload()
+    f = files(tmp_path, other_pem=bundle)
+    before = m.read("log", mode="r").count("empty file")
+    for shell in ("bash", "sh"):
+        ok("%s -c 'cat %s > %s'" % (shell, f["other_pem"], m.path(D, "bundle.pem")))
+        ok("%s -c 'echo renew > %s'" % (shell, m.path(D, "status")))
+    assert m.read("log", mode="r").count("empty file") == before, m.read("log", mode="r")
+    assert not last_error(m), last_error(m)
+    r = sh("bash -c ': > %s'" % m.path(D, "fullchain.pem"))
+    assert last_error(m) == "fullchain.pem: empty file", last_error(m)
 
 
 # ---------------------------------------------------------------- 3. PFX export
