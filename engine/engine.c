@@ -62,6 +62,8 @@ enum engine_file engine_file_lookup(const char *name, bool root)
 	for (int f = 0; f <= ENGINE_FILE_PASSPHRASE; f++)
 		if (!strcmp(name, file_names[f]))
 			return (enum engine_file)f;
+	if (!strcmp(name, "log"))
+		return ENGINE_FILE_LOG;
 	return ENGINE_FILE_COUNT;
 }
 

@@ -50,6 +50,7 @@ enum engine_file {
 	/* root only */
 	ENGINE_FILE_METRICS,
 	ENGINE_FILE_CA_PEM,
+	/* root and domain */
 	ENGINE_FILE_LOG,
 	ENGINE_FILE_COUNT,
 };
@@ -199,9 +200,9 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 
 /*
  * Render a dynamic file into out: for d == NULL the root's status,
- * status.json, metrics, ca.pem or log (recent events); otherwise the domain's status,
- * status.json or names. -ENOENT when there is no such file (ca.pem before
- * the CA exists).
+ * status.json, metrics, ca.pem or log (recent events); otherwise the
+ * domain's status, status.json, names or log (its own recent events).
+ * -ENOENT when there is no such file (ca.pem before the CA exists).
  */
 int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out) ENGINE_WUR;

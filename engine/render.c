@@ -268,7 +268,15 @@ int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out)
 {
 	if (!d && f == ENGINE_FILE_LOG)
-		return util_log_recent(out);
+		return util_log_recent(out, NULL, NULL);
+	if (f == ENGINE_FILE_LOG) {
+		/* The domain's own lines: "module: NAME: ..." and "fs: NAME/FILE: ...". */
+		char colon[260], slash[260];
+
+		snprintf(colon, sizeof(colon), ": %s:", d->name);
+		snprintf(slash, sizeof(slash), ": %s/", d->name);
+		return util_log_recent(out, colon, slash);
+	}
 	if (!d && f == ENGINE_FILE_CA_PEM) {
 		struct crypto_cert *root;
 

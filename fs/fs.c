@@ -873,6 +873,7 @@ static void list_domain(struct fs_inode *i, struct listing *l)
 	for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++)
 		if (key || !is_key_file((enum engine_file)k))
 			listing_add(l, engine_file_name((enum engine_file)k), S_IFREG);
+	listing_add(l, engine_file_name(ENGINE_FILE_LOG), S_IFREG);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

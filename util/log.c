@@ -9,6 +9,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 
 #include "util/util.h"
@@ -38,7 +39,7 @@ static void remember(enum util_log_level level, const char *line)
 	pthread_mutex_unlock(&log_lock);
 }
 
-int util_log_recent(struct util_buf *out)
+int util_log_recent(struct util_buf *out, const char *has, const char *or_has)
 {
 	static const char *const names[] = {"emerg", "alert", "crit", "error",
 					    "warning", "notice", "info", "debug"};
@@ -49,6 +50,8 @@ int util_log_recent(struct util_buf *out)
 		size_t k = (recent_next + LOG_RECENT - recent_count + i) % LOG_RECENT;
 		char when[32];
 
+		if (has && !strstr(recent[k].line, has) && (!or_has || !strstr(recent[k].line, or_has)))
+			continue;
 		util_format_time(recent[k].when, when, sizeof(when));
 		rc = util_buf_printf(out, "%s %s %s\n", when,
 				     names[recent[k].level & 7], recent[k].line);

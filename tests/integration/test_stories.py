@@ -388,6 +388,13 @@ def test_refused_name_reason_in_log(mounted):
     log = ok("cat %s" % m.path("log")).stdout
     assert "example.com: created" in log and "cert.pem: empty file" in log, log
     assert os.stat(m.path("log")).st_mode & 0o777 == 0o444
+    # DOMAIN/log: the same events, of that domain only.
+    managed(m, "www.example.com")
+    assert "log" in os.listdir(m.path(D))
+    dlog = ok("cat %s" % m.path(D, "log")).stdout
+    assert "example.com: created" in dlog and "cert.pem: empty file" in dlog, dlog
+    assert "www.example.com" not in dlog and "mkdir refused" not in dlog, dlog
+    assert "www.example.com: created" in ok("cat %s" % m.path("www.example.com", "log")).stdout
 
 
 # ---------------------------------------------------------------- 8. root listing
