@@ -200,6 +200,8 @@ bool crypto_cert_covers(const struct crypto_cert *c, const char *name)
 	bool hit = false;
 
 	/* SANs only: RFC 6125 section 6.4.4 retires the CN fallback. */
+	if (name && crypto_name_is_ip(name))
+		return X509_check_ip_asc(c->x509, name, 0) == 1;
 	if (!name || cert_dns_names(c->x509, &v, &n))
 		return false;
 	for (i = 0; i < n && !hit; i++)

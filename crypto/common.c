@@ -326,11 +326,21 @@ GENERAL_NAMES *crypto_gens_from_names(const char *const *names, size_t n)
 	if (!gens)
 		return NULL;
 	for (i = 0; i < n; i++) {
-		s = ASN1_IA5STRING_new();
 		g = GENERAL_NAME_new();
-		if (!s || !g || !ASN1_STRING_set(s, names[i], -1))
+		if (!g)
 			goto fail;
-		GENERAL_NAME_set0_value(g, GEN_DNS, s);
+		if (crypto_name_is_ip(names[i])) {
+			/* RFC 5280 4.2.1.6: an address is an iPAddress, never a dNSName. */
+			s = a2i_IPADDRESS(names[i]);
+			if (!s)
+				goto fail;
+			GENERAL_NAME_set0_value(g, GEN_IPADD, s);
+		} else {
+			s = ASN1_IA5STRING_new();
+			if (!s || !ASN1_STRING_set(s, names[i], -1))
+				goto fail;
+			GENERAL_NAME_set0_value(g, GEN_DNS, s);
+		}
 		s = NULL;
 		if (!sk_GENERAL_NAME_push(gens, g))
 			goto fail;
@@ -364,7 +374,7 @@ int crypto_names_check(const char *const *names, size_t n)
 	if (!names || n == 0)
 		return -EINVAL;
 	for (i = 0; i < n; i++)
-		if (!names[i] || crypto_name_validate(names[i], canon, sizeof(canon), NULL))
+		if (!names[i] || crypto_name_validate_dev(names[i], canon, sizeof(canon), NULL))
 			return -EINVAL;
 	return 0;
 }
@@ -384,4 +394,9 @@ int crypto_random(void *buf, size_t len)
 		len -= chunk;
 	}
 	return 0;
+}
+
+bool crypto_secret_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
 }

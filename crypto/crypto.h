@@ -124,6 +124,17 @@ int crypto_chain_to_pem(const struct crypto_chain *ch, struct util_buf *out) CRY
 int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 		      struct crypto_err *err) CRYPTO_WUR;
 
+/*
+ * Make sure a sorted chain (crypto_chain_sort) can be served: more than one
+ * certificate, or a lone self-signed one, is complete as it is. A lone leaf
+ * is complete when its issuer is one of known (verified by signature; a
+ * known intermediate is then appended to sorted, a known root is not) or is
+ * in the system trust store. Otherwise -EINVAL "chain: missing the
+ * certificate that issued 'CN=x' (issuer 'CN=y'): ...". known may be NULL.
+ */
+int crypto_chain_complete(struct crypto_chain *sorted, const struct crypto_chain *known,
+			  struct crypto_err *err) CRYPTO_WUR;
+
 /* The first certificate of data (as crypto_chain_parse reads it). */
 int crypto_cert_parse(const void *data, size_t len, struct crypto_cert **out,
 		      struct crypto_err *err) CRYPTO_WUR;
@@ -188,6 +199,16 @@ void crypto_cert_info_clear(struct crypto_cert_info *info);
  */
 int crypto_name_validate(const char *in, char *out, size_t outlen,
 			 struct crypto_err *err) CRYPTO_WUR;
+/*
+ * For development (the local and self-signed issuers): everything
+ * crypto_name_validate takes, plus single-label names ("localhost",
+ * "*.localhost", "intranet") and IPv4/IPv6 addresses, which come out in
+ * their canonical text ("::1", "fd00::1", "127.0.0.1").
+ */
+int crypto_name_validate_dev(const char *in, char *out, size_t outlen,
+			     struct crypto_err *err) CRYPTO_WUR;
+/* Is name an IPv4 or IPv6 address (an iPAddress SAN, not a DNS one)? */
+bool crypto_name_is_ip(const char *name);
 /* name matches pattern: exact or single-label wildcard, case-insensitive
  * (RFC 6125: "*" only as the whole first label; "*.com" matches nothing). */
 bool crypto_name_matches(const char *pattern, const char *name);
@@ -301,6 +322,8 @@ int crypto_sha256_b64url(const void *data, size_t len, struct util_buf *out) CRY
 /* RFC 9773 ARI certificate identifier: b64url(AKI keyIdentifier) "." b64url(serial DER).
  * -ENOENT when the certificate has no AKI keyIdentifier. */
 int crypto_cert_ari_id(const struct crypto_cert *c, struct util_buf *out) CRYPTO_WUR;
+/* Compare secrets of n bytes in constant time (CRYPTO_memcmp). */
+bool crypto_secret_equal(const void *a, const void *b, size_t n);
 /* Fill buf with cryptographically random bytes. */
 int crypto_random(void *buf, size_t len) CRYPTO_WUR;
 

@@ -5,10 +5,12 @@
  * pattern, and a minimal RFC 3492 Punycode decoder so that "xn--" labels are
  * checked to decode (OpenSSL 3.0 only has one internally).
  *
- * Single-label names such as "localhost" are refused: no public CA issues
- * them, a browser treats them as intranet names, and a directory per
- * bare host name would be too easy to create by mistake.
+ * Single-label names such as "localhost" are refused by the strict
+ * validator: no public CA issues them. The development validator, for the
+ * local and self-signed issuers, also takes single labels ("localhost",
+ * "*.localhost", LAN host names) and IPv4/IPv6 addresses (canonical text).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,7 +127,26 @@ static bool ldh(char c)
 
 #define BAD(...) (crypto_err_set(err, __VA_ARGS__), -EINVAL)
 
-int crypto_name_validate(const char *in, char *out, size_t outlen, struct crypto_err *err)
+/* An IPv4 or IPv6 address in its canonical text into out (RFC 5952). */
+static bool ip_canon(const char *in, char *out, size_t outlen)
+{
+	unsigned char addr[16];
+	char text[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET, in, addr) == 1)
+		inet_ntop(AF_INET, addr, text, sizeof(text));
+	else if (inet_pton(AF_INET6, in, addr) == 1)
+		inet_ntop(AF_INET6, addr, text, sizeof(text));
+	else
+		return false;
+	if (strlen(text) >= outlen)
+		return false;
+	memcpy(out, text, strlen(text) + 1);
+	return true;
+}
+
+static int name_validate(const char *in, char *out, size_t outlen, bool dev,
+			 struct crypto_err *err)
 {
 	const char *label, *dot, *p;
 	size_t len, ll, nlabels = 0, i;
@@ -182,7 +203,7 @@ int crypto_name_validate(const char *in, char *out, size_t outlen, struct crypto
 		if (!dot)
 			break;
 	}
-	if (nlabels < 2)
+	if (nlabels < 2 && !(dev && nlabels == 1))
 		return BAD(wildcard ? "wildcard '%s' needs at least two labels after '*.'"
 					 : "domain name '%s' needs at least two labels",
 			   in);
@@ -196,6 +217,25 @@ int crypto_name_validate(const char *in, char *out, size_t outlen, struct crypto
 	for (i = 0; i <= len; i++)
 		out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] - 'A' + 'a') : in[i];
 	return 0;
+}
+
+int crypto_name_validate(const char *in, char *out, size_t outlen, struct crypto_err *err)
+{
+	return name_validate(in, out, outlen, false, err);
+}
+
+int crypto_name_validate_dev(const char *in, char *out, size_t outlen, struct crypto_err *err)
+{
+	if (in && ip_canon(in, out, outlen))
+		return 0;
+	return name_validate(in, out, outlen, true, err);
+}
+
+bool crypto_name_is_ip(const char *name)
+{
+	unsigned char addr[16];
+
+	return name && (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1);
 }
 
 bool crypto_name_matches(const char *pattern, const char *name)

@@ -36,6 +36,7 @@ static const char *const file_names[ENGINE_FILE_COUNT] = {
 	[ENGINE_FILE_PASSPHRASE] = "passphrase",
 	[ENGINE_FILE_METRICS] = "metrics",
 	[ENGINE_FILE_CA_PEM] = "ca.pem",
+	[ENGINE_FILE_LOG] = "log",
 };
 
 const char *engine_file_name(enum engine_file f)
@@ -54,11 +55,15 @@ enum engine_file engine_file_lookup(const char *name, bool root)
 			return ENGINE_FILE_METRICS;
 		if (!strcmp(name, "ca.pem"))
 			return ENGINE_FILE_CA_PEM;
+		if (!strcmp(name, "log"))
+			return ENGINE_FILE_LOG;
 		return ENGINE_FILE_COUNT;
 	}
 	for (int f = 0; f <= ENGINE_FILE_PASSPHRASE; f++)
 		if (!strcmp(name, file_names[f]))
 			return (enum engine_file)f;
+	if (!strcmp(name, "log"))
+		return ENGINE_FILE_LOG;
 	return ENGINE_FILE_COUNT;
 }
 
@@ -156,8 +161,30 @@ static int table_insert(struct engine *e, struct engine_domain *d)
 	return 0;
 }
 
+/*
+ * A domain's name as a store key segment and back: store keys take no ':',
+ * so an IPv6 address ("::1") is kept as "++1" ('+' is in no DNS name).
+ */
+static void name_to_store(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s", name);
+	for (char *p = out; *p; p++)
+		if (*p == ':')
+			*p = '+';
+}
+
+static void name_from_store(const char *key, char *out, size_t len)
+{
+	snprintf(out, len, "%s", key);
+	for (char *p = out; *p; p++)
+		if (*p == '+')
+			*p = ':';
+}
+
 static struct engine_domain *domain_new(struct engine *e, const char *name)
 {
+	char stored[256];
+
 	struct engine_domain *d = calloc(1, sizeof(*d));
 
 	if (!d)
@@ -165,7 +192,8 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	atomic_init(&d->refs, 1);
 	d->engine = e;
 	snprintf(d->name, sizeof(d->name), "%s", name);
-	snprintf(d->key, sizeof(d->key), "domains/%s", name);
+	name_to_store(name, stored, sizeof(stored));
+	snprintf(d->key, sizeof(d->key), "domains/%s", stored);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
 	d->next_number = 1;
@@ -174,10 +202,37 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	return d;
 }
 
+bool engine_name_folds(const char *name)
+{
+	for (; *name; name++)
+		if (*name >= 'A' && *name <= 'Z')
+			return true;
+	return false;
+}
+
+/* name with ASCII upper case folded into out[256]; false if too long. */
+static bool fold_name(const char *name, char *out)
+{
+	size_t i;
+
+	for (i = 0; name[i]; i++) {
+		if (i >= 255)
+			return false;
+		out[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+	}
+	out[i] = '\0';
+	return true;
+}
+
 struct engine_domain *engine_domain_get(struct engine *e, const char *name)
 {
 	struct engine_domain *d;
+	char folded[256];
 
+	/* Lookups fold case the way mkdir does: `ls EXAMPLE.COM` finds it. */
+	if (!fold_name(name, folded))
+		return NULL;
+	name = folded;
 	pthread_rwlock_rdlock(&e->table_lock);
 	d = e->table_size ? *table_slot(e, name) : NULL;
 	if (d)
@@ -314,6 +369,7 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->last_error, sizeof(d->last_error), fmt, ap);
 	va_end(ap);
+	d->last_error_write = false;
 	engine_domain_changed(d);
 }
 
@@ -352,6 +408,8 @@ int engine_domain_store_state(struct engine_domain *d)
 		json_object_set_new(o, "pending", json_string(d->pending));
 	if (d->last_error[0])
 		json_object_set_new(o, "last_error", json_string(d->last_error));
+	if (d->last_error[0] && d->last_error_write)
+		json_object_set_new(o, "last_error_write", json_true());
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)
@@ -410,6 +468,7 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	v = json_object_get(o, "last_error");
 	if (json_is_string(v))
 		snprintf(d->last_error, sizeof(d->last_error), "%s", json_string_value(v));
+	d->last_error_write = json_is_true(json_object_get(o, "last_error_write"));
 	v = json_object_get(o, "source");
 	for (int s = ENGINE_SOURCE_SELFSIGNED; json_is_string(v) && s <= ENGINE_SOURCE_UPLOADED;
 	     s++)
@@ -433,6 +492,52 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	return 0;
 }
 
+static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g);
+
+char *engine_domain_passphrase(struct engine_domain *d)
+{
+	struct util_buf b;
+	char key[320], *s = NULL;
+
+	util_buf_init(&b, 64 * 1024, true);
+	snprintf(key, sizeof(key), "%s/passphrase", d->key);
+	if (!store_get(d->engine->store, key, &b)) {
+		s = calloc(1, b.len + 1);
+		if (s)
+			memcpy(s, b.data, b.len);
+	}
+	util_buf_free(&b);
+	return s;
+}
+
+void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g)
+{
+	util_secret_str_free(g->pfx_password);
+	g->pfx_password = engine_domain_passphrase(d);
+}
+
+void engine_rotate(struct engine_domain *d, struct engine_gen *g)
+{
+	notify_rotate(d->engine, d, g);
+}
+
+void engine_domain_refresh_pfx(struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	/* The same generation (same number, same bytes but cert.pfx), read
+	 * anew so that it takes the new passphrase; the front end publishes
+	 * it like any rotation, and the deploy hook runs: cert.pfx changed. */
+	if (d->stored_gen && !d->removed && engine_domain_read_gen(d, d->stored_gen, &g))
+		g = NULL;
+	pthread_mutex_unlock(&d->lock);
+	if (!g)
+		return;
+	notify_rotate(d->engine, d, g);
+	engine_gen_put(g);
+}
+
 int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_gen **out)
 {
 	struct util_buf b;
@@ -446,6 +551,8 @@ int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_ge
 		rc = engine_gen_from_record(d->engine, b.data, b.len, out, err, sizeof(err));
 		if (rc)
 			util_err("engine: %s: %s: %s", d->name, key, err);
+		else
+			engine_gen_set_passphrase(d, *out);
 	}
 	util_buf_free(&b);
 	return rc;
@@ -499,10 +606,11 @@ static int load_domain_cb(const char *name, void *arg)
 	struct engine *e = ctx->e;
 	struct engine_domain *d;
 	struct util_buf b;
-	char key[320];
+	char key[320], domain[256];
 	int rc;
 
-	d = domain_new(e, name);
+	name_from_store(name, domain, sizeof(domain));
+	d = domain_new(e, domain);
 	if (!d) {
 		ctx->rc = -ENOMEM;
 		return 1;
@@ -693,6 +801,31 @@ void engine_key_owner(struct engine *e, uid_t *uid, gid_t *gid, mode_t *mode)
 
 /* ---- mkdir / rmdir ------------------------------------------------------- */
 
+int engine_name_check(struct engine *e, const char *domain, const char *name, char *canon,
+		      size_t canonlen, char *why, size_t whylen)
+{
+	struct crypto_err cerr = {{0}};
+	const struct conf_domain *cd;
+	enum conf_issuer issuer;
+	char strict[256];
+
+	if (crypto_name_validate_dev(name, canon, canonlen, &cerr)) {
+		snprintf(why, whylen, "%s", cerr.msg);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&e->conf_lock);
+	cd = conf_domain_find(&e->conf, domain ? domain : canon);
+	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
+	pthread_mutex_unlock(&e->conf_lock);
+	if (issuer == CONF_ISSUER_ACME && crypto_name_validate(canon, strict, sizeof(strict), NULL)) {
+		snprintf(why, whylen, "'%s' is a development name (single label, localhost or IP "
+			 "address) that an ACME CA does not issue: give it issuer local or selfsigned",
+			 canon);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonlen)
 {
 	struct crypto_err cerr = {{0}};
@@ -701,7 +834,7 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	const struct conf_domain *cd;
 	int rc;
 
-	rc = crypto_name_validate(name, canon, canonlen, &cerr);
+	rc = engine_name_check(e, NULL, name, canon, canonlen, cerr.msg, sizeof(cerr.msg));
 	if (rc) {
 		util_info("engine: mkdir refused: %s", cerr.msg);
 		return -EINVAL;
@@ -800,9 +933,12 @@ static int revoke_first(struct engine *e, struct engine_domain *d)
 int engine_rmdir(struct engine *e, const char *name)
 {
 	struct engine_domain *d, **slot;
-	char to[400], stamp[32];
+	char to[400], stamp[32], folded[256];
 	int rc;
 
+	if (!fold_name(name, folded))
+		return -ENOENT;
+	name = folded;
 	pthread_rwlock_wrlock(&e->table_lock);
 	slot = e->table_size ? table_slot(e, name) : NULL;
 	d = slot ? *slot : NULL;
@@ -818,10 +954,10 @@ int engine_rmdir(struct engine *e, const char *name)
 	for (char *p = stamp; *p; p++)
 		if (*p == ':')
 			*p = '-';
-	snprintf(to, sizeof(to), "archive/%s@%s", d->name, stamp);
+	snprintf(to, sizeof(to), "archive/%s@%s", d->key + strlen("domains/"), stamp);
 	rc = store_move(e->store, d->key, to);
 	for (int i = 2; rc == -EEXIST && i < 100; i++) {
-		snprintf(to, sizeof(to), "archive/%s@%s.%d", d->name, stamp, i);
+		snprintf(to, sizeof(to), "archive/%s@%s.%d", d->key + strlen("domains/"), stamp, i);
 		rc = store_move(e->store, d->key, to);
 	}
 	if (rc) {
@@ -908,6 +1044,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 
 	util_buf_init(&rec, ENGINE_RECORD_MAX, true);
 	rc = engine_gen_to_record(g, &rec);
+	engine_gen_set_passphrase(d, g); /* g is not shared yet */
 	pthread_mutex_lock(&d->lock);
 	if (d->removed) {
 		pthread_mutex_unlock(&d->lock);
@@ -935,6 +1072,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 			d->failures = 0;
 			d->next_attempt = 0;
 			d->last_error[0] = '\0';
+			d->last_error_write = false;
 			d->issued_total++;
 			serve = !upload_servable(d, util_now());
 		}

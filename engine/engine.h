@@ -50,6 +50,8 @@ enum engine_file {
 	/* root only */
 	ENGINE_FILE_METRICS,
 	ENGINE_FILE_CA_PEM,
+	/* root and domain */
+	ENGINE_FILE_LOG,
 	ENGINE_FILE_COUNT,
 };
 
@@ -106,8 +108,13 @@ void engine_key_owner(struct engine *e, uid_t *uid, gid_t *gid, mode_t *mode);
 
 /* ---- domains ------------------------------------------------------------ */
 
-/* The domain or NULL; the caller owns a reference. */
+/* The domain or NULL; the caller owns a reference. Upper case in name is
+ * folded, as mkdir folds it. */
 struct engine_domain *engine_domain_get(struct engine *e, const char *name);
+/* Does name hold upper case (found by engine_domain_get, but not its name)? */
+bool engine_name_folds(const char *name);
+/* Is root file f there to list (ca.pem only once the local CA exists)? */
+bool engine_root_file_exists(struct engine *e, enum engine_file f);
 /* Take another reference. */
 struct engine_domain *engine_domain_ref(struct engine_domain *d);
 void engine_domain_put(struct engine_domain *d);
@@ -193,9 +200,9 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 
 /*
  * Render a dynamic file into out: for d == NULL the root's status,
- * status.json, metrics or ca.pem; otherwise the domain's status,
- * status.json or names. -ENOENT when there is no such file (ca.pem before
- * the CA exists).
+ * status.json, metrics, ca.pem or log (recent events); otherwise the
+ * domain's status, status.json, names or log (its own recent events).
+ * -ENOENT when there is no such file (ca.pem before the CA exists).
  */
 int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out) ENGINE_WUR;

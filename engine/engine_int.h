@@ -46,6 +46,7 @@ struct engine_gen {
 	struct util_buf bundle;     /* secret: key + fullchain */
 	bool bundle_done;
 	struct engine_pfx *pfx;     /* one per (password, algorithm) asked for */
+	char *pfx_password;         /* secret: the domain's passphrase, NULL: pfx_password */
 	struct engine *engine;      /* for the PFX password */
 };
 
@@ -71,6 +72,7 @@ struct engine_domain {
 	char **names;                /* SANs; names[0] is the domain */
 	size_t nnames;
 	char last_error[512];
+	bool last_error_write;       /* last_error is a refused write's */
 	time_t not_after;            /* of the served generation */
 	time_t not_before;
 	enum engine_source source;   /* of the served generation */
@@ -179,6 +181,22 @@ int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			   struct engine_gen **out, char *err, size_t errlen);
 
 /* engine.c */
+/*
+ * Validate name (a directory, or a SAN of domain) into canon (>= 254 bytes)
+ * for the issuer that serves domain (NULL: the name itself): the local and
+ * self-signed issuers also take development names (localhost, single
+ * labels, IP addresses), ACME refuses them. -EINVAL with why.
+ */
+int engine_name_check(struct engine *e, const char *domain, const char *name, char *canon,
+		      size_t canonlen, char *why, size_t whylen);
+/* The domain's passphrase, or NULL (caller frees with util_secret_str_free). */
+char *engine_domain_passphrase(struct engine_domain *d);
+/* Give g the domain's passphrase for its PKCS#12 (before g is shared). */
+void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g);
+/* Hand g (a new generation of d, or a new placeholder) to the observer to publish. */
+void engine_rotate(struct engine_domain *d, struct engine_gen *g);
+/* The passphrase changed: serve the stored generation anew, cert.pfx remade. */
+void engine_domain_refresh_pfx(struct engine_domain *d);
 int engine_domain_store_state(struct engine_domain *d);
 int engine_domain_load_gen(struct engine_domain *d);
 /* A change status shows (d->lock held). */

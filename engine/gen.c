@@ -80,6 +80,7 @@ void engine_gen_put(struct engine_gen *g)
 	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
 		return;
 	crypto_cert_info_clear(&g->info);
+	util_secret_str_free(g->pfx_password);
 	util_buf_free(&g->key_pem);
 	util_buf_free(&g->fullchain);
 	util_buf_free(&g->bundle);
@@ -136,7 +137,9 @@ static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len
 	int rc = 0;
 
 	pthread_mutex_lock(&e->conf_lock);
-	password = strdup(e->conf.pfx_password ? e->conf.pfx_password : "");
+	/* The domain's passphrase wins over the global pfx_password. */
+	password = strdup(g->pfx_password ? g->pfx_password
+					  : e->conf.pfx_password ? e->conf.pfx_password : "");
 	legacy = e->conf.pfx_legacy;
 	pthread_mutex_unlock(&e->conf_lock);
 	if (!password)

@@ -40,6 +40,8 @@ int engine_placeholder(struct engine_domain *d, struct engine_gen **out)
 	}
 	if (!rc)
 		rc = engine_gen_new(d->engine, 0, now, ENGINE_SOURCE_SELFSIGNED, key, chain, out);
+	if (!rc)
+		engine_gen_set_passphrase(d, *out); /* its cert.pfx too */
 	crypto_cert_free(cert);
 	if (rc) {
 		crypto_key_free(key);
@@ -776,7 +778,40 @@ void engine_schedule_json(struct engine_domain *d, json_t *o)
 	pthread_mutex_unlock(&d->lock);
 }
 
-enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED };
+enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED, PLACEHOLDER_DUE };
+
+/*
+ * Is the placeholder served while the issuer fails due for renewal, like
+ * any certificate, when a fraction of its lifetime is left? (d->lock held)
+ */
+static bool placeholder_due(const struct engine_domain *d, time_t now, double fraction)
+{
+	time_t life, left;
+
+	if (d->removed || d->stored_gen || !d->cur || d->cur->number)
+		return false;
+	life = d->cur->info.not_after - d->cur->info.not_before;
+	left = d->cur->info.not_after - now;
+	return left <= (time_t)((double)life * fraction);
+}
+
+/* A fresh placeholder for d, served as any rotation (scheduler thread). */
+static void placeholder_renew(struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+	int rc = -EAGAIN;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->stored_gen && !d->removed)
+		rc = engine_placeholder(d, &g);
+	pthread_mutex_unlock(&d->lock);
+	if (rc)
+		return;
+	util_info("engine: %s: self-signed placeholder renewed (the issuer has not delivered yet)",
+		  d->name);
+	engine_rotate(d, g);
+	engine_gen_put(g);
+}
 
 /* What happens to a served upload now? (d->lock held) */
 static enum upload_event upload_check(struct engine_domain *d, time_t now, int warn_days)
@@ -830,6 +865,8 @@ static time_t schedule_pass(struct engine *e)
 			if (d->ari_renew_at > now && (!next || d->ari_renew_at < next))
 				next = d->ari_renew_at;
 			ev = upload_check(d, now, warn_days);
+			if (ev == UPLOAD_NONE && placeholder_due(d, now, fraction))
+				ev = PLACEHOLDER_DUE;
 			ari = issuer == CONF_ISSUER_ACME && d->source_managed_acme &&
 			      !d->ari_unsupported && !d->ari_queued && now >= d->ari_next_check &&
 			      now >= d->ari_last_fetch + ACME_ARI_MIN_INTERVAL_S;
@@ -852,7 +889,9 @@ static time_t schedule_pass(struct engine *e)
 		char date[32];
 
 		util_format_date(d->uploaded_not_after, date, sizeof(date));
-		if (events[i] == UPLOAD_EXPIRING) {
+		if (events[i] == PLACEHOLDER_DUE) {
+			placeholder_renew(d);
+		} else if (events[i] == UPLOAD_EXPIRING) {
 			util_warn("engine: %s: uploaded certificate expires on %s; certfs cannot renew it",
 				  d->name, date);
 			engine_hook_queue(e, d, false, "expiring", d->uploaded_not_after);

@@ -211,6 +211,9 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 		json_object_set_new(o, "subject", json_string(g->info.subject));
 		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
 		engine_schedule_json(d, o);
+		/* Whether one is set, never what it is. */
+		json_object_set_new(o, "passphrase", g->pfx_password ? json_string("set")
+								     : json_null());
 	}
 	if (!o) {
 		rc = -ENOMEM;
@@ -251,9 +254,29 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 	return rc;
 }
 
+bool engine_root_file_exists(struct engine *e, enum engine_file f)
+{
+	struct crypto_cert *root = NULL;
+
+	/* With the ACME issuer there is no local CA: no ca.pem to list. */
+	if (f == ENGINE_FILE_CA_PEM)
+		return !engine_ca_get(e, false, &root) && root;
+	return true;
+}
+
 int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out)
 {
+	if (!d && f == ENGINE_FILE_LOG)
+		return util_log_recent(out, NULL, NULL);
+	if (f == ENGINE_FILE_LOG) {
+		/* The domain's own lines: "module: NAME: ..." and "fs: NAME/FILE: ...". */
+		char colon[260], slash[260];
+
+		snprintf(colon, sizeof(colon), ": %s:", d->name);
+		snprintf(slash, sizeof(slash), ": %s/", d->name);
+		return util_log_recent(out, colon, slash);
+	}
 	if (!d && f == ENGINE_FILE_CA_PEM) {
 		struct crypto_cert *root;
 

@@ -30,23 +30,6 @@ static size_t trim_len(const char *s, size_t len)
 	return len;
 }
 
-/* The domain's passphrase, or NULL (caller frees with util_secret_str_free). */
-static char *read_passphrase(struct engine_domain *d)
-{
-	struct util_buf b;
-	char key[320], *s = NULL;
-
-	util_buf_init(&b, 64 * 1024, true);
-	snprintf(key, sizeof(key), "%s/passphrase", d->key);
-	if (!store_get(d->engine->store, key, &b)) {
-		s = calloc(1, b.len + 1);
-		if (s)
-			memcpy(s, b.data, b.len);
-	}
-	util_buf_free(&b);
-	return s;
-}
-
 /* Does name belong to the domain (itself, its wildcard, a subdomain)? */
 static bool name_belongs(const char *domain, const char *name)
 {
@@ -164,19 +147,64 @@ static void pending_describe(struct engine_domain *d, const struct pending *p)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/* Keep *sorted (taken) as p's pending certificate, in the store too. */
+static int pending_keep_chain(struct engine_domain *d, struct pending *p,
+			      struct crypto_chain **sorted, char *why, size_t whylen)
+{
+	int rc;
+
+	crypto_chain_free(p->chain);
+	p->chain = *sorted;
+	*sorted = NULL;
+	rc = pending_store(d, p);
+	if (rc)
+		snprintf(why, whylen, "cannot store the pending certificate: %s", strerror(-rc));
+	return rc;
+}
+
 /* ---- validation and installation -------------------------------------------------- */
+
+/* The local CA's certificates (intermediate, root), or NULL before it exists. */
+static struct crypto_chain *local_ca_chain(struct engine *e)
+{
+	struct crypto_cert *root = NULL;
+	struct crypto_chain *ch;
+
+	if (engine_ca_get(e, false, &root) || !root)
+		return NULL;
+	ch = crypto_chain_new();
+	pthread_mutex_lock(&e->ca_lock);
+	if (ch && ((e->int_cert && crypto_chain_push(ch, e->int_cert)) ||
+		   crypto_chain_push(ch, e->ca_cert))) {
+		crypto_chain_free(ch);
+		ch = NULL;
+	}
+	pthread_mutex_unlock(&e->ca_lock);
+	return ch;
+}
 
 /* Sort and judge an uploaded chain for d; *sorted on success. */
 static int judge_chain(struct engine_domain *d, const struct crypto_chain *in,
 		       struct crypto_chain **sorted, char *why, size_t whylen)
 {
 	struct crypto_err cerr = {{0}};
+	struct crypto_chain *known;
 	struct crypto_cert *leaf;
 	int rc;
 
 	rc = crypto_chain_sort(in, sorted, &cerr);
 	if (rc)
 		goto fail;
+	/* A leaf without its issuer would be served as valid and fail in
+	 * every client that does not fetch intermediates itself. */
+	known = local_ca_chain(d->engine);
+	rc = crypto_chain_complete(*sorted, known, &cerr);
+	crypto_chain_free(known);
+	if (rc) {
+		crypto_chain_free(*sorted);
+		*sorted = NULL;
+		goto fail;
+	}
 	leaf = crypto_chain_get0(*sorted, 0);
 	rc = crypto_cert_check_covers(leaf, d->name, &cerr);
 	if (!rc)
@@ -203,8 +231,54 @@ static int judge_key(const struct crypto_key *key, char *why, size_t whylen)
 }
 
 /*
+ * The generation the stored state names (what is served, or about to be
+ * once a rotation fence ends), with a reference; NULL before the first one.
+ */
+static struct engine_gen *stored_gen(struct engine_domain *d)
+{
+	struct engine_gen *g = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->gen_loaded)
+		(void)!engine_domain_load_gen(d);
+	if (d->cur && d->cur->number == d->stored_gen)
+		g = engine_gen_get(d->cur);
+	else if (d->stored_gen && engine_domain_read_gen(d, d->stored_gen, &g))
+		g = NULL;
+	pthread_mutex_unlock(&d->lock);
+	return g;
+}
+
+/*
+ * Does the stored generation already serve this certificate (the same leaf
+ * with its key, and the same intermediates unless only the leaf was given)?
+ * Then writing it again, or copying a domain's own files back, is a no-op:
+ * no new generation, no deploy hook, and a managed certificate stays managed.
+ */
+static bool already_served(struct engine_domain *d, const struct crypto_chain *chain)
+{
+	struct engine_gen *g = stored_gen(d);
+	struct util_buf leaf, full;
+	bool same = false;
+
+	util_buf_init(&leaf, ENGINE_RECORD_MAX, false);
+	util_buf_init(&full, ENGINE_RECORD_MAX, false);
+	if (g && g->has_key && !crypto_cert_to_pem(crypto_chain_get0(chain, 0), &leaf) &&
+	    leaf.len == g->leaf_len && !memcmp(leaf.data, g->fullchain.data, leaf.len)) {
+		same = crypto_chain_count(chain) == 1 ||
+		       (!crypto_chain_to_pem(chain, &full) && full.len == g->fullchain.len &&
+			!memcmp(full.data, g->fullchain.data, full.len));
+	}
+	util_buf_free(&leaf);
+	util_buf_free(&full);
+	engine_gen_put(g);
+	return same;
+}
+
+/*
  * Install key + sorted chain as a new generation of the given source. Takes
- * both (a key reference and the chain), whatever the outcome.
+ * both (a key reference and the chain), whatever the outcome. What is
+ * already served is left as it is (0).
  */
 static int install(struct engine_domain *d, struct crypto_key *key, struct crypto_chain *chain,
 		   enum engine_source src, char *why, size_t whylen)
@@ -217,6 +291,14 @@ static int install(struct engine_domain *d, struct crypto_key *key, struct crypt
 		crypto_key_free(key);
 		crypto_chain_free(chain);
 		return -EINVAL;
+	}
+	/* The key matches the leaf, so the same leaf means the same key too. */
+	if (key && already_served(d, chain)) {
+		util_info("engine: %s: the certificate written is the one served; nothing changed",
+			  d->name);
+		crypto_key_free(key);
+		crypto_chain_free(chain);
+		return 0;
 	}
 	rc = engine_gen_new(d->engine, engine_alloc_number(d), util_now(), src, key, chain, &g);
 	if (rc) {
@@ -292,13 +374,7 @@ static int upload_chain(struct engine_domain *d, const void *data, size_t len, c
 		sorted = NULL;
 	} else {
 		/* Keep it until its key arrives. */
-		crypto_chain_free(p.chain);
-		p.chain = sorted;
-		sorted = NULL;
-		rc = pending_store(d, &p);
-		if (rc)
-			snprintf(why, whylen, "cannot store the pending certificate: %s",
-				 strerror(-rc));
+		rc = pending_keep_chain(d, &p, &sorted, why, whylen);
 		goto describe;
 	}
 	if (!rc) {
@@ -317,11 +393,89 @@ out:
 	return rc;
 }
 
+/*
+ * chain.pem: intermediates that complete the leaf waiting for its key, or
+ * the uploaded leaf served. The leaf itself need not be written again.
+ */
+static int upload_intermediates(struct engine_domain *d, const void *data, size_t len,
+				char *why, size_t whylen)
+{
+	struct crypto_chain *in = NULL, *both = NULL, *sorted = NULL, *cchain = NULL;
+	struct crypto_err cerr = {{0}};
+	struct crypto_key *ckey = NULL;
+	struct engine_gen *cur = NULL;
+	struct crypto_cert *leaf;
+	struct pending p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	rc = crypto_chain_parse(data, len, &in, &cerr);
+	if (rc) {
+		snprintf(why, whylen, "%s", cerr.msg);
+		return -EINVAL;
+	}
+	rc = pending_load(d, &p);
+	if (rc)
+		goto out;
+	cur = stored_gen(d);
+	if (!p.chain && cur && engine_gen_parse(cur, &ckey, &cchain))
+		cchain = NULL;
+	leaf = crypto_chain_get0(p.chain ? p.chain : cchain, 0);
+	if (!leaf) {
+		snprintf(why, whylen, "no certificate to complete (write fullchain.pem)");
+		rc = -EINVAL;
+		goto out;
+	}
+	both = crypto_chain_new();
+	rc = both ? crypto_chain_push(both, leaf) : -ENOMEM;
+	for (size_t i = 0; !rc && i < crypto_chain_count(in); i++)
+		rc = crypto_chain_push(both, crypto_chain_get0(in, i));
+	if (rc)
+		goto out;
+	/* A second leaf in chain.pem is refused here ("more than one leaf"). */
+	rc = judge_chain(d, both, &sorted, why, whylen);
+	if (!p.chain && (cur->source != ENGINE_SOURCE_UPLOADED || !ckey)) {
+		/* A managed certificate's intermediates come from its issuer:
+		 * only its own chain.pem copied back is accepted (no-op). */
+		if (!rc && already_served(d, sorted))
+			goto out;
+		snprintf(why, whylen, "chain.pem completes an uploaded certificate, and %s serves "
+			 "a %s one (write the whole chain to fullchain.pem)", d->name,
+			 engine_source_name(cur->source));
+		rc = -EINVAL;
+		goto out;
+	}
+	if (rc) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (p.chain) {
+		/* The pending leaf, now with its intermediates. */
+		rc = pending_keep_chain(d, &p, &sorted, why, whylen);
+		pending_describe(d, &p);
+	} else {
+		rc = install(d, crypto_key_up_ref(ckey), sorted, ENGINE_SOURCE_UPLOADED, why,
+			     whylen);
+		sorted = NULL;
+	}
+out:
+	if (rc == -ENOMEM && !why[0])
+		snprintf(why, whylen, "out of memory");
+	engine_gen_put(cur);
+	crypto_key_free(ckey);
+	crypto_chain_free(cchain);
+	crypto_chain_free(in);
+	crypto_chain_free(both);
+	crypto_chain_free(sorted);
+	pending_clear(&p);
+	return rc;
+}
+
 static int parse_key(struct engine_domain *d, const void *data, size_t len,
 		     struct crypto_key **key, char *why, size_t whylen)
 {
 	struct crypto_err cerr = {{0}};
-	char *pass = read_passphrase(d);
+	char *pass = engine_domain_passphrase(d);
 	int rc;
 
 	rc = crypto_key_parse_pem(data, len, pass, key, &cerr);
@@ -371,7 +525,13 @@ static int upload_key(struct engine_domain *d, const void *data, size_t len, cha
 			rc = install(d, crypto_key_up_ref(key), cchain, cur->source, why, whylen);
 			cchain = NULL;
 		}
-		/* Otherwise it is the key already served: nothing to do. */
+		/* Otherwise it is the key already served: nothing to install,
+		 * but a wrong key written before it is no longer waiting. */
+		if (!rc && p.key) {
+			crypto_key_free(p.key);
+			p.key = NULL;
+			rc = pending_store(d, &p);
+		}
 	} else {
 		crypto_key_free(p.key);
 		p.key = crypto_key_up_ref(key);
@@ -409,8 +569,8 @@ static int upload_pair(struct engine_domain *d, struct crypto_key *key, struct c
 	return rc;
 }
 
-static int upload_bundle(struct engine_domain *d, const void *data, size_t len, char *why,
-			 size_t whylen)
+static int upload_bundle(struct engine_domain *d, enum engine_file f, const void *data,
+			 size_t len, char *why, size_t whylen)
 {
 	struct crypto_err cerr = {{0}};
 	struct crypto_chain *in = NULL;
@@ -418,11 +578,14 @@ static int upload_bundle(struct engine_domain *d, const void *data, size_t len, 
 	int rc;
 
 	if (!crypto_pem_has_key(data, len)) {
-		snprintf(why, whylen, "bundle.pem holds no private key");
+		snprintf(why, whylen, "%s holds no private key", engine_file_name(f));
 		return -EINVAL;
 	}
 	if (!crypto_pem_has_cert(data, len)) {
-		snprintf(why, whylen, "bundle.pem holds no certificate");
+		/* Most often a key written to the certificate's file. */
+		snprintf(why, whylen, "%s holds a private key but no certificate%s",
+			 engine_file_name(f),
+			 f == ENGINE_FILE_BUNDLE ? "" : " (write a key alone to privkey.pem)");
 		return -EINVAL;
 	}
 	rc = parse_key(d, data, len, &key, why, whylen);
@@ -446,15 +609,19 @@ static int upload_pfx(struct engine_domain *d, const void *data, size_t len, cha
 	struct crypto_err cerr = {{0}};
 	struct crypto_chain *in = NULL;
 	struct crypto_key *key = NULL;
-	char *pass = read_passphrase(d);
+	char *pass = engine_domain_passphrase(d);
 	int rc;
 
 	rc = crypto_p12_parse(data, len, pass, &key, &in, &cerr);
-	util_secret_str_free(pass);
-	if (rc) {
+	if (rc && !pass && strstr(cerr.msg, "password is wrong"))
+		/* As for an encrypted PEM key: say where the password goes. */
+		snprintf(why, whylen, "PFX is protected by a password: write it to %s/passphrase "
+			 "first", d->name);
+	else if (rc)
 		snprintf(why, whylen, "%s", cerr.msg);
+	util_secret_str_free(pass);
+	if (rc)
 		return -EINVAL;
-	}
 	rc = judge_key(key, why, whylen);
 	if (!rc)
 		rc = upload_pair(d, key, in, why, whylen);
@@ -540,7 +707,7 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 			/* Before anything is ordered: a CSR for someone else's name. */
 			snprintf(why, whylen, "CSR name %.253s does not belong to %.253s", names[i],
 				 d->name);
-			rc = -EACCES;
+			rc = -EINVAL; /* bad content, not a question of rights */
 			goto out;
 		}
 	}
@@ -574,7 +741,6 @@ out:
 static int write_names(struct engine *e, struct engine_domain *d, const char *data, size_t len,
 		       char *why, size_t whylen)
 {
-	struct crypto_err cerr = {{0}};
 	char **names = NULL, *copy, *tok, *save = NULL;
 	size_t n = 0;
 	int rc = 0;
@@ -592,15 +758,12 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 		char canon[256];
 		bool dup = false;
 
-		rc = crypto_name_validate(tok, canon, sizeof(canon), &cerr);
-		if (rc) {
-			snprintf(why, whylen, "%s", cerr.msg);
-			rc = -EINVAL;
+		rc = engine_name_check(e, d->name, tok, canon, sizeof(canon), why, whylen);
+		if (rc)
 			goto out;
-		}
 		if (!name_belongs(d->name, canon)) {
 			snprintf(why, whylen, "name %.253s does not belong to %.253s", canon, d->name);
-			rc = -EACCES;
+			rc = -EINVAL;
 			goto out;
 		}
 		for (size_t i = 0; i < n; i++)
@@ -625,23 +788,33 @@ out:
 static int write_passphrase(struct engine *e, struct engine_domain *d, const char *data,
 			    size_t len, char *why, size_t whylen)
 {
-	char skey[320];
+	char skey[320], *old;
 	size_t n = trim_len(data, len);
+	bool same;
 	int rc;
 
 	snprintf(skey, sizeof(skey), "%s/passphrase", d->key);
-	if (!n) {
-		rc = store_del(e->store, skey);
-		return rc == -ENOENT ? 0 : rc;
-	}
-	if (memchr(data, '\0', n)) {
+	if (n && memchr(data, '\0', n)) {
 		snprintf(why, whylen, "passphrase contains a NUL byte");
 		return -EINVAL;
 	}
-	rc = store_put(e->store, skey, data, n);
-	if (rc)
+	old = engine_domain_passphrase(d);
+	same = old ? strlen(old) == n && crypto_secret_equal(old, data, n) : !n;
+	util_secret_str_free(old);
+	if (!n) {
+		rc = store_del(e->store, skey);
+		rc = rc == -ENOENT ? 0 : rc;
+	} else {
+		rc = store_put(e->store, skey, data, n);
+	}
+	if (rc) {
 		snprintf(why, whylen, "cannot store the passphrase: %s", strerror(-rc));
-	return rc;
+		return rc;
+	}
+	/* cert.pfx is exported with it: remake it (once per change). */
+	if (!same)
+		engine_domain_refresh_pfx(d);
+	return 0;
 }
 
 int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
@@ -658,7 +831,18 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		goto done;
 	}
 	pthread_mutex_lock(&d->write_lock);
+	if (!len && f != ENGINE_FILE_PASSPHRASE && f != ENGINE_FILE_NAMES &&
+	    f != ENGINE_FILE_STATUS) {
+		/* `cp /dev/null fullchain.pem`: nothing to install, and saying
+		 * so beats a silent success. */
+		snprintf(reason, sizeof(reason), "empty file");
+		rc = -EINVAL;
+		goto unlock;
+	}
 	switch (f) {
+	case ENGINE_FILE_CHAIN:
+		rc = upload_intermediates(d, data, len, reason, sizeof(reason));
+		break;
 	case ENGINE_FILE_STATUS:
 		n = trim_len(s, len);
 		if (n == 5 && !memcmp(s, "renew", 5)) {
@@ -677,18 +861,18 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 	case ENGINE_FILE_FULLCHAIN:
 	case ENGINE_FILE_CERT:
 		if (crypto_pem_has_key(data, len))
-			rc = upload_bundle(d, data, len, reason, sizeof(reason));
+			rc = upload_bundle(d, f, data, len, reason, sizeof(reason));
 		else
 			rc = upload_chain(d, data, len, reason, sizeof(reason));
 		break;
 	case ENGINE_FILE_PRIVKEY:
 		if (crypto_pem_has_cert(data, len))
-			rc = upload_bundle(d, data, len, reason, sizeof(reason));
+			rc = upload_bundle(d, f, data, len, reason, sizeof(reason));
 		else
 			rc = upload_key(d, data, len, reason, sizeof(reason));
 		break;
 	case ENGINE_FILE_BUNDLE:
-		rc = upload_bundle(d, data, len, reason, sizeof(reason));
+		rc = upload_bundle(d, f, data, len, reason, sizeof(reason));
 		break;
 	case ENGINE_FILE_PFX:
 		rc = upload_pfx(d, data, len, reason, sizeof(reason));
@@ -708,16 +892,25 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		rc = -EINVAL;
 		break;
 	}
+unlock:
 	pthread_mutex_unlock(&d->write_lock);
 done:
+	pthread_mutex_lock(&d->lock);
 	if (rc) {
-		pthread_mutex_lock(&d->lock);
 		snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f),
 			 reason[0] ? reason : strerror(-rc));
+		d->last_error_write = true;
 		d->errors_total++;
 		(void)!engine_domain_store_state(d);
-		pthread_mutex_unlock(&d->lock);
+		util_info("engine: %s: %s", d->name, d->last_error);
+	} else if (d->last_error_write) {
+		/* A refused write is history once a later one succeeds (an
+		 * issuance error stays until an issuance succeeds). */
+		d->last_error[0] = '\0';
+		d->last_error_write = false;
+		(void)!engine_domain_store_state(d);
 	}
+	pthread_mutex_unlock(&d->lock);
 	if (why)
 		snprintf(why, whylen, "%.480s", reason);
 	return rc;
@@ -727,6 +920,7 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 {
 	pthread_mutex_lock(&d->lock);
 	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
+	d->last_error_write = true;
 	d->errors_total++;
 	engine_domain_changed(d);
 	(void)!engine_domain_store_state(d);
@@ -735,16 +929,27 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)
 {
+	bool key = f == ENGINE_FILE_PRIVKEY || f == ENGINE_FILE_BUNDLE || f == ENGINE_FILE_PFX;
+	bool cert = f == ENGINE_FILE_FULLCHAIN || f == ENGINE_FILE_CERT ||
+		    f == ENGINE_FILE_BUNDLE || f == ENGINE_FILE_PFX;
 	struct pending p;
 
 	(void)e;
-	if (f != ENGINE_FILE_FULLCHAIN && f != ENGINE_FILE_CERT)
+	/* Every file that an upload can be written to removes it; chain.pem
+	 * and the status files are views, and removing them changes nothing. */
+	if (!key && !cert && f != ENGINE_FILE_PRIVKEY)
 		return 0;
 	pthread_mutex_lock(&d->write_lock);
-	/* Removing the certificate removes an upload (and any pending one). */
-	if (!pending_load(d, &p) && p.chain) {
-		crypto_chain_free(p.chain);
-		p.chain = NULL;
+	/* ... and with it the pending half that file would hold. */
+	if (!pending_load(d, &p) && ((cert && p.chain) || (key && p.key))) {
+		if (cert) {
+			crypto_chain_free(p.chain);
+			p.chain = NULL;
+		}
+		if (key) {
+			crypto_key_free(p.key);
+			p.key = NULL;
+		}
 		(void)!pending_store(d, &p);
 		pending_describe(d, &p);
 	}

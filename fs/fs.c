@@ -156,6 +156,7 @@ static mode_t file_mode(enum engine_file file)
 		return 0200; /* write-only: a passphrase is never readable back */
 	case ENGINE_FILE_METRICS:
 	case ENGINE_FILE_CA_PEM:
+	case ENGINE_FILE_LOG:
 		return 0444;
 	default:
 		return 0644;
@@ -692,7 +693,8 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		k = engine_file_lookup(name, true);
 		if (k == ENGINE_FILE_COUNT)
-			lookup_domain(req, f, name, CACHE_FOREVER);
+			/* A name that case folding found is not cached under it. */
+			lookup_domain(req, f, name, engine_name_folds(name) ? 0 : CACHE_FOREVER);
 		else
 			lookup_snapshot(req, f, NULL, k);
 		return;
@@ -850,10 +852,11 @@ static void list_root(struct fs *f, struct listing *l)
 {
 	static const enum engine_file root_files[] = {
 		ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
-		ENGINE_FILE_CA_PEM};
+		ENGINE_FILE_CA_PEM, ENGINE_FILE_LOG};
 
 	for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
-		listing_add(l, engine_file_name(root_files[r]), S_IFREG);
+		if (engine_root_file_exists(f->engine, root_files[r]))
+			listing_add(l, engine_file_name(root_files[r]), S_IFREG);
 	pthread_mutex_lock(&f->names_lock);
 	names_refresh(f);
 	for (size_t d = 0; d < f->nnames && !l->full; d++)
@@ -870,6 +873,7 @@ static void list_domain(struct fs_inode *i, struct listing *l)
 	for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++)
 		if (key || !is_key_file((enum engine_file)k))
 			listing_add(l, engine_file_name((enum engine_file)k), S_IFREG);
+	listing_add(l, engine_file_name(ENGINE_FILE_LOG), S_IFREG);
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1078,6 +1082,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
 	h->file = i->file;
 	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
+	pthread_mutex_lock(&f->lock);
+	fs_note_open(f, h, fuse_req_ctx(req)->pid);
+	pthread_mutex_unlock(&f->lock);
 	/* Written bytes go to the handle, never to a page cache. */
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -1228,11 +1235,13 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char why[512] = "";
 	int rc = 0, sig;
 
-	(void)ino;
 	if (!h || !h->writer) {
 		fuse_reply_err(req, 0);
 		return;
 	}
+	/* `cp /dev/null F`, `: > F`: an empty write. */
+	if (!h->dirty && fs_empty_write(f, ino_get(f, ino), ino, h, fuse_req_ctx(req)->pid))
+		h->dirty = true;
 	if (!h->dom) {
 		/* MOUNT/status: judged like a domain's, for every domain. */
 		rc = h->error ? -h->error
@@ -1306,8 +1315,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	/* Without a writer's handle (open with O_TRUNC, truncate(1)) a size
 	 * change is answered with the size unchanged: what a writer sends is
-	 * judged when it closes. Times are accepted and ignored, so `touch`
-	 * works. */
+	 * judged when it closes. */
+	pthread_mutex_lock(&f->lock);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !attr->st_size)
+		fs_note_truncate(f, i, h && h->writer ? h : NULL, fuse_req_ctx(req)->pid);
+	pthread_mutex_unlock(&f->lock);
+	/* Times are accepted and ignored, so `touch` works. */
 	pthread_mutex_lock(&f->lock);
 	st = i->st;
 	pthread_mutex_unlock(&f->lock);

@@ -81,6 +81,8 @@ struct fs_inode {
 	const unsigned char *data;  /* what read() serves without a handle */
 	size_t size;
 	struct stat st;
+	uint64_t trunc_seq;          /* see fs_note_truncate */
+	pid_t trunc_pid;            /* who truncated, 0: judged */
 };
 
 /* The front end's state for one engine domain, owned by fs. */
@@ -119,6 +121,8 @@ struct fs_handle {
 	size_t size;
 	struct util_buf buf;        /* writer: secret, may hold a key */
 	bool dirty;                 /* written since the last judgement */
+	uint64_t open_seq;          /* writer: see fs_note_truncate */
+	pid_t pid;
 	int error;                  /* sticky write error (EFBIG) */
 	atomic_uint refs;           /* the open file, and a READ in flight */
 };
@@ -144,6 +148,7 @@ struct fs {
 	uint64_t root_snap_key[4];
 	struct fs_inode *inodes;
 	struct fs_dom *doms[FS_DOM_BUCKETS];
+	uint64_t seq;         /* orders opens and truncations (trunc.c) */
 
 	pthread_mutex_t names_lock; /* cached root listing */
 	char **names;
@@ -160,5 +165,13 @@ struct fs {
 };
 
 int fs_notify_expire_entry(struct fuse_session *se, uint64_t parent, const char *name);
+
+/* trunc.c: empty writes. The two notes with f->lock held. */
+void fs_note_open(struct fs *f, struct fs_handle *h, pid_t pid);
+void fs_note_truncate(struct fs *f, struct fs_inode *i, struct fs_handle *h, pid_t pid);
+/* At a FLUSH by pid of h (inode i, node ino), f->lock not held: was h
+ * truncated by its opener, and is this the last descriptor? */
+bool fs_empty_write(struct fs *f, struct fs_inode *i, uint64_t ino, struct fs_handle *h,
+		    pid_t pid);
 
 #endif

@@ -39,6 +39,11 @@ void util_log_use_syslog(bool on);
  */
 void util_log(enum util_log_level level, const char *fmt, ...) UTIL_PRINTF(2, 3);
 void util_vlog(enum util_log_level level, const char *fmt, va_list ap);
+struct util_buf;
+/* Append the recent messages (info and above, oldest first), one per line:
+ * "TIME LEVEL message"; only those that hold one of the two strings when
+ * they are not NULL. Thread-safe. */
+int util_log_recent(struct util_buf *out, const char *has, const char *or_has) UTIL_WUR;
 
 #define util_err(...) util_log(UTIL_LOG_ERR, __VA_ARGS__)
 #define util_warn(...) util_log(UTIL_LOG_WARN, __VA_ARGS__)

@@ -74,12 +74,14 @@ def test_full_store_refuses_and_keeps_everything(certfs, small_store, tmp_path):
 
     filler = fill(str(small_store))
     try:
-        # An upload (the served key with a new certificate from the same
-        # CA is simplest: bundle.pem holds key and chain).
+        # An upload of another certificate (what is served already would
+        # be a no-op that stores nothing).
+        from test_upload import valid_upload
+        bundle = valid_upload(names=(D,))[3]
         src = tmp_path / "bundle.pem"
-        src.write_bytes(served["bundle.pem"])
+        src.write_bytes(bundle)
         fd = os.open(m.path(D, "bundle.pem"), os.O_WRONLY | os.O_TRUNC)
-        os.write(fd, served["bundle.pem"])
+        os.write(fd, bundle)
         with pytest.raises(OSError) as e:
             os.close(fd)
         assert e.value.errno == errno.ENOSPC

@@ -322,7 +322,6 @@ BAD_NAMES = [
     "-x.com",
     "x-.com",
     "ex_ample.com",
-    "com",
     "exa mple.com",
     "tab\tname.com",
     "nl\nname.com",

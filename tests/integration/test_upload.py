@@ -535,7 +535,8 @@ def test_pfx(mounted, tmp_path, legacy):
     # A PFX with a password: refused until passphrase holds it.
     key2, leaf2 = ca().leaf([D])
     pfx = make_pfx(tmp_path, key2, [leaf2, ca().inter], "pfx-s3cret", legacy)
-    refused(mounted, tmp_path, D, "cert.pfx", pfx, errno.EINVAL, "PFX password is wrong")
+    refused(mounted, tmp_path, D, "cert.pfx", pfx, errno.EINVAL,
+            "PFX is protected by a password: write it to example.com/passphrase first")
     cp_ok(mounted, tmp_path, b"not-the-password\n", D, "passphrase")
     refused(mounted, tmp_path, D, "cert.pfx", pfx, errno.EINVAL, "PFX password is wrong",
             ways=("os",))
@@ -591,11 +592,11 @@ def test_csr_for_domain(mounted, tmp_path, form):
 def test_csr_other_domain_refused(mounted, tmp_path):
     managed(mounted)
     _, csr = make_csr(["other.org"])
-    refused(mounted, tmp_path, D, "request.csr", csr, errno.EACCES,
+    refused(mounted, tmp_path, D, "request.csr", csr, errno.EINVAL,
             "CSR name other.org does not belong to example.com")
     # One foreign name among good ones is enough.
     _, csr = make_csr([D, "www." + D, "evil.org"])
-    refused(mounted, tmp_path, D, "request.csr", csr, errno.EACCES, "does not belong",
+    refused(mounted, tmp_path, D, "request.csr", csr, errno.EINVAL, "does not belong",
             ways=("os",))
     refused(mounted, tmp_path, D, "request.csr", b"-----BEGIN CERTIFICATE REQUEST-----\n"
             b"AAAA\n-----END CERTIFICATE REQUEST-----\n", errno.EINVAL, "CSR",
@@ -619,15 +620,17 @@ def test_oversize_write(mounted, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_truncate_without_writing_changes_nothing(mounted, tmp_path):
+def test_empty_write_refused_changes_nothing(mounted, tmp_path):
     before = managed(mounted)
-    for f in ("fullchain.pem", "privkey.pem", "bundle.pem", "cert.pfx"):
-        assert os_write(mounted.path(D, f), b"") == 0
+    for f in ("fullchain.pem", "privkey.pem", "bundle.pem", "cert.pfx", "chain.pem"):
+        assert os_write(mounted.path(D, f), b"") == errno.EINVAL, f
         r = subprocess.run("cat /dev/null > %s" % mounted.path(D, f), shell=True,
-                           capture_output=True)
-        assert r.returncode == 0, r
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, r
+        assert mounted.status_json(D)["last_error"] == f + ": empty file"
     assert_unchanged(mounted, D, before)
-    assert mounted.status_json(D)["last_error"] is None
+    # Opening for writing without truncating or writing (touch) is no write.
+    assert subprocess.run(["touch", mounted.path(D, "fullchain.pem")]).returncode == 0
 
 
 KILLED_WRITER = r"""
@@ -764,7 +767,7 @@ def test_names(mounted, tmp_path):
     assert mounted.status_json(D)["names"] == [D, "www." + D]
     h.wait_state(mounted.mount, D, "valid", "local")
     names_before = mounted.read(D, "names")
-    refused(mounted, tmp_path, D, "names", b"www.example.com\nwww.other.org\n", errno.EACCES,
+    refused(mounted, tmp_path, D, "names", b"www.example.com\nwww.other.org\n", errno.EINVAL,
             "name www.other.org does not belong to example.com")
     refused(mounted, tmp_path, D, "names", b"bad_name.example.com\n", errno.EINVAL,
             "domain name 'bad_name.example.com' has a character '_'")

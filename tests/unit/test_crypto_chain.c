@@ -3,10 +3,13 @@
  * Unit tests for chain ordering: a root -> intermediate -> leaf hierarchy
  * built with OpenSSL directly, given in every order, with duplicates, and
  * with the refusals: an unrelated certificate, a missing link, two leaves,
- * a look-alike intermediate (right name, wrong key), only roots.
+ * a look-alike intermediate (right name, wrong key), only roots; and the
+ * completeness of a lone leaf (known issuer, system trust store).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/x509v3.h>
 
@@ -94,6 +97,73 @@ static void refused(struct crypto_cert *const *in, size_t n, const char *msg)
 	CHECK(out == NULL);
 	CHECK_STR(e.msg, msg);
 	crypto_chain_free(ch);
+}
+
+/*
+ * crypto_chain_complete: a lone leaf needs a known issuer or one in the
+ * system trust store (here a file named by SSL_CERT_FILE, as OpenSSL reads
+ * it); longer chains and self-signed certificates are complete as they are.
+ */
+static void test_complete(struct crypto_cert *root, struct crypto_cert *inter,
+			  struct crypto_cert *leaf, struct crypto_cert *rootleaf)
+{
+	char path[] = "certfs-unit-roots-XXXXXX"; /* in the test's working directory */
+	struct crypto_chain *ch, *known;
+	struct util_buf pem;
+	struct crypto_err e;
+	int fd;
+
+	memset(&e, 0, sizeof(e));
+	util_buf_init(&pem, 1 << 20, false);
+	CHECK_INT(crypto_cert_to_pem(root, &pem), 0);
+	fd = mkstemp(path);
+	CHECK(fd >= 0 && write(fd, pem.data, pem.len) == (ssize_t)pem.len);
+	close(fd);
+	setenv("SSL_CERT_DIR", "/nonexistent", 1);
+	setenv("SSL_CERT_FILE", "/nonexistent", 1);
+
+	{
+		struct crypto_cert *in[] = { leaf, inter };
+
+		ch = chain_of(in, 2);
+		CHECK_INT(crypto_chain_complete(ch, NULL, &e), 0);
+		crypto_chain_free(ch);
+	}
+	ch = chain_of(&root, 1);
+	CHECK_INT(crypto_chain_complete(ch, NULL, &e), 0);
+	crypto_chain_free(ch);
+	/* Alone, with nothing known: refused, naming the issuer. */
+	ch = chain_of(&leaf, 1);
+	CHECK_INT(crypto_chain_complete(ch, NULL, &e), -EINVAL);
+	CHECK_CONTAINS(e.msg, "missing the certificate that issued 'CN=leaf.example.com' "
+			      "(issuer 'CN=Test Int')");
+	CHECK_INT(crypto_chain_count(ch), 1);
+	/* A known intermediate completes it and is appended. */
+	known = chain_of(&inter, 1);
+	CHECK_INT(crypto_chain_complete(ch, known, &e), 0);
+	CHECK_INT(crypto_chain_count(ch), 2);
+	CHECK(crypto_chain_get0(ch, 1) == inter);
+	crypto_chain_free(ch);
+	crypto_chain_free(known);
+	/* A leaf of a root: known, or in the trust store, it is complete alone. */
+	ch = chain_of(&rootleaf, 1);
+	CHECK_INT(crypto_chain_complete(ch, NULL, &e), -EINVAL);
+	known = chain_of(&root, 1);
+	CHECK_INT(crypto_chain_complete(ch, known, &e), 0);
+	CHECK_INT(crypto_chain_count(ch), 1);
+	crypto_chain_free(known);
+	setenv("SSL_CERT_FILE", path, 1);
+	CHECK_INT(crypto_chain_complete(ch, NULL, &e), 0);
+	CHECK_INT(crypto_chain_count(ch), 1);
+	crypto_chain_free(ch);
+	/* The trust store holds the root, not the intermediate. */
+	ch = chain_of(&leaf, 1);
+	CHECK_INT(crypto_chain_complete(ch, NULL, &e), -EINVAL);
+	crypto_chain_free(ch);
+	unlink(path);
+	unsetenv("SSL_CERT_FILE");
+	unsetenv("SSL_CERT_DIR");
+	util_buf_free(&pem);
 }
 
 int main(void)
@@ -193,6 +263,12 @@ int main(void)
 	CHECK(!crypto_cert_issued_by(inter, leaf));
 	CHECK(!crypto_cert_is_self_signed(inter));
 	CHECK(crypto_cert_is_self_signed(root));
+	{
+		struct crypto_cert *rootleaf = mk("direct.example.com", kl2, root->x509, kr, false);
+
+		test_complete(root, inter, leaf, rootleaf);
+		crypto_cert_free(rootleaf);
+	}
 
 	/* PEM out and back, order kept */
 	{

@@ -105,6 +105,40 @@ static void test_validate(void)
 	CHECK_INT(crypto_name_validate("example.com", small, sizeof(small), NULL), -ENOSPC);
 }
 
+static void dev(const char *in, const char *want)
+{
+	char out[256] = "";
+	struct crypto_err e;
+
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(crypto_name_validate_dev(in, out, sizeof(out), &e), want ? 0 : -EINVAL);
+	if (want)
+		CHECK_STR(out, want);
+}
+
+/* Development names: what the local and self-signed issuers also take. */
+static void test_validate_dev(void)
+{
+	dev("localhost", "localhost");
+	dev("LocalHost", "localhost");
+	dev("*.localhost", "*.localhost");
+	dev("intranet", "intranet");
+	dev("127.0.0.1", "127.0.0.1");
+	dev("::1", "::1");
+	dev("0:0:0:0:0:0:0:1", "::1");
+	dev("FD00::A", "fd00::a");
+	dev("example.com", "example.com");
+	/* Still refused: what no issuer can serve. */
+	dev("*", NULL);
+	dev("a..b", NULL);
+	dev("ex_ample", NULL);
+	dev("1.2.3", NULL);
+	dev("::1::2", NULL);
+	dev("[::1]", NULL);
+	CHECK(crypto_name_is_ip("::1") && crypto_name_is_ip("10.0.0.1"));
+	CHECK(!crypto_name_is_ip("localhost") && !crypto_name_is_ip("1.2.3"));
+}
+
 static void test_matches(void)
 {
 	CHECK(crypto_name_matches("example.com", "example.com"));
@@ -172,6 +206,7 @@ static void test_punycode(void)
 int main(void)
 {
 	test_validate();
+	test_validate_dev();
 	test_matches();
 	test_punycode();
 	CHECK_DONE();
