@@ -30,6 +30,7 @@ sys.path.insert(0, sys.argv[5])
 import certfs_harness as h
 
 d, stop, order, nthreads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+parent = os.getppid()  # a reader whose test died stops: it never sees the stop file
 lock = threading.Lock()
 res = {"pairs": 0, "mismatch": 0, "torn": 0, "gens": [], "errors": [], "detail": []}
 seen = set()
@@ -51,7 +52,7 @@ def read(path):
 
 def run(key_first):
     n = 0
-    while not os.path.exists(stop) or n == 0:
+    while (not os.path.exists(stop) or n == 0) and os.getppid() == parent:
         try:
             if key_first:
                 kdata = read(os.path.join(d, "privkey.pem"))[1]
