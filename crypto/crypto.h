@@ -28,6 +28,29 @@ struct crypto_err {
 	char msg[512];
 };
 
+/*
+ * Limits on the work one upload may ask for; each refusal is -EINVAL with a
+ * sentence that names the limit. Real files stay far below them.
+ *
+ * CRYPTO_KDF_ITER_MAX: iterations of one password-based key derivation
+ * (PBKDF2, the PKCS#12 KDF, scrypt's N*r*p). OpenSSL writes 2048, Windows
+ * up to 10000, a few tools 100000; 600000 is OWASP's advice for PBKDF2-SHA256
+ * and costs about a quarter of a second.
+ * CRYPTO_KDF_BUDGET: all derivations of one upload together (MAC, key bag,
+ * encrypted certificates, the second try of an empty password).
+ * CRYPTO_CHAIN_MAX: certificates in one upload (leaf, intermediates,
+ * cross-signs, a root).
+ * CRYPTO_CHAIN_VERIFY_MAX: signature checks while ordering one chain.
+ * CRYPTO_PASS_MAX: passphrase bytes (OpenSSL's PEM callback takes 1024).
+ * CRYPTO_NAMES_MAX: names in a CSR or a names file (a public CA's limit).
+ */
+#define CRYPTO_KDF_ITER_MAX 600000u
+#define CRYPTO_KDF_BUDGET 2000000u
+#define CRYPTO_CHAIN_MAX 16
+#define CRYPTO_CHAIN_VERIFY_MAX 64
+#define CRYPTO_PASS_MAX 1024
+#define CRYPTO_NAMES_MAX 100
+
 struct crypto_key;   /* private key, or public-only (from a CSR or cert) */
 struct crypto_cert;  /* one X.509 certificate */
 struct crypto_chain; /* ordered list of certificates */

@@ -109,6 +109,27 @@ int crypto_x509_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value);
 /* Every name passes crypto_name_validate; n >= 1. */
 int crypto_names_check(const char *const *names, size_t n);
 
+/* What is left of one upload's key derivation budget (CRYPTO_KDF_BUDGET). */
+struct crypto_kdf_budget {
+	uint64_t left;
+};
+void crypto_kdf_budget_init(struct crypto_kdf_budget *b);
+/*
+ * Charge times derivations of iter iterations each; -EINVAL with a
+ * sentence "WHAT: iteration count N is over the limit of 600000" or the
+ * budget's, and nothing charged, when they do not fit.
+ */
+int crypto_kdf_charge(struct crypto_kdf_budget *b, const char *what, uint64_t iter,
+		      unsigned times, struct crypto_err *err);
+/*
+ * Charge the derivation a password-based encryption algorithm announces
+ * (PKCS#5 v1.5, PKCS#12 PBE, PBES2 with PBKDF2 or scrypt), read from its
+ * parameters without deriving anything. Unknown algorithms cost nothing
+ * (OpenSSL refuses them without work); unreadable parameters are -EINVAL.
+ */
+int crypto_kdf_charge_pbe(struct crypto_kdf_budget *b, const char *what, const X509_ALGOR *alg,
+			  struct crypto_err *err);
+
 /*
  * RFC 3492 Punycode decode of in[0..inlen) (without the "xn--" prefix) into
  * at most *outlen code points. 0 and *outlen set, or -EINVAL (bad digit,

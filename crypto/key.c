@@ -177,6 +177,27 @@ static bool block_is_encrypted(const struct crypto_pem_block *blk)
 	       (block_has(blk, "Proc-Type: 4,ENCRYPTED") && block_has(blk, "DEK-Info:"));
 }
 
+static int key_charge_pkcs8(const unsigned char *der, long derlen, struct crypto_err *err)
+{
+	struct crypto_kdf_budget budget;
+	const unsigned char *p = der;
+	const X509_ALGOR *alg = NULL;
+	X509_SIG *sig;
+	int rc;
+
+	sig = d2i_X509_SIG(NULL, &p, derlen);
+	if (!sig) {
+		ERR_clear_error();
+		crypto_err_set(err, "private key is not valid PEM");
+		return -EINVAL;
+	}
+	X509_SIG_get0(sig, &alg, NULL);
+	crypto_kdf_budget_init(&budget);
+	rc = crypto_kdf_charge_pbe(&budget, "encrypted private key", alg, err);
+	X509_SIG_free(sig);
+	return rc;
+}
+
 int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 			 struct crypto_key **out, struct crypto_err *err)
 {
@@ -220,6 +241,17 @@ int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 		crypto_err_set(err, "key is encrypted: write the passphrase to passphrase first");
 		rc = -EINVAL;
 		goto out;
+	}
+	if (enc && strlen(pass) > CRYPTO_PASS_MAX) {
+		crypto_err_set(err, "passphrase is longer than %d bytes (the limit)", CRYPTO_PASS_MAX);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* PKCS#8 names its own PBKDF2 cost: judge it before OpenSSL derives. */
+	if (crypto_pem_label_is(&keyblk, "ENCRYPTED PRIVATE KEY")) {
+		rc = key_charge_pkcs8(der, derlen, err);
+		if (rc)
+			goto out;
 	}
 	copy = OPENSSL_malloc(keyblk.len + 2);
 	if (!copy) {

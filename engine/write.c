@@ -745,6 +745,11 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 	size_t n = 0;
 	int rc = 0;
 
+	/* strtok would end the list at a NUL and drop the rest unseen. */
+	if (memchr(data, '\0', len)) {
+		snprintf(why, whylen, "names contains a NUL byte");
+		return -EINVAL;
+	}
 	copy = calloc(1, len + 1);
 	names = calloc(len / 2 + 3, sizeof(char *));
 	if (!copy || !names) {
@@ -768,6 +773,12 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 		}
 		for (size_t i = 0; i < n; i++)
 			dup |= !strcmp(names[i], canon);
+		if (!dup && n >= CRYPTO_NAMES_MAX) {
+			snprintf(why, whylen, "names lists more than %d names (the limit)",
+				 CRYPTO_NAMES_MAX);
+			rc = -EINVAL;
+			goto out;
+		}
 		if (!dup)
 			names[n++] = strdup(canon);
 	}
@@ -796,6 +807,11 @@ static int write_passphrase(struct engine *e, struct engine_domain *d, const cha
 	snprintf(skey, sizeof(skey), "%s/passphrase", d->key);
 	if (n && memchr(data, '\0', n)) {
 		snprintf(why, whylen, "passphrase contains a NUL byte");
+		return -EINVAL;
+	}
+	if (n > CRYPTO_PASS_MAX) {
+		snprintf(why, whylen, "passphrase is longer than %d bytes (the limit)",
+			 CRYPTO_PASS_MAX);
 		return -EINVAL;
 	}
 	old = engine_domain_passphrase(d);

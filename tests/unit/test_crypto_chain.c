@@ -4,7 +4,10 @@
  * built with OpenSSL directly, given in every order, with duplicates, and
  * with the refusals: an unrelated certificate, a missing link, two leaves,
  * a look-alike intermediate (right name, wrong key), only roots; and the
- * completeness of a lone leaf (known issuer, system trust store).
+ * completeness of a lone leaf (known issuer, system trust store); and the
+ * hostile ones: two CAs that sign each other (a loop), more certificates
+ * than an upload may hold, and sixteen certificates sharing one name, which
+ * must be refused by the signature-check budget rather than checked n^2.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -164,6 +167,81 @@ static void test_complete(struct crypto_cert *root, struct crypto_cert *inter,
 	unsetenv("SSL_CERT_FILE");
 	unsetenv("SSL_CERT_DIR");
 	util_buf_free(&pem);
+
+/* Two CAs cross-signed both ways, with a leaf under one of them. */
+static void test_loop(void)
+{
+	EVP_PKEY *ka = ec_key(), *kb = ec_key(), *kl = ec_key();
+	struct crypto_cert *rootb = mk("Loop B", kb, NULL, kb, true);
+	struct crypto_cert *a = mk("Loop A", ka, rootb->x509, kb, true);
+	struct crypto_cert *b = mk("Loop B", kb, a->x509, ka, true);
+	struct crypto_cert *leaf = mk("loop.example.com", kl, a->x509, ka, false);
+	struct crypto_cert *in[] = { leaf, a, b };
+
+	refused(in, 3, "chain: certificate 'CN=Loop B' is issued by 'CN=Loop A', which comes "
+		       "earlier in the chain (a loop)");
+	crypto_cert_free(rootb);
+	crypto_cert_free(a);
+	crypto_cert_free(b);
+	crypto_cert_free(leaf);
+	EVP_PKEY_free(ka);
+	EVP_PKEY_free(kb);
+	EVP_PKEY_free(kl);
+}
+
+/* Sixteen certificates named alike, each signed by the next one's key. */
+static void test_one_name(void)
+{
+	struct crypto_cert *c[CRYPTO_CHAIN_MAX], *first;
+	EVP_PKEY *k[CRYPTO_CHAIN_MAX];
+	size_t i;
+
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		k[i] = ec_key();
+	first = mk("Same", k[0], NULL, k[0], false);
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		c[i] = mk("Same", k[i], first->x509, k[(i + 1) % CRYPTO_CHAIN_MAX], false);
+	refused(c, CRYPTO_CHAIN_MAX, "chain: ordering the certificates needs more than 64 "
+				     "signature checks (the limit)");
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++) {
+		crypto_cert_free(c[i]);
+		EVP_PKEY_free(k[i]);
+	}
+	crypto_cert_free(first);
+}
+
+/* More certificates than an upload may hold: refused while parsing. */
+static void test_too_many(struct crypto_cert *leaf)
+{
+	struct crypto_chain *ch = NULL, *out = NULL;
+	struct util_buf one, many;
+	struct crypto_err e;
+	size_t i;
+
+	util_buf_init(&one, 1 << 20, false);
+	util_buf_init(&many, 4 << 20, false);
+	CHECK_INT(crypto_cert_to_pem(leaf, &one), 0);
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		CHECK_INT(util_buf_append(&many, one.data, one.len), 0);
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(crypto_chain_parse(many.data, many.len, &ch, &e), 0);
+	crypto_chain_free(ch);
+	ch = NULL;
+	/* a thousand copies: the seventeenth ends it */
+	for (i = CRYPTO_CHAIN_MAX; i < 1000; i++)
+		CHECK_INT(util_buf_append(&many, one.data, one.len), 0);
+	CHECK_INT(crypto_chain_parse(many.data, many.len, &ch, &e), -EINVAL);
+	CHECK(ch == NULL);
+	CHECK_STR(e.msg, "more than 16 certificates (the limit for one upload)");
+	/* a chain built by hand is held to the same limit when sorted */
+	ch = crypto_chain_new();
+	for (i = 0; i <= CRYPTO_CHAIN_MAX; i++)
+		CHECK_INT(crypto_chain_push(ch, leaf), 0);
+	CHECK_INT(crypto_chain_sort(ch, &out, &e), -EINVAL);
+	CHECK_STR(e.msg, "chain: more than 16 certificates (the limit for one upload)");
+	crypto_chain_free(ch);
+	util_buf_free(&one);
+	util_buf_free(&many);
 }
 
 int main(void)
@@ -258,6 +336,9 @@ int main(void)
 		refused(in, 2, "chain: no leaf certificate");
 	}
 	refused(NULL, 0, "chain: no certificate");
+	test_loop();
+	test_one_name();
+	test_too_many(leaf);
 	CHECK(crypto_cert_issued_by(leaf, inter));
 	CHECK(!crypto_cert_issued_by(leaf, fake));
 	CHECK(!crypto_cert_issued_by(inter, leaf));
