@@ -258,6 +258,16 @@ void crypto_strv_free(char **v, size_t n)
 	free(v);
 }
 
+static bool dns_bytes_ok(const unsigned char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n)
 {
 	const GENERAL_NAME *g;
@@ -270,8 +280,12 @@ int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n)
 			continue;
 		s = ASN1_STRING_get0_data(g->d.dNSName);
 		len = ASN1_STRING_length(g->d.dNSName);
-		/* An embedded NUL would make the C string say something else. */
-		if (len <= 0 || memchr(s, '\0', (size_t)len))
+		/*
+		 * An embedded NUL would make the C string say something else;
+		 * a control byte or space is no host name, and a newline would
+		 * start a line of its own wherever the name is shown.
+		 */
+		if (len <= 0 || !dns_bytes_ok(s, (size_t)len))
 			continue;
 		rc = crypto_strv_push(v, n, (const char *)s, (size_t)len);
 		if (rc)

@@ -95,7 +95,8 @@ time_t crypto_asn1_time(const ASN1_TIME *t);
 
 /* Append a strdup of s[0..len) to the string vector. */
 int crypto_strv_push(char ***v, size_t *n, const char *s, size_t len);
-/* DNS names from a GENERAL_NAMES list (SAN), skipping ones with NUL bytes. */
+/* DNS names from a GENERAL_NAMES list (SAN), skipping ones with bytes no host
+ * name has (NUL, controls, space, non-ASCII). */
 int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n);
 
 /* Random positive 128-bit serial number. */
