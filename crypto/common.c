@@ -7,17 +7,91 @@
  * and the small building blocks of certificates and requests.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "crypto/crypto_int.h"
+
+/*
+ * Every block OpenSSL frees is wiped first: decoding, encoding and signing
+ * leave private key bytes in temporaries (DER, base64, scalars) that
+ * OpenSSL frees without clearing, where a later core dump would find them.
+ * Installed before main(), because OpenSSL refuses new functions once it
+ * has allocated anything (libcurl initialises it early).
+ */
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return malloc(n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!p)
+		return;
+	util_wipe(p, malloc_usable_size(p));
+	free(p);
+}
+
+/* By hand, like the secret buffers: realloc() may leave the old block unwiped. */
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+	size_t old;
+	void *q;
+
+	if (!p)
+		return malloc(n);
+	if (!n) {
+		ossl_free(p, file, line);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	q = malloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	ossl_free(p, file, line);
+	return q;
+}
+
+__attribute__((constructor)) static void crypto_mem_init(void)
+{
+	CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
+}
+
+static pthread_once_t secure_once = PTHREAD_ONCE_INIT;
+
+static void secure_heap_init(void)
+{
+	/*
+	 * OpenSSL keeps the private parts of keys (BN_secure_new) and its
+	 * secure-memory BIOs here: a locked mapping left out of core dumps
+	 * (MADV_DONTDUMP). Keys are parsed for a moment and freed, so 4 MiB
+	 * holds hundreds at once. Without it (mlock refused, no memory) they
+	 * live on the ordinary heap, wiped on free as before.
+	 */
+	if (!CRYPTO_secure_malloc_initialized())
+		(void)!CRYPTO_secure_malloc_init(CRYPTO_SECURE_HEAP, 32);
+	ERR_clear_error();
+}
+
+void crypto_secure_heap(void)
+{
+	pthread_once(&secure_once, secure_heap_init);
+}
 
 void crypto_err_set(struct crypto_err *err, const char *fmt, ...)
 {

@@ -46,6 +46,10 @@ struct crypto_key *crypto_key_wrap(EVP_PKEY *pkey, bool priv);
 /* Wrap x (owned by the result on success; on NULL the caller still owns it). */
 struct crypto_cert *crypto_cert_wrap(X509 *x);
 
+/* OpenSSL's secure heap for private key material, set up on first use. */
+#define CRYPTO_SECURE_HEAP (4u * 1024 * 1024)
+void crypto_secure_heap(void);
+
 /* Set err's sentence (err may be NULL). Clears the OpenSSL error queue. */
 void crypto_err_set(struct crypto_err *err, const char *fmt, ...) CRYPTO_PRINTF(2, 3);
 /*

@@ -79,6 +79,7 @@ int crypto_key_generate(enum crypto_key_type t, struct crypto_key **out)
 	EVP_PKEY *pkey = NULL;
 
 	*out = NULL;
+	crypto_secure_heap();
 	switch (t) {
 	case CRYPTO_KEY_EC256:
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -214,6 +215,7 @@ int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 	int rc;
 
 	*out = NULL;
+	crypto_secure_heap();
 	memset(&keyblk, 0, sizeof(keyblk));
 	while (crypto_pem_next(pem, len, &pos, &blk)) {
 		if (!label_is_key(&blk))

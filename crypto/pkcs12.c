@@ -239,6 +239,7 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 
 	*key = NULL;
 	*chain = NULL;
+	crypto_secure_heap();
 	crypto_kdf_budget_init(&w.budget);
 	if (strlen(w.pass) > CRYPTO_PASS_MAX) {
 		crypto_err_set(err, "passphrase is longer than %d bytes (the limit)", CRYPTO_PASS_MAX);
