@@ -198,6 +198,16 @@ static void test_names(void)
 	names_refused(raw_csr(key, "a\x01.example.com", NULL),
 		      "CSR name: domain name contains a control character");
 	{
+		char san[4096];
+		size_t i, off = 0;
+
+		for (i = 0; i <= CRYPTO_NAMES_MAX; i++)
+			off += (size_t)snprintf(san + off, sizeof(san) - off, "%sDNS:n%zu.example.com",
+						i ? "," : "", i);
+		names_refused(raw_csr(key, "n0.example.com", san),
+			      "CSR lists more than 100 names (the limit)");
+	}
+	{
 		const char *want[] = { "only.example.com" };
 
 		names_of(raw_csr(key, "only.example.com", NULL), want, 1);
