@@ -17,6 +17,7 @@ import base64
 import errno
 import ipaddress
 import os
+import signal
 import subprocess
 import threading
 
@@ -417,9 +418,18 @@ def gcore():
     return g
 
 
-def test_core_dump_holds_no_key(certfs, tmp_path, gcore):
+def sanitized(binary):
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
+def test_core_dump_holds_no_key(certfs, certfs_bin, tmp_path, gcore):
     """A key uploaded, a key generated, a passphrase written, the key files
     and the PFX read: a gcore dump of the daemon then holds none of them."""
+    if sanitized(certfs_bin):
+        # Its shadow memory spans terabytes: gdb takes minutes over it, and
+        # ASan's quarantine keeps freed blocks the way no release build does.
+        pytest.skip("gcore of an AddressSanitizer build; the plain build runs this test")
     m = certfs()
     os.mkdir(m.path(D))
     m.wait_state(D, "valid")
@@ -443,10 +453,18 @@ def test_core_dump_holds_no_key(certfs, tmp_path, gcore):
             needles["%s key: %s" % (tag, what)] = b
 
     prefix = str(tmp_path / "core")
-    r = subprocess.run([gcore, "-o", prefix, str(m.proc.pid)], capture_output=True,
-                       text=True, timeout=120)
+    # gcore is a script around gdb: on a timeout the whole group goes, so
+    # that no gdb is left holding the daemon stopped.
+    p = subprocess.Popen([gcore, "-o", prefix, str(m.proc.pid)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
     core = "%s.%d" % (prefix, m.proc.pid)
-    assert r.returncode == 0 and os.path.exists(core), r.stderr + r.stdout
+    assert p.returncode == 0 and os.path.exists(core), out
     try:
         with open(core, "rb") as f:
             dump = f.read()
