@@ -9,7 +9,7 @@ pkgs="build-essential meson ninja-build pkg-config
 fuse3 libfuse3-dev libssl-dev openssl libcurl4-openssl-dev libinih-dev libjansson-dev
 python3 python3-pytest python3-pytest-timeout python3-cryptography
 pebble nginx-light haproxy etcd-server etcd-client lego faketime curl procps util-linux
-ca-certificates"
+ca-certificates gdb clang libclang-rt-14-dev"
 
 missing=""
 for p in $pkgs; do

@@ -298,3 +298,85 @@ void crypto_cert_info_clear(struct crypto_cert_info *info)
 	info->sans = NULL;
 	info->nsans = 0;
 }
+
+/* The first critical extension OpenSSL does not know, or NULL. */
+static const X509_EXTENSION *unknown_critical(const X509 *x)
+{
+	const X509_EXTENSION *ext;
+	int i;
+
+	for (i = 0; i < X509_get_ext_count(x); i++) {
+		ext = X509_get_ext(x, i);
+		if (X509_EXTENSION_get_critical(ext) &&
+		    !X509_supported_extension((X509_EXTENSION *)ext))
+			return ext;
+	}
+	return NULL;
+}
+
+/* What every certificate of an uploaded chain must be (leaf and intermediates). */
+static int check_tls_any(const X509 *x, struct crypto_err *err)
+{
+	const X509_EXTENSION *ext;
+	char who[160], oid[80];
+	int mdnid = NID_undef, secbits = -1;
+
+	crypto_name_short(X509_get_subject_name(x), who, sizeof(who));
+	ext = unknown_critical(x);
+	if (ext) {
+		OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object((X509_EXTENSION *)ext), 1);
+		crypto_err_set(err, "certificate '%s' has an unknown critical extension %s", who,
+			       oid);
+		return -EINVAL;
+	}
+	if (!X509_get_signature_info((X509 *)x, &mdnid, NULL, &secbits, NULL)) {
+		crypto_err_set(err, "certificate '%s' has a signature algorithm certfs does not "
+				    "know", who);
+		return -EINVAL;
+	}
+	/* OpenSSL rates SHA-1 at 63 bits (collisions) and MD5 at 39. */
+	if (secbits >= 0 && secbits < 112) {
+		crypto_err_set(err, "certificate '%s' is signed with %s, which TLS clients refuse",
+			       who, mdnid != NID_undef ? OBJ_nid2sn(mdnid) : "a weak digest");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int crypto_chain_check_tls(const struct crypto_chain *ch, struct crypto_err *err)
+{
+	const X509 *leaf;
+	uint32_t flags;
+	size_t i;
+	int rc = 0;
+
+	if (!ch || ch->n == 0) {
+		crypto_err_set(err, "chain: no certificate");
+		return -EINVAL;
+	}
+	leaf = ch->certs[0]->x509;
+	/* Also computes the cached extension flags read below. */
+	flags = X509_get_extension_flags((X509 *)leaf);
+	if (flags & EXFLAG_INVALID) {
+		crypto_err_set(err, "certificate has extensions that cannot be read");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (flags & EXFLAG_CA) {
+		crypto_err_set(err, "certificate is a CA certificate (CA:TRUE), which TLS clients "
+				    "refuse as a server certificate");
+		rc = -EINVAL;
+		goto out;
+	}
+	if ((flags & EXFLAG_XKUSAGE) && !(X509_get_extended_key_usage((X509 *)leaf) & XKU_SSL_SERVER)) {
+		crypto_err_set(err, "certificate's extended key usage does not include serverAuth "
+				    "(TLS server)");
+		rc = -EINVAL;
+		goto out;
+	}
+	for (i = 0; i < ch->n && !rc; i++)
+		rc = check_tls_any(ch->certs[i]->x509, err);
+out:
+	ERR_clear_error();
+	return rc;
+}

@@ -133,7 +133,12 @@ int crypto_chain_parse(const void *data, size_t len, struct crypto_chain **out,
 		if (!crypto_pem_label_is(&blk, "CERTIFICATE") &&
 		    !crypto_pem_label_is(&blk, "X509 CERTIFICATE"))
 			continue;
-		idx++;
+		if (++idx > CRYPTO_CHAIN_MAX) {
+			crypto_err_set(err, "more than %d certificates (the limit for one upload)",
+				       CRYPTO_CHAIN_MAX);
+			rc = -EINVAL;
+			goto out;
+		}
 		rc = crypto_pem_block_decode(&blk, &der, &derlen);
 		if (rc == -EINVAL)
 			crypto_err_set(err, "certificate %zu is not valid: %s", idx,
@@ -189,13 +194,46 @@ static void issuer_of(const struct crypto_cert *c, char *buf, size_t len)
 	crypto_name_short(X509_get_issuer_name(c->x509), buf, len);
 }
 
+/* Names and signature-check budget of one sort. */
+struct sort_ctx {
+	struct crypto_cert **u; /* unique certificates, borrowed */
+	unsigned long *subj, *iss; /* name hashes: most pairs are told apart without a signature */
+	unsigned verifies;
+};
+
+/*
+ * Did u[j] sign u[i]? Names first (hash, then the full comparison), and
+ * only then the signature, which is counted: a thousand certificates that
+ * all share one name would otherwise cost a million signature checks.
+ */
+static int sort_link(struct sort_ctx *sc, size_t i, size_t j, bool *yes, struct crypto_err *err)
+{
+	EVP_PKEY *pub;
+
+	*yes = false;
+	if (sc->iss[i] != sc->subj[j] ||
+	    X509_NAME_cmp(X509_get_issuer_name(sc->u[i]->x509),
+			  X509_get_subject_name(sc->u[j]->x509)) != 0)
+		return 0;
+	if (++sc->verifies > CRYPTO_CHAIN_VERIFY_MAX) {
+		crypto_err_set(err, "chain: ordering the certificates needs more than %d signature "
+				    "checks (the limit)", CRYPTO_CHAIN_VERIFY_MAX);
+		return -EINVAL;
+	}
+	pub = X509_get0_pubkey(sc->u[j]->x509);
+	*yes = pub && X509_verify(sc->u[i]->x509, pub) == 1;
+	ERR_clear_error();
+	return 0;
+}
+
 int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 		      struct crypto_err *err)
 {
-	struct crypto_cert **u = NULL; /* unique certificates, borrowed */
+	struct sort_ctx sc = { 0 };
 	ssize_t *issuer = NULL, leaf, ee = -1, ca = -1, cur, end;
-	bool *selfsig = NULL, *is_issuer = NULL, *used = NULL;
+	bool *selfsig = NULL, *is_issuer = NULL, *used = NULL, yes;
 	struct crypto_chain *ch = NULL;
+	struct crypto_cert **u;
 	size_t n = 0, i, j, nleaves = 0, npath = 0;
 	char a[160], b[160];
 	int rc;
@@ -205,13 +243,20 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 		crypto_err_set(err, "chain: no certificate");
 		return -EINVAL;
 	}
-	u = calloc(in->n, sizeof(*u));
+	if (in->n > CRYPTO_CHAIN_MAX) {
+		crypto_err_set(err, "chain: more than %d certificates (the limit for one upload)",
+			       CRYPTO_CHAIN_MAX);
+		return -EINVAL;
+	}
+	u = sc.u = calloc(in->n, sizeof(*sc.u));
+	sc.subj = calloc(in->n, sizeof(*sc.subj));
+	sc.iss = calloc(in->n, sizeof(*sc.iss));
 	issuer = calloc(in->n, sizeof(*issuer));
 	selfsig = calloc(in->n, sizeof(*selfsig));
 	is_issuer = calloc(in->n, sizeof(*is_issuer));
 	used = calloc(in->n, sizeof(*used));
 	ch = crypto_chain_new();
-	if (!u || !issuer || !selfsig || !is_issuer || !used || !ch) {
+	if (!u || !sc.subj || !sc.iss || !issuer || !selfsig || !is_issuer || !used || !ch) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -224,10 +269,22 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 			u[n++] = in->certs[i];
 	}
 	for (i = 0; i < n; i++) {
-		selfsig[i] = crypto_cert_is_self_signed(u[i]);
+		sc.subj[i] = X509_subject_name_hash(u[i]->x509);
+		sc.iss[i] = X509_issuer_name_hash(u[i]->x509);
+	}
+	ERR_clear_error();
+	for (i = 0; i < n; i++) {
+		rc = sort_link(&sc, i, i, &selfsig[i], err);
+		if (rc)
+			goto out;
 		issuer[i] = -1;
 		for (j = 0; j < n && !selfsig[i]; j++) {
-			if (j != i && crypto_cert_issued_by(u[i], u[j])) {
+			if (j == i)
+				continue;
+			rc = sort_link(&sc, i, j, &yes, err);
+			if (rc)
+				goto out;
+			if (yes) {
 				issuer[i] = (ssize_t)j;
 				is_issuer[j] = true;
 				break;
@@ -273,6 +330,18 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 		if (rc)
 			goto out;
 	}
+	if (cur >= 0) {
+		/*
+		 * Certificates that sign each other (cross-signs pasted both
+		 * ways) lead to no root: no client can build a path from them.
+		 */
+		subject_of(u[end], a, sizeof(a));
+		subject_of(u[cur], b, sizeof(b));
+		crypto_err_set(err, "chain: certificate '%s' is issued by '%s', which comes "
+				    "earlier in the chain (a loop)", a, b);
+		rc = -EINVAL;
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		if (used[i])
 			continue;
@@ -307,7 +376,9 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
 	rc = 0;
 out:
 	crypto_chain_free(ch);
-	free(u);
+	free(sc.u);
+	free(sc.subj);
+	free(sc.iss);
 	free(issuer);
 	free(selfsig);
 	free(is_issuer);

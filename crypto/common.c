@@ -7,17 +7,91 @@
  * and the small building blocks of certificates and requests.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "crypto/crypto_int.h"
+
+/*
+ * Every block OpenSSL frees is wiped first: decoding, encoding and signing
+ * leave private key bytes in temporaries (DER, base64, scalars) that
+ * OpenSSL frees without clearing, where a later core dump would find them.
+ * Installed before main(), because OpenSSL refuses new functions once it
+ * has allocated anything (libcurl initialises it early).
+ */
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return malloc(n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!p)
+		return;
+	util_wipe(p, malloc_usable_size(p));
+	free(p);
+}
+
+/* By hand, like the secret buffers: realloc() may leave the old block unwiped. */
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+	size_t old;
+	void *q;
+
+	if (!p)
+		return malloc(n);
+	if (!n) {
+		ossl_free(p, file, line);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	q = malloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, old < n ? old : n);
+	ossl_free(p, file, line);
+	return q;
+}
+
+__attribute__((constructor)) static void crypto_mem_init(void)
+{
+	CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free);
+}
+
+static pthread_once_t secure_once = PTHREAD_ONCE_INIT;
+
+static void secure_heap_init(void)
+{
+	/*
+	 * OpenSSL keeps the private parts of keys (BN_secure_new) and its
+	 * secure-memory BIOs here: a locked mapping left out of core dumps
+	 * (MADV_DONTDUMP). Keys are parsed for a moment and freed, so 4 MiB
+	 * holds hundreds at once. Without it (mlock refused, no memory) they
+	 * live on the ordinary heap, wiped on free as before.
+	 */
+	if (!CRYPTO_secure_malloc_initialized())
+		(void)!CRYPTO_secure_malloc_init(CRYPTO_SECURE_HEAP, 32);
+	ERR_clear_error();
+}
+
+void crypto_secure_heap(void)
+{
+	pthread_once(&secure_once, secure_heap_init);
+}
 
 void crypto_err_set(struct crypto_err *err, const char *fmt, ...)
 {
@@ -258,6 +332,16 @@ void crypto_strv_free(char **v, size_t n)
 	free(v);
 }
 
+static bool dns_bytes_ok(const unsigned char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n)
 {
 	const GENERAL_NAME *g;
@@ -270,8 +354,12 @@ int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n)
 			continue;
 		s = ASN1_STRING_get0_data(g->d.dNSName);
 		len = ASN1_STRING_length(g->d.dNSName);
-		/* An embedded NUL would make the C string say something else. */
-		if (len <= 0 || memchr(s, '\0', (size_t)len))
+		/*
+		 * An embedded NUL would make the C string say something else;
+		 * a control byte or space is no host name, and a newline would
+		 * start a line of its own wherever the name is shown.
+		 */
+		if (len <= 0 || !dns_bytes_ok(s, (size_t)len))
 			continue;
 		rc = crypto_strv_push(v, n, (const char *)s, (size_t)len);
 		if (rc)

@@ -28,6 +28,29 @@ struct crypto_err {
 	char msg[512];
 };
 
+/*
+ * Limits on the work one upload may ask for; each refusal is -EINVAL with a
+ * sentence that names the limit. Real files stay far below them.
+ *
+ * CRYPTO_KDF_ITER_MAX: iterations of one password-based key derivation
+ * (PBKDF2, the PKCS#12 KDF, scrypt's N*r*p). OpenSSL writes 2048, Windows
+ * up to 10000, a few tools 100000; 600000 is OWASP's advice for PBKDF2-SHA256
+ * and costs about a quarter of a second.
+ * CRYPTO_KDF_BUDGET: all derivations of one upload together (MAC, key bag,
+ * encrypted certificates, the second try of an empty password).
+ * CRYPTO_CHAIN_MAX: certificates in one upload (leaf, intermediates,
+ * cross-signs, a root).
+ * CRYPTO_CHAIN_VERIFY_MAX: signature checks while ordering one chain.
+ * CRYPTO_PASS_MAX: passphrase bytes (OpenSSL's PEM callback takes 1024).
+ * CRYPTO_NAMES_MAX: names in a CSR or a names file (a public CA's limit).
+ */
+#define CRYPTO_KDF_ITER_MAX 600000u
+#define CRYPTO_KDF_BUDGET 2000000u
+#define CRYPTO_CHAIN_MAX 16
+#define CRYPTO_CHAIN_VERIFY_MAX 64
+#define CRYPTO_PASS_MAX 1024
+#define CRYPTO_NAMES_MAX 100
+
 struct crypto_key;   /* private key, or public-only (from a CSR or cert) */
 struct crypto_cert;  /* one X.509 certificate */
 struct crypto_chain; /* ordered list of certificates */
@@ -78,8 +101,10 @@ bool crypto_key_is_private(const struct crypto_key *k);
  * which the policy below still accepts. */
 enum crypto_key_type crypto_key_type_of(const struct crypto_key *k);
 /*
- * Key strength policy: RSA >= 2048 bits, EC P-256/P-384, Ed25519. Refused by
- * name, e.g. "RSA key of 1024 bits is too weak (at least 2048)",
+ * Key strength policy: RSA >= 2048 bits with an odd public exponent from 3
+ * to 2^256, EC P-256/P-384, Ed25519. Refused by name, e.g. "RSA key of 1024
+ * bits is too weak (at least 2048)", "RSA public exponent 1 is not allowed
+ * (an odd number from 3, usually 65537)",
  * "EC curve secp521r1 is not allowed (P-256 or P-384)", "DSA keys are not allowed".
  */
 int crypto_key_check_policy(const struct crypto_key *k, struct crypto_err *err) CRYPTO_WUR;
@@ -134,6 +159,18 @@ int crypto_chain_sort(const struct crypto_chain *in, struct crypto_chain **out,
  */
 int crypto_chain_complete(struct crypto_chain *sorted, const struct crypto_chain *known,
 			  struct crypto_err *err) CRYPTO_WUR;
+
+/*
+ * What a TLS client requires of a sorted chain (leaf first), -EINVAL with:
+ *   "certificate is a CA certificate (CA:TRUE), which TLS clients refuse
+ *    as a server certificate",
+ *   "certificate's extended key usage does not include serverAuth (TLS
+ *    server)" (only when the leaf has an EKU),
+ *   "certificate 'CN=x' has an unknown critical extension 1.2.3.4",
+ *   "certificate 'CN=x' is signed with SHA1, which TLS clients refuse"
+ *    (any digest under 112 bits of security, on every certificate given).
+ */
+int crypto_chain_check_tls(const struct crypto_chain *ch, struct crypto_err *err) CRYPTO_WUR;
 
 /* The first certificate of data (as crypto_chain_parse reads it). */
 int crypto_cert_parse(const void *data, size_t len, struct crypto_cert **out,
@@ -218,8 +255,16 @@ bool crypto_name_matches(const char *pattern, const char *name);
 /* PEM or DER; the signature is verified. -EINVAL "CSR signature is not valid". */
 int crypto_csr_parse(const void *data, size_t len, struct crypto_csr **out,
 		     struct crypto_err *err) CRYPTO_WUR;
-/* Names: DNS SANs plus the CN when it is a DNS name not already listed. */
-int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n) CRYPTO_WUR;
+/*
+ * Names: DNS SANs plus the CN when not already listed, each through
+ * crypto_name_validate and canonical (lower case). -EINVAL with a sentence
+ * for any name that fails it ("CSR name: domain name 'a..b' has an empty
+ * label"), for an IP address or other non-DNS SAN ("CSR asks for IP address
+ * 192.0.2.1: certfs orders certificates for DNS names only"), for more than
+ * CRYPTO_NAMES_MAX names, and "CSR names no DNS name".
+ */
+int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
+		     struct crypto_err *err) CRYPTO_WUR;
 int crypto_csr_get1_key(const struct crypto_csr *csr, struct crypto_key **out) CRYPTO_WUR;
 /* Build a CSR (CN = names[0], SANs = names) signed by key (private). Every
  * name must pass crypto_name_validate, n >= 1; -EINVAL otherwise. The CN is

@@ -46,6 +46,10 @@ struct crypto_key *crypto_key_wrap(EVP_PKEY *pkey, bool priv);
 /* Wrap x (owned by the result on success; on NULL the caller still owns it). */
 struct crypto_cert *crypto_cert_wrap(X509 *x);
 
+/* OpenSSL's secure heap for private key material, set up on first use. */
+#define CRYPTO_SECURE_HEAP (4u * 1024 * 1024)
+void crypto_secure_heap(void);
+
 /* Set err's sentence (err may be NULL). Clears the OpenSSL error queue. */
 void crypto_err_set(struct crypto_err *err, const char *fmt, ...) CRYPTO_PRINTF(2, 3);
 /*
@@ -95,7 +99,8 @@ time_t crypto_asn1_time(const ASN1_TIME *t);
 
 /* Append a strdup of s[0..len) to the string vector. */
 int crypto_strv_push(char ***v, size_t *n, const char *s, size_t len);
-/* DNS names from a GENERAL_NAMES list (SAN), skipping ones with NUL bytes. */
+/* DNS names from a GENERAL_NAMES list (SAN), skipping ones with bytes no host
+ * name has (NUL, controls, space, non-ASCII). */
 int crypto_gens_dns(const GENERAL_NAMES *gens, char ***v, size_t *n);
 
 /* Random positive 128-bit serial number. */
@@ -108,6 +113,27 @@ GENERAL_NAMES *crypto_gens_from_names(const char *const *names, size_t n);
 int crypto_x509_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value);
 /* Every name passes crypto_name_validate; n >= 1. */
 int crypto_names_check(const char *const *names, size_t n);
+
+/* What is left of one upload's key derivation budget (CRYPTO_KDF_BUDGET). */
+struct crypto_kdf_budget {
+	uint64_t left;
+};
+void crypto_kdf_budget_init(struct crypto_kdf_budget *b);
+/*
+ * Charge times derivations of iter iterations each; -EINVAL with a
+ * sentence "WHAT: iteration count N is over the limit of 600000" or the
+ * budget's, and nothing charged, when they do not fit.
+ */
+int crypto_kdf_charge(struct crypto_kdf_budget *b, const char *what, uint64_t iter,
+		      unsigned times, struct crypto_err *err);
+/*
+ * Charge the derivation a password-based encryption algorithm announces
+ * (PKCS#5 v1.5, PKCS#12 PBE, PBES2 with PBKDF2 or scrypt), read from its
+ * parameters without deriving anything. Unknown algorithms cost nothing
+ * (OpenSSL refuses them without work); unreadable parameters are -EINVAL.
+ */
+int crypto_kdf_charge_pbe(struct crypto_kdf_budget *b, const char *what, const X509_ALGOR *alg,
+			  struct crypto_err *err);
 
 /*
  * RFC 3492 Punycode decode of in[0..inlen) (without the "xn--" prefix) into

@@ -5,10 +5,10 @@
  * certificate for a key nobody holds), listing the names it asks for, and
  * building the request certfs sends to the ACME server.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -100,60 +100,151 @@ out:
 	return rc;
 }
 
-static int csr_cn(const X509_REQ *req, char **cn)
+/* The subject's CN as UTF-8 (NULL when absent); -EINVAL when unreadable. */
+static int csr_cn(const X509_REQ *req, char **cn, size_t *len)
 {
 	const X509_NAME *name = X509_REQ_get_subject_name(req);
 	const ASN1_STRING *s;
 	unsigned char *utf8 = NULL;
-	int idx, len;
+	int idx, n;
 
 	*cn = NULL;
+	*len = 0;
 	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	if (idx < 0)
 		return 0;
 	s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-	len = ASN1_STRING_to_UTF8(&utf8, s);
-	if (len < 0) {
+	n = ASN1_STRING_to_UTF8(&utf8, s);
+	if (n < 0) {
 		ERR_clear_error();
-		return 0;
+		return -EINVAL;
 	}
-	if (!memchr(utf8, '\0', (size_t)len))
-		*cn = strndup((const char *)utf8, (size_t)len);
-	OPENSSL_free(utf8);
+	*cn = (char *)utf8;
+	*len = (size_t)n;
 	return 0;
 }
 
-int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n)
+/*
+ * Validate one requested name and add its canonical form unless already
+ * listed. The validator's sentences never quote control bytes, so nothing
+ * from a CSR can put a line of its own into status.
+ */
+static int csr_add_name(char ***v, size_t *n, const char *s, size_t len, struct crypto_err *err)
+{
+	struct crypto_err why = { { 0 } };
+	char canon[256];
+	size_t i;
+
+	if (memchr(s, '\0', len)) {
+		crypto_err_set(err, "CSR name contains a NUL byte");
+		return -EINVAL;
+	}
+	if (len >= sizeof(canon)) {
+		crypto_err_set(err, "CSR name is longer than 253 bytes");
+		return -EINVAL;
+	}
+	memcpy(canon, s, len);
+	canon[len] = '\0';
+	if (crypto_name_validate(canon, canon, sizeof(canon), &why)) {
+		crypto_err_set(err, "CSR name: %s", why.msg);
+		return -EINVAL;
+	}
+	for (i = 0; i < *n; i++)
+		if (strcmp((*v)[i], canon) == 0)
+			return 0;
+	if (*n >= CRYPTO_NAMES_MAX) {
+		crypto_err_set(err, "CSR lists more than %d names (the limit)", CRYPTO_NAMES_MAX);
+		return -EINVAL;
+	}
+	return crypto_strv_push(v, n, canon, strlen(canon));
+}
+
+/* A SAN certfs cannot order: said by kind, an IP address in full. */
+static void csr_other_name(const GENERAL_NAME *g, struct crypto_err *err)
+{
+	const unsigned char *ip;
+	char addr[64] = "";
+	int len;
+
+	switch (g->type) {
+	case GEN_IPADD:
+		ip = ASN1_STRING_get0_data(g->d.iPAddress);
+		len = ASN1_STRING_length(g->d.iPAddress);
+		if (len == 4)
+			inet_ntop(AF_INET, ip, addr, sizeof(addr));
+		else if (len == 16)
+			inet_ntop(AF_INET6, ip, addr, sizeof(addr));
+		crypto_err_set(err, "CSR asks for IP address %s: certfs orders certificates for "
+				    "DNS names only", addr[0] ? addr : "(malformed)");
+		break;
+	case GEN_EMAIL:
+		crypto_err_set(err, "CSR asks for an email address: certfs orders certificates "
+				    "for DNS names only");
+		break;
+	case GEN_URI:
+		crypto_err_set(err, "CSR asks for a URI: certfs orders certificates for DNS "
+				    "names only");
+		break;
+	default:
+		crypto_err_set(err, "CSR asks for a name that is not a DNS name: certfs orders "
+				    "certificates for DNS names only");
+		break;
+	}
+}
+
+int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
+		     struct crypto_err *err)
 {
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	GENERAL_NAMES *gens = NULL;
-	char canon[256], *cn = NULL;
-	size_t i;
-	int rc;
+	const GENERAL_NAME *g;
+	char *cn = NULL;
+	size_t cnlen = 0;
+	int i, rc;
 
 	*names = NULL;
 	*n = 0;
 	exts = X509_REQ_get_extensions(csr->req);
 	if (exts)
-		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
+		gens = X509V3_get_d2i(exts, NID_subject_alt_name, &i, NULL);
 	ERR_clear_error();
-	if (gens) {
-		rc = crypto_gens_dns(gens, names, n);
+	if (exts && !gens && i != -1) {
+		crypto_err_set(err, "CSR subjectAltName cannot be read");
+		rc = -EINVAL;
+		goto out;
+	}
+	if (sk_GENERAL_NAME_num(gens) > CRYPTO_NAMES_MAX) {
+		crypto_err_set(err, "CSR lists more than %d names (the limit)", CRYPTO_NAMES_MAX);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* Every name is judged: one dropped quietly would be a certificate short of it. */
+	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		if (g->type != GEN_DNS) {
+			csr_other_name(g, err);
+			rc = -EINVAL;
+			goto out;
+		}
+		rc = csr_add_name(names, n, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+				  (size_t)ASN1_STRING_length(g->d.dNSName), err);
 		if (rc)
 			goto out;
 	}
-	rc = csr_cn(csr->req, &cn);
-	if (rc)
+	rc = csr_cn(csr->req, &cn, &cnlen);
+	if (rc) {
+		crypto_err_set(err, "CSR common name cannot be read");
 		goto out;
-	if (cn && crypto_name_validate(cn, canon, sizeof(canon), NULL) == 0) {
-		for (i = 0; i < *n; i++)
-			if (strcasecmp((*names)[i], cn) == 0)
-				break;
-		if (i == *n) {
-			rc = crypto_strv_push(names, n, cn, strlen(cn));
-			if (rc)
-				goto out;
-		}
+	}
+	if (cn) {
+		rc = csr_add_name(names, n, cn, cnlen, err);
+		if (rc)
+			goto out;
+	}
+	if (*n == 0) {
+		crypto_err_set(err, "CSR names no DNS name");
+		rc = -EINVAL;
+		goto out;
 	}
 	rc = 0;
 out:
@@ -162,7 +253,7 @@ out:
 		*names = NULL;
 		*n = 0;
 	}
-	free(cn);
+	OPENSSL_free(cn);
 	GENERAL_NAMES_free(gens);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	return rc;

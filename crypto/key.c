@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -78,6 +79,7 @@ int crypto_key_generate(enum crypto_key_type t, struct crypto_key **out)
 	EVP_PKEY *pkey = NULL;
 
 	*out = NULL;
+	crypto_secure_heap();
 	switch (t) {
 	case CRYPTO_KEY_EC256:
 		pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -177,6 +179,27 @@ static bool block_is_encrypted(const struct crypto_pem_block *blk)
 	       (block_has(blk, "Proc-Type: 4,ENCRYPTED") && block_has(blk, "DEK-Info:"));
 }
 
+static int key_charge_pkcs8(const unsigned char *der, long derlen, struct crypto_err *err)
+{
+	struct crypto_kdf_budget budget;
+	const unsigned char *p = der;
+	const X509_ALGOR *alg = NULL;
+	X509_SIG *sig;
+	int rc;
+
+	sig = d2i_X509_SIG(NULL, &p, derlen);
+	if (!sig) {
+		ERR_clear_error();
+		crypto_err_set(err, "private key is not valid PEM");
+		return -EINVAL;
+	}
+	X509_SIG_get0(sig, &alg, NULL);
+	crypto_kdf_budget_init(&budget);
+	rc = crypto_kdf_charge_pbe(&budget, "encrypted private key", alg, err);
+	X509_SIG_free(sig);
+	return rc;
+}
+
 int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 			 struct crypto_key **out, struct crypto_err *err)
 {
@@ -192,6 +215,7 @@ int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 	int rc;
 
 	*out = NULL;
+	crypto_secure_heap();
 	memset(&keyblk, 0, sizeof(keyblk));
 	while (crypto_pem_next(pem, len, &pos, &blk)) {
 		if (!label_is_key(&blk))
@@ -220,6 +244,17 @@ int crypto_key_parse_pem(const void *pem, size_t len, const char *pass,
 		crypto_err_set(err, "key is encrypted: write the passphrase to passphrase first");
 		rc = -EINVAL;
 		goto out;
+	}
+	if (enc && strlen(pass) > CRYPTO_PASS_MAX) {
+		crypto_err_set(err, "passphrase is longer than %d bytes (the limit)", CRYPTO_PASS_MAX);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* PKCS#8 names its own PBKDF2 cost: judge it before OpenSSL derives. */
+	if (crypto_pem_label_is(&keyblk, "ENCRYPTED PRIVATE KEY")) {
+		rc = key_charge_pkcs8(der, derlen, err);
+		if (rc)
+			goto out;
 	}
 	copy = OPENSSL_malloc(keyblk.len + 2);
 	if (!copy) {
@@ -341,6 +376,34 @@ enum crypto_key_type crypto_key_type_of(const struct crypto_key *k)
 	}
 }
 
+/*
+ * e = 1 makes "encryption" the identity and an even e has no inverse;
+ * `openssl rsa -check` calls both "bad e value". NIST SP 800-89 bounds e
+ * below 2^256; clients past that are not worth finding out about.
+ */
+static int rsa_check_exponent(const EVP_PKEY *pkey, struct crypto_err *err)
+{
+	BIGNUM *e = NULL;
+	char *dec = NULL;
+	int rc = 0;
+
+	if (!EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
+		crypto_err_set(err, "RSA public exponent cannot be read");
+		return -EINVAL;
+	}
+	if (BN_is_odd(e) && BN_num_bits(e) >= 2 && BN_num_bits(e) <= 256)
+		goto out;
+	dec = BN_num_bits(e) <= 64 ? BN_bn2dec(e) : NULL;
+	crypto_err_set(err, "RSA public exponent %s is not allowed (an odd number from 3, "
+			    "usually 65537)", dec ? dec : "of more than 64 bits");
+	rc = -EINVAL;
+out:
+	OPENSSL_free(dec);
+	BN_free(e);
+	ERR_clear_error();
+	return rc;
+}
+
 int crypto_key_check_policy(const struct crypto_key *k, struct crypto_err *err)
 {
 	char group[64];
@@ -354,7 +417,7 @@ int crypto_key_check_policy(const struct crypto_key *k, struct crypto_err *err)
 			crypto_err_set(err, "RSA key of %d bits is too weak (at least 2048)", bits);
 			return -EINVAL;
 		}
-		return 0;
+		return rsa_check_exponent(k->pkey, err);
 	case EVP_PKEY_EC:
 		if (!EVP_PKEY_get_group_name(k->pkey, group, sizeof(group), NULL)) {
 			crypto_err_set(err, "EC key with explicit curve parameters is not allowed "

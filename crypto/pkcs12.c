@@ -120,6 +120,9 @@ struct p12_walk {
 	int nkeys;
 	STACK_OF(X509) *certs;
 	bool legacy_missing;
+	struct crypto_kdf_budget budget;
+	struct crypto_err *err; /* set when the walk itself wrote the sentence */
+	bool err_set;
 };
 
 static int walk_bags(struct p12_walk *w, const STACK_OF(PKCS12_SAFEBAG) *bags, int depth)
@@ -136,6 +139,13 @@ static int walk_bags(struct p12_walk *w, const STACK_OF(PKCS12_SAFEBAG) *bags, i
 	/* Nested SafeContents are legal but never deep in real files. */
 	if (depth > 3)
 		return -EINVAL;
+	/* A real file holds a key and a few certificates; more is only work. */
+	if (sk_PKCS12_SAFEBAG_num(bags) > 4 * CRYPTO_CHAIN_MAX) {
+		crypto_err_set(w->err, "PFX holds more than %d bags (the limit)",
+			       4 * CRYPTO_CHAIN_MAX);
+		w->err_set = true;
+		return -EINVAL;
+	}
 	for (i = 0; i < sk_PKCS12_SAFEBAG_num(bags); i++) {
 		bag = sk_PKCS12_SAFEBAG_value(bags, i);
 		switch (PKCS12_SAFEBAG_get_nid(bag)) {
@@ -150,6 +160,10 @@ static int walk_bags(struct p12_walk *w, const STACK_OF(PKCS12_SAFEBAG) *bags, i
 			alg = NULL;
 			if (sig)
 				X509_SIG_get0(sig, &alg, NULL);
+			if (crypto_kdf_charge_pbe(&w->budget, "PFX private key", alg, w->err)) {
+				w->err_set = true;
+				return -EINVAL;
+			}
 			if (alg_needs_legacy(alg)) {
 				pthread_once(&legacy_once, legacy_load);
 				if (!legacy_ok) {
@@ -170,6 +184,13 @@ static int walk_bags(struct p12_walk *w, const STACK_OF(PKCS12_SAFEBAG) *bags, i
 			x = PKCS12_SAFEBAG_get1_cert(bag);
 			if (!x)
 				return -EINVAL;
+			if (sk_X509_num(w->certs) >= CRYPTO_CHAIN_MAX) {
+				X509_free(x);
+				crypto_err_set(w->err, "PFX holds more than %d certificates "
+						       "(the limit)", CRYPTO_CHAIN_MAX);
+				w->err_set = true;
+				return -EINVAL;
+			}
 			if (!sk_X509_push(w->certs, x)) {
 				X509_free(x);
 				return -ENOMEM;
@@ -189,6 +210,12 @@ static int walk_bags(struct p12_walk *w, const STACK_OF(PKCS12_SAFEBAG) *bags, i
 		else
 			EVP_PKEY_free(pkey);
 		pkey = NULL;
+		/* A second key is a refusal already: decrypt no more of them. */
+		if (w->nkeys > 1) {
+			crypto_err_set(w->err, "PFX holds more than one private key");
+			w->err_set = true;
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -197,7 +224,9 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 		     struct crypto_key **key, struct crypto_chain **chain,
 		     struct crypto_err *err)
 {
-	struct p12_walk w = { .pass = pass ? pass : "" };
+	struct p12_walk w = { .pass = pass ? pass : "", .err = err };
+	const ASN1_INTEGER *mac_iter = NULL;
+	uint64_t iter = 1;
 	STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
 	STACK_OF(PKCS7) *safes = NULL;
 	struct crypto_chain *ch = NULL;
@@ -210,6 +239,12 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 
 	*key = NULL;
 	*chain = NULL;
+	crypto_secure_heap();
+	crypto_kdf_budget_init(&w.budget);
+	if (strlen(w.pass) > CRYPTO_PASS_MAX) {
+		crypto_err_set(err, "passphrase is longer than %d bytes (the limit)", CRYPTO_PASS_MAX);
+		return -EINVAL;
+	}
 	w.passlen = (int)strlen(w.pass);
 	w.certs = sk_X509_new_null();
 	ch = crypto_chain_new();
@@ -228,6 +263,16 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 	 * (NULL) or as the empty BMPString; try both like `openssl pkcs12`.
 	 */
 	if (PKCS12_mac_present(p12)) {
+		/* The MAC's iteration count is the file's to choose: judge it first. */
+		PKCS12_get0_mac(NULL, NULL, NULL, &mac_iter, p12);
+		if (mac_iter && (!ASN1_INTEGER_get_uint64(&iter, mac_iter) || iter == 0)) {
+			crypto_err_set(err, "PFX is not valid PKCS#12");
+			rc = -EINVAL;
+			goto out;
+		}
+		rc = crypto_kdf_charge(&w.budget, "PFX MAC", iter, w.passlen ? 1 : 2, err);
+		if (rc)
+			goto out;
 		if (PKCS12_verify_mac(p12, w.pass, w.passlen)) {
 			/* as given */
 		} else if (w.passlen == 0 && PKCS12_verify_mac(p12, NULL, 0)) {
@@ -250,8 +295,15 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 		if (nid == NID_pkcs7_data) {
 			bags = PKCS12_unpack_p7data(p7);
 		} else if (nid == NID_pkcs7_encrypted) {
-			if (p7->d.encrypted && p7->d.encrypted->enc_data &&
-			    alg_needs_legacy(p7->d.encrypted->enc_data->algorithm)) {
+			if (!p7->d.encrypted || !p7->d.encrypted->enc_data) {
+				rc = -EINVAL;
+				goto bad;
+			}
+			rc = crypto_kdf_charge_pbe(&w.budget, "PFX certificates",
+						   p7->d.encrypted->enc_data->algorithm, err);
+			if (rc)
+				goto out;
+			if (alg_needs_legacy(p7->d.encrypted->enc_data->algorithm)) {
 				pthread_once(&legacy_once, legacy_load);
 				if (!legacy_ok) {
 					w.legacy_missing = true;
@@ -270,6 +322,8 @@ int crypto_p12_parse(const void *der, size_t len, const char *pass,
 		rc = walk_bags(&w, bags, 0);
 		sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
 		bags = NULL;
+		if (rc && w.err_set)
+			goto out;
 		if (rc)
 			goto bad;
 	}

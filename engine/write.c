@@ -212,6 +212,8 @@ static int judge_chain(struct engine_domain *d, const struct crypto_chain *in,
 	if (!rc)
 		rc = crypto_cert_check_key_policy(leaf, &cerr);
 	if (!rc)
+		rc = crypto_chain_check_tls(*sorted, &cerr);
+	if (!rc)
 		return 0;
 	crypto_chain_free(*sorted);
 	*sorted = NULL;
@@ -696,9 +698,9 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 		snprintf(why, whylen, "%s", cerr.msg);
 		return -EINVAL;
 	}
-	rc = crypto_csr_names(csr, &names, &n);
-	if (rc || !n) {
-		snprintf(why, whylen, "CSR names no DNS name");
+	rc = crypto_csr_names(csr, &names, &n, &cerr);
+	if (rc) {
+		snprintf(why, whylen, "%s", cerr.msg[0] ? cerr.msg : "CSR names cannot be read");
 		rc = -EINVAL;
 		goto out;
 	}
@@ -745,6 +747,11 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 	size_t n = 0;
 	int rc = 0;
 
+	/* strtok would end the list at a NUL and drop the rest unseen. */
+	if (memchr(data, '\0', len)) {
+		snprintf(why, whylen, "names contains a NUL byte");
+		return -EINVAL;
+	}
 	copy = calloc(1, len + 1);
 	names = calloc(len / 2 + 3, sizeof(char *));
 	if (!copy || !names) {
@@ -768,6 +775,12 @@ static int write_names(struct engine *e, struct engine_domain *d, const char *da
 		}
 		for (size_t i = 0; i < n; i++)
 			dup |= !strcmp(names[i], canon);
+		if (!dup && n >= CRYPTO_NAMES_MAX) {
+			snprintf(why, whylen, "names lists more than %d names (the limit)",
+				 CRYPTO_NAMES_MAX);
+			rc = -EINVAL;
+			goto out;
+		}
 		if (!dup)
 			names[n++] = strdup(canon);
 	}
@@ -798,6 +811,11 @@ static int write_passphrase(struct engine *e, struct engine_domain *d, const cha
 		snprintf(why, whylen, "passphrase contains a NUL byte");
 		return -EINVAL;
 	}
+	if (n > CRYPTO_PASS_MAX) {
+		snprintf(why, whylen, "passphrase is longer than %d bytes (the limit)",
+			 CRYPTO_PASS_MAX);
+		return -EINVAL;
+	}
 	old = engine_domain_passphrase(d);
 	same = old ? strlen(old) == n && crypto_secret_equal(old, data, n) : !n;
 	util_secret_str_free(old);
@@ -815,6 +833,17 @@ static int write_passphrase(struct engine *e, struct engine_domain *d, const cha
 	if (!same)
 		engine_domain_refresh_pfx(d);
 	return 0;
+}
+
+/*
+ * last_error is one line of status: whatever a sentence quotes from an
+ * upload, no control byte of it may start a line of its own there.
+ */
+static void one_line(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = ' ';
 }
 
 int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
@@ -895,6 +924,7 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 unlock:
 	pthread_mutex_unlock(&d->write_lock);
 done:
+	one_line(reason);
 	pthread_mutex_lock(&d->lock);
 	if (rc) {
 		snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f),
@@ -920,6 +950,7 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 {
 	pthread_mutex_lock(&d->lock);
 	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
+	one_line(d->last_error);
 	d->last_error_write = true;
 	d->errors_total++;
 	engine_domain_changed(d);

@@ -1173,6 +1173,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 		return;
 	}
 	memcpy(h->buf.data + off, data, size);
+	/* libfuse reuses its request buffer: no uploaded key may stay behind there. */
+	util_wipe((void *)data, size);
 	h->dirty = true;
 	fuse_reply_write(req, size);
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The capped byte buffer and secret wiping. Growth of a secret buffer copies
- * by hand and wipes the old block, because realloc() may leave the old bytes
- * behind in freed memory.
+ * The capped byte buffer and secret wiping. A secret buffer lives in secret
+ * memory (util/secret.c: left out of core dumps, wiped when freed); its
+ * growth copies by hand, because realloc() may leave the old bytes behind.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -23,7 +23,7 @@ void util_secret_str_free(char *s)
 	if (!s)
 		return;
 	util_wipe(s, strlen(s));
-	free(s);
+	util_secret_free(s);
 }
 
 void util_buf_init(struct util_buf *b, size_t max, bool secret)
@@ -47,13 +47,12 @@ static int buf_grow(struct util_buf *b, size_t need)
 		cap *= 2;
 	}
 	if (b->secret) {
-		p = malloc(cap);
+		p = util_secret_alloc(cap);
 		if (!p)
 			return -ENOMEM;
 		if (b->len)
 			memcpy(p, b->data, b->len);
-		util_wipe(b->data, b->cap);
-		free(b->data);
+		util_secret_free(b->data);
 	} else {
 		p = realloc(b->data, cap);
 		if (!p)
@@ -144,8 +143,9 @@ void util_buf_reset(struct util_buf *b)
 void util_buf_free(struct util_buf *b)
 {
 	if (b->secret)
-		util_wipe(b->data, b->cap);
-	free(b->data);
+		util_secret_free(b->data);
+	else
+		free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
@@ -158,12 +158,11 @@ void util_buf_shrink(struct util_buf *b)
 		return;
 	/* Keep room for the terminating NUL util_buf_terminate may add. */
 	if (b->secret) {
-		p = malloc(b->len + 1);
+		p = util_secret_alloc(b->len + 1);
 		if (!p)
 			return;
 		memcpy(p, b->data, b->len);
-		util_wipe(b->data, b->cap);
-		free(b->data);
+		util_secret_free(b->data);
 	} else {
 		p = realloc(b->data, b->len + 1);
 		if (!p)

@@ -54,8 +54,20 @@ int util_log_recent(struct util_buf *out, const char *has, const char *or_has) U
 
 /* Overwrite memory in a way the compiler may not drop. NULL is a no-op. */
 void util_wipe(void *p, size_t len);
-/* Wipe then free a NUL-terminated secret string. NULL is a no-op. */
+/* Wipe then free a NUL-terminated secret string (from malloc or
+ * util_secret_alloc). NULL is a no-op. */
 void util_secret_str_free(char *s);
+
+/*
+ * Secret memory, for keys and passphrases: zeroed blocks from a region that
+ * core dumps leave out (MADV_DONTDUMP), wiped when freed; from malloc when
+ * the region is full. util_secret_free also takes (and wipes) any malloc'd
+ * pointer; NULL is a no-op. Thread-safe.
+ */
+void *util_secret_alloc(size_t n);
+void util_secret_free(void *p);
+/* Is p inside the region core dumps leave out? (For tests.) */
+bool util_secret_kept_from_dumps(const void *p);
 
 /*
  * A growable byte buffer with a hard maximum, like curl's capped dynbuf.
@@ -82,7 +94,8 @@ void util_buf_reset(struct util_buf *b);
 void util_buf_free(struct util_buf *b);
 /* Give back unused capacity (for buffers that live long once filled). */
 void util_buf_shrink(struct util_buf *b);
-/* Hand the bytes to the caller (who must free them); the buffer is emptied. */
+/* Hand the bytes to the caller (who frees them with free(), or with
+ * util_secret_free() for a secret buffer); the buffer is emptied. */
 unsigned char *util_buf_take(struct util_buf *b, size_t *len);
 
 /* ---- files ------------------------------------------------------------- */

@@ -4,7 +4,12 @@
  * built with OpenSSL directly, given in every order, with duplicates, and
  * with the refusals: an unrelated certificate, a missing link, two leaves,
  * a look-alike intermediate (right name, wrong key), only roots; and the
- * completeness of a lone leaf (known issuer, system trust store).
+ * completeness of a lone leaf (known issuer, system trust store); and the
+ * hostile ones: what TLS clients refuse (a CA as the leaf, an EKU without
+ * serverAuth, an unknown critical extension, SHA-1), two CAs that sign each
+ * other (a loop), more certificates
+ * than an upload may hold, and sixteen certificates sharing one name, which
+ * must be refused by the signature-check budget rather than checked n^2.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,9 +40,19 @@ static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
 	X509_EXTENSION_free(ext);
 }
 
+static struct crypto_cert *mkx(const char *cn, EVP_PKEY *subj, X509 *issuer, EVP_PKEY *signer,
+			       bool ca, const EVP_MD *md, const char *ext, const char *value);
+
 /* A certificate for subject key with CN=cn, issued by issuer (NULL: self). */
 static struct crypto_cert *mk(const char *cn, EVP_PKEY *subj, X509 *issuer, EVP_PKEY *signer,
 			      bool ca)
+{
+	return mkx(cn, subj, issuer, signer, ca, EVP_sha256(), NULL, NULL);
+}
+
+/* The same, signed with md, with one more extension (by name or OID) when ext is set. */
+static struct crypto_cert *mkx(const char *cn, EVP_PKEY *subj, X509 *issuer, EVP_PKEY *signer,
+			       bool ca, const EVP_MD *md, const char *ext, const char *value)
 {
 	X509 *x = X509_new();
 	X509_NAME *name = X509_get_subject_name(x);
@@ -53,7 +68,17 @@ static struct crypto_cert *mk(const char *cn, EVP_PKEY *subj, X509 *issuer, EVP_
 	add_ext(x, issuer ? issuer : x, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
 	if (ca)
 		add_ext(x, x, NID_subject_key_identifier, "hash");
-	CHECK(X509_sign(x, signer, EVP_sha256()) > 0);
+	if (ext) {
+		X509V3_CTX ctx;
+		X509_EXTENSION *e;
+
+		X509V3_set_ctx(&ctx, issuer ? issuer : x, x, NULL, NULL, 0);
+		e = X509V3_EXT_nconf(NULL, &ctx, ext, value);
+		CHECK(e != NULL);
+		X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	CHECK(X509_sign(x, signer, md) > 0);
 	c = crypto_cert_wrap(x);
 	CHECK(c != NULL);
 	return c;
@@ -166,6 +191,132 @@ static void test_complete(struct crypto_cert *root, struct crypto_cert *inter,
 	util_buf_free(&pem);
 }
 
+static void tls_judged(struct crypto_cert *leaf, struct crypto_cert *inter, const char *msg)
+{
+	struct crypto_cert *in[] = { leaf, inter };
+	struct crypto_chain *ch = chain_of(in, inter ? 2 : 1);
+	struct crypto_err e = { { 0 } };
+
+	CHECK_INT(crypto_chain_check_tls(ch, &e), msg ? -EINVAL : 0);
+	if (msg)
+		CHECK_STR(e.msg, msg);
+	crypto_chain_free(ch);
+	crypto_cert_free(leaf);
+}
+
+/* What TLS clients refuse in a chain that sorts fine. */
+static void test_tls(struct crypto_cert *inter, EVP_PKEY *ki)
+{
+	EVP_PKEY *kl = ec_key(), *k1 = ec_key(), *kr = ec_key();
+	const EVP_MD *sha256 = EVP_sha256(), *sha1 = EVP_sha1();
+	struct crypto_cert *root = mk("TLS Root", kr, NULL, kr, true);
+	struct crypto_cert *weak = mkx("SHA1 Int", k1, root->x509, kr, true, sha1, NULL, NULL);
+
+	tls_judged(mk("tls.example.com", kl, inter->x509, ki, false), inter, NULL);
+	tls_judged(mkx("tls.example.com", kl, inter->x509, ki, false, sha256, "extendedKeyUsage",
+		       "serverAuth,clientAuth"),
+		   inter, NULL);
+	tls_judged(mk("tls.example.com", kl, inter->x509, ki, true), inter,
+		   "certificate is a CA certificate (CA:TRUE), which TLS clients refuse as a "
+		   "server certificate");
+	tls_judged(mkx("tls.example.com", kl, inter->x509, ki, false, sha256, "extendedKeyUsage",
+		       "clientAuth"),
+		   inter, "certificate's extended key usage does not include serverAuth (TLS server)");
+	tls_judged(mkx("tls.example.com", kl, inter->x509, ki, false, sha256,
+		       "1.3.6.1.4.1.55555.1", "critical,ASN1:NULL"),
+		   inter, "certificate 'CN=tls.example.com' has an unknown critical extension "
+			  "1.3.6.1.4.1.55555.1");
+	/* the same extension, not critical, may be ignored by clients */
+	tls_judged(mkx("tls.example.com", kl, inter->x509, ki, false, sha256,
+		       "1.3.6.1.4.1.55555.1", "ASN1:NULL"),
+		   inter, NULL);
+	tls_judged(mkx("tls.example.com", kl, inter->x509, ki, false, sha1, NULL, NULL), inter,
+		   "certificate 'CN=tls.example.com' is signed with SHA1, which TLS clients refuse");
+	tls_judged(mkx("tls.example.com", kl, weak->x509, k1, false, sha256, NULL, NULL), weak,
+		   "certificate 'CN=SHA1 Int' is signed with SHA1, which TLS clients refuse");
+	crypto_cert_free(weak);
+	crypto_cert_free(root);
+	EVP_PKEY_free(kl);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(kr);
+}
+
+/* Two CAs cross-signed both ways, with a leaf under one of them. */
+static void test_loop(void)
+{
+	EVP_PKEY *ka = ec_key(), *kb = ec_key(), *kl = ec_key();
+	struct crypto_cert *rootb = mk("Loop B", kb, NULL, kb, true);
+	struct crypto_cert *a = mk("Loop A", ka, rootb->x509, kb, true);
+	struct crypto_cert *b = mk("Loop B", kb, a->x509, ka, true);
+	struct crypto_cert *leaf = mk("loop.example.com", kl, a->x509, ka, false);
+	struct crypto_cert *in[] = { leaf, a, b };
+
+	refused(in, 3, "chain: certificate 'CN=Loop B' is issued by 'CN=Loop A', which comes "
+		       "earlier in the chain (a loop)");
+	crypto_cert_free(rootb);
+	crypto_cert_free(a);
+	crypto_cert_free(b);
+	crypto_cert_free(leaf);
+	EVP_PKEY_free(ka);
+	EVP_PKEY_free(kb);
+	EVP_PKEY_free(kl);
+}
+
+/* Sixteen certificates named alike, each signed by the next one's key. */
+static void test_one_name(void)
+{
+	struct crypto_cert *c[CRYPTO_CHAIN_MAX], *first;
+	EVP_PKEY *k[CRYPTO_CHAIN_MAX];
+	size_t i;
+
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		k[i] = ec_key();
+	first = mk("Same", k[0], NULL, k[0], false);
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		c[i] = mk("Same", k[i], first->x509, k[(i + 1) % CRYPTO_CHAIN_MAX], false);
+	refused(c, CRYPTO_CHAIN_MAX, "chain: ordering the certificates needs more than 64 "
+				     "signature checks (the limit)");
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++) {
+		crypto_cert_free(c[i]);
+		EVP_PKEY_free(k[i]);
+	}
+	crypto_cert_free(first);
+}
+
+/* More certificates than an upload may hold: refused while parsing. */
+static void test_too_many(struct crypto_cert *leaf)
+{
+	struct crypto_chain *ch = NULL, *out = NULL;
+	struct util_buf one, many;
+	struct crypto_err e;
+	size_t i;
+
+	util_buf_init(&one, 1 << 20, false);
+	util_buf_init(&many, 4 << 20, false);
+	CHECK_INT(crypto_cert_to_pem(leaf, &one), 0);
+	for (i = 0; i < CRYPTO_CHAIN_MAX; i++)
+		CHECK_INT(util_buf_append(&many, one.data, one.len), 0);
+	memset(&e, 0, sizeof(e));
+	CHECK_INT(crypto_chain_parse(many.data, many.len, &ch, &e), 0);
+	crypto_chain_free(ch);
+	ch = NULL;
+	/* a thousand copies: the seventeenth ends it */
+	for (i = CRYPTO_CHAIN_MAX; i < 1000; i++)
+		CHECK_INT(util_buf_append(&many, one.data, one.len), 0);
+	CHECK_INT(crypto_chain_parse(many.data, many.len, &ch, &e), -EINVAL);
+	CHECK(ch == NULL);
+	CHECK_STR(e.msg, "more than 16 certificates (the limit for one upload)");
+	/* a chain built by hand is held to the same limit when sorted */
+	ch = crypto_chain_new();
+	for (i = 0; i <= CRYPTO_CHAIN_MAX; i++)
+		CHECK_INT(crypto_chain_push(ch, leaf), 0);
+	CHECK_INT(crypto_chain_sort(ch, &out, &e), -EINVAL);
+	CHECK_STR(e.msg, "chain: more than 16 certificates (the limit for one upload)");
+	crypto_chain_free(ch);
+	util_buf_free(&one);
+	util_buf_free(&many);
+}
+
 int main(void)
 {
 	EVP_PKEY *kr = ec_key(), *ki = ec_key(), *kl = ec_key(), *kl2 = ec_key();
@@ -258,6 +409,10 @@ int main(void)
 		refused(in, 2, "chain: no leaf certificate");
 	}
 	refused(NULL, 0, "chain: no certificate");
+	test_loop();
+	test_tls(inter, ki);
+	test_one_name();
+	test_too_many(leaf);
 	CHECK(crypto_cert_issued_by(leaf, inter));
 	CHECK(!crypto_cert_issued_by(leaf, fake));
 	CHECK(!crypto_cert_issued_by(inter, leaf));

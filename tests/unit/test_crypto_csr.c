@@ -49,7 +49,7 @@ static void roundtrip(enum crypto_key_type t)
 
 	/* DER */
 	CHECK_INT(crypto_csr_parse(der.data, der.len, &csr2, &e), 0);
-	CHECK_INT(crypto_csr_names(csr2, &v, &n), 0);
+	CHECK_INT(crypto_csr_names(csr2, &v, &n, &e), 0);
 	CHECK_INT(n, 3);
 	for (i = 0; i < n && i < 3; i++)
 		CHECK_STR(v[i], names[i]);
@@ -133,11 +133,28 @@ static void names_of(struct crypto_csr *csr, const char *const *want, size_t nwa
 	CHECK(csr != NULL);
 	if (!csr)
 		return;
-	CHECK_INT(crypto_csr_names(csr, &v, &n), 0);
+	CHECK_INT(crypto_csr_names(csr, &v, &n, NULL), 0);
 	CHECK_INT(n, nwant);
 	for (i = 0; i < n && i < nwant; i++)
 		CHECK_STR(v[i], want[i]);
 	crypto_strv_free(v, n);
+	crypto_csr_free(csr);
+}
+
+/* Names a CSR may not ask for: refused whole, never dropped. */
+static void names_refused(struct crypto_csr *csr, const char *msg)
+{
+	struct crypto_err e = { { 0 } };
+	char **v = NULL;
+	size_t n = 7;
+
+	CHECK(csr != NULL);
+	if (!csr)
+		return;
+	CHECK_INT(crypto_csr_names(csr, &v, &n, &e), -EINVAL);
+	CHECK(v == NULL && n == 0);
+	CHECK_STR(e.msg, msg);
+	CHECK(!strchr(e.msg, '\n'));
 	crypto_csr_free(csr);
 }
 
@@ -153,16 +170,42 @@ static void test_names(void)
 	{
 		const char *want[] = { "a.example.com", "b.example.com" };
 
-		/* the CN already listed (other case) is not repeated */
-		names_of(raw_csr(key, "A.example.com", "DNS:a.example.com,DNS:b.example.com,"
-						       "IP:192.0.2.1,email:x@example.com"),
+		/* the CN already listed (other case) is not repeated; names fold to lower case */
+		names_of(raw_csr(key, "A.example.com", "DNS:a.example.com,DNS:B.Example.com"),
 			 want, 2);
 	}
+	names_refused(raw_csr(key, "a.example.com", "DNS:a.example.com,IP:192.0.2.1"),
+		      "CSR asks for IP address 192.0.2.1: certfs orders certificates for DNS "
+		      "names only");
+	names_refused(raw_csr(key, "a.example.com", "DNS:a.example.com,IP:2001:db8::1"),
+		      "CSR asks for IP address 2001:db8::1: certfs orders certificates for DNS "
+		      "names only");
+	names_refused(raw_csr(key, "a.example.com", "DNS:a.example.com,email:x@example.com"),
+		      "CSR asks for an email address: certfs orders certificates for DNS names "
+		      "only");
+	names_refused(raw_csr(key, "My Server", "DNS:a.example.com"),
+		      "CSR name: domain name 'My Server' has a character ' ' not allowed in a "
+		      "host name");
+	names_refused(raw_csr(key, "a.example.com", "DNS:*.*.example.com"),
+		      "CSR name: domain name '*.*.example.com' has a wildcard outside the first "
+		      "label");
+	names_refused(raw_csr(key, "a.example.com", "DNS:*.*."),
+		      "CSR name: domain name '*.*.' ends with a dot");
+	names_refused(raw_csr(key, "a..example.com", NULL),
+		      "CSR name: domain name 'a..example.com' has an empty label");
+	names_refused(raw_csr(key, "a.example.com\nstate: valid", NULL),
+		      "CSR name: domain name contains a control character");
+	names_refused(raw_csr(key, "a\x01.example.com", NULL),
+		      "CSR name: domain name contains a control character");
 	{
-		const char *want[] = { "a.example.com" };
+		char san[4096];
+		size_t i, off = 0;
 
-		/* a CN that is no DNS name is not a name */
-		names_of(raw_csr(key, "My Server", "DNS:a.example.com"), want, 1);
+		for (i = 0; i <= CRYPTO_NAMES_MAX; i++)
+			off += (size_t)snprintf(san + off, sizeof(san) - off, "%sDNS:n%zu.example.com",
+						i ? "," : "", i);
+		names_refused(raw_csr(key, "n0.example.com", san),
+			      "CSR lists more than 100 names (the limit)");
 	}
 	{
 		const char *want[] = { "only.example.com" };

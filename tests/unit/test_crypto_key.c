@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/dsa.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
@@ -316,8 +319,51 @@ static EVP_PKEY *pss_key(void)
 	return key;
 }
 
+/* The public half of a fresh RSA-2048 key with its exponent replaced by e. */
+static EVP_PKEY *rsa_with_e(const char *e_dec)
+{
+	EVP_PKEY *real = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048), *out = NULL;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+
+	CHECK(real && ctx && bld);
+	CHECK(EVP_PKEY_get_bn_param(real, OSSL_PKEY_PARAM_RSA_N, &n));
+	CHECK(BN_dec2bn(&e, e_dec));
+	CHECK(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n));
+	CHECK(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e));
+	params = OSSL_PARAM_BLD_to_param(bld);
+	CHECK(params && EVP_PKEY_fromdata_init(ctx) > 0);
+	CHECK(EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params) > 0);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(real);
+	BN_free(n);
+	BN_free(e);
+	return out;
+}
+
 static void test_policy(void)
 {
+	/* `openssl rsa -check`: "bad e value" */
+	policy_refused(rsa_with_e("1"),
+		       "RSA public exponent 1 is not allowed (an odd number from 3, usually 65537)",
+		       false);
+	policy_refused(rsa_with_e("65536"),
+		       "RSA public exponent 65536 is not allowed (an odd number from 3, usually "
+		       "65537)", false);
+	policy_refused(rsa_with_e("231584178474632390847141970017375815706539969331281128078915168"
+				  "015826259279873"), /* 2^257 + 1 */
+		       "RSA public exponent of more than 64 bits is not allowed (an odd number "
+		       "from 3, usually 65537)", false);
+	{
+		struct crypto_key *k = crypto_key_wrap(rsa_with_e("3"), false);
+
+		CHECK_INT(crypto_key_check_policy(k, NULL), 0);
+		crypto_key_free(k);
+	}
 	policy_refused(EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024),
 		       "RSA key of 1024 bits is too weak (at least 2048)", true);
 	policy_refused(EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521"),

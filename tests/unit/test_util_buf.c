@@ -2,9 +2,12 @@
 /*
  * util: the capped buffer and secret wiping. Caps are exact (max bytes fit,
  * one more is -EFBIG and appends nothing), printf and take behave, and
- * secret buffers keep their contents across growth and wipe on reset.
+ * secret buffers keep their contents across growth and wipe on reset, and
+ * secret memory is zeroed, wiped for reuse and marked "dd" (MADV_DONTDUMP)
+ * by the kernel itself, as /proc/self/smaps shows.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +195,74 @@ static void test_secret(void)
 	util_secret_str_free(NULL);
 }
 
+/* The VmFlags line of the mapping that holds p, from /proc/self/smaps. */
+static bool kernel_says_dontdump(const void *p)
+{
+	unsigned long lo = 0, hi = 0, a = (unsigned long)(uintptr_t)p;
+	bool inside = false, dd = false;
+	char line[512];
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	CHECK(f != NULL);
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = a >= lo && a < hi;
+		else if (inside && !strncmp(line, "VmFlags:", 8))
+			dd = strstr(line, " dd") != NULL;
+	}
+	if (f)
+		fclose(f);
+	return dd;
+}
+
+static void test_secret_memory(void)
+{
+	unsigned char *p, *q, *big, *m;
+	struct util_buf b;
+	size_t i;
+	bool zero = true;
+
+	p = util_secret_alloc(100);
+	CHECK(p && util_secret_kept_from_dumps(p) && kernel_says_dontdump(p));
+	for (i = 0; i < 100; i++)
+		zero &= p[i] == 0;
+	CHECK(zero);
+	memset(p, 0xa5, 100);
+	util_secret_free(p);
+	/* the same class reuses the block, wiped */
+	q = util_secret_alloc(90);
+	CHECK(q == p);
+	for (i = 0, zero = true; i < 90; i++)
+		zero &= q[i] == 0;
+	CHECK(zero);
+	util_secret_free(q);
+
+	big = util_secret_alloc(3 << 20);
+	CHECK(big && util_secret_kept_from_dumps(big) && kernel_says_dontdump(big + (2 << 20)));
+	memset(big, 0x5a, 3 << 20);
+	util_secret_free(big);
+	big = util_secret_alloc(3 << 20);
+	CHECK(big && big[1 << 20] == 0 && big[(3 << 20) - 1] == 0);
+	util_secret_free(big);
+
+	/* malloc'd blocks are taken too (wiped, not in the region) */
+	m = malloc(32);
+	CHECK(m && !util_secret_kept_from_dumps(m));
+	util_secret_free(m);
+	util_secret_free(NULL);
+
+	util_buf_init(&b, 1 << 20, true);
+	CHECK_INT(util_buf_append(&b, "-----BEGIN PRIVATE KEY-----", 27), 0);
+	CHECK(util_secret_kept_from_dumps(b.data) && kernel_says_dontdump(b.data));
+	util_buf_shrink(&b);
+	CHECK(util_secret_kept_from_dumps(b.data));
+	util_buf_free(&b);
+	util_buf_init(&b, 1 << 20, false);
+	CHECK_INT(util_buf_append(&b, "public", 6), 0);
+	CHECK(!util_secret_kept_from_dumps(b.data));
+	util_buf_free(&b);
+}
+
 int main(void)
 {
 	test_append_cap();
@@ -199,5 +270,6 @@ int main(void)
 	test_printf();
 	test_take();
 	test_secret();
+	test_secret_memory();
 	CHECK_DONE();
 }
