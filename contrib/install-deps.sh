@@ -8,8 +8,10 @@ set -eu
 pkgs="build-essential meson ninja-build pkg-config
 fuse3 libfuse3-dev libssl-dev openssl libcurl4-openssl-dev libinih-dev libjansson-dev
 python3 python3-pytest python3-pytest-timeout python3-cryptography
+libsystemd-dev systemd
 pebble nginx-light haproxy etcd-server etcd-client lego faketime curl procps util-linux
-ca-certificates gdb clang libclang-rt-14-dev"
+ca-certificates gdb clang libclang-rt-14-dev rsync groff-base prometheus
+debhelper dpkg-dev fakeroot lintian"
 
 missing=""
 for p in $pkgs; do
@@ -31,5 +33,5 @@ if [ -n "$missing" ]; then
 	chmod 755 /usr/sbin/policy-rc.d
 	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $missing
+	apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends $missing
 fi

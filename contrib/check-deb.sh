@@ -1,0 +1,47 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Install the built package the way an operator does and check it works:
+#   bash contrib/check-deb.sh [OUTDIR]      (default build-deb; as root)
+# `apt install ./certfs_*.deb`, then the installed daemon, manual pages and
+# unit, and a mount through `mount -t fuse.certfs` (mount.fuse3 finding
+# certfs in /usr/sbin) that issues a certificate and unmounts cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-build-deb}
+debs=("$out"/certfs_*.deb)
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "$(realpath "${debs[0]}")"
+
+/usr/sbin/certfs --version
+man -w certfs.8 certfs.conf.5
+systemd-analyze verify /lib/systemd/system/certfs.service
+test -f /usr/share/doc/certfs/examples/certfs.conf
+
+tmp=$(mktemp -d)
+cleanup() {
+	umount -l "$tmp/mnt" 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+mkdir -p "$tmp/mnt" "$tmp/store"
+: > "$tmp/certfs.conf"
+# mount(8) runs its helper with a minimal PATH: the package's /usr/sbin must do.
+env -i mount -t fuse.certfs "$tmp/store" "$tmp/mnt" -o "config=$tmp/certfs.conf"
+pid=$(pgrep -f -n "certfs $tmp/store $tmp/mnt")
+mkdir "$tmp/mnt/example.com"
+for _ in $(seq 200); do
+	grep -q '^example.com valid local' "$tmp/mnt/status" && break
+	sleep 0.1
+done
+grep '^example.com valid local' "$tmp/mnt/status"
+openssl x509 -noout -subject -in "$tmp/mnt/example.com/fullchain.pem"
+umount "$tmp/mnt"
+for _ in $(seq 200); do
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+	echo "check-deb: certfs $pid still running after umount" >&2
+	exit 1
+fi
+echo "check-deb: package installed and working"
