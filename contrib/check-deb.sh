@@ -3,8 +3,8 @@
 # Install the built package the way an operator does and check it works:
 #   bash contrib/check-deb.sh [OUTDIR]      (default build-deb; as root)
 # `apt install ./certfs_*.deb`, then the installed daemon, manual pages and
-# unit, and a mount through `mount -t fuse.certfs` (mount.fuse3 finding
-# certfs in /usr/sbin) that issues a certificate and unmounts cleanly.
+# unit, and a mount from an fstab line of type fuse.certfs (mount.fuse3
+# finding certfs in /usr/sbin) that issues a certificate and unmounts cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build-deb}
@@ -25,8 +25,11 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$tmp/mnt" "$tmp/store"
 : > "$tmp/certfs.conf"
-# mount(8) runs its helper with a minimal PATH: the package's /usr/sbin must do.
-env -i mount -t fuse.certfs "$tmp/store" "$tmp/mnt" -o "config=$tmp/certfs.conf"
+# The fstab line of certfs(8). mount(8) gives its helper a minimal PATH:
+# the package's /usr/sbin must do.
+printf '%s %s fuse.certfs allow_other,config=%s 0 0\n' "$tmp/store" "$tmp/mnt" \
+	"$tmp/certfs.conf" > "$tmp/fstab"
+env -i mount -a -T "$tmp/fstab"
 pid=$(pgrep -f -n "certfs $tmp/store $tmp/mnt")
 mkdir "$tmp/mnt/example.com"
 for _ in $(seq 200); do

@@ -8,6 +8,9 @@
  * handler would unmount on SIGHUP, so that signal is taken by a thread of
  * ours instead). Every start-up failure is one line on stderr and exit 1,
  * before anything is mounted or after it is taken down again.
+ * Under systemd (Type=notify) it says READY=1 once every mount (the main one and --serve's) serves, a
+ * one-line STATUS=, RELOADING=1 around a reload and STOPPING=1 when it
+ * shuts down; without NOTIFY_SOCKET those calls do nothing.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "certfs_version.h"
@@ -29,6 +33,10 @@
 
 #define DEFAULT_CONFIG "/etc/certfs/certfs.conf"
 #define MAX_OVERRIDES 32
+/* FUSE worker threads: defaults, and the most -o max_threads may ask. */
+#define LOOP_IDLE_DEFAULT 10
+#define LOOP_THREADS_DEFAULT 16
+#define LOOP_THREADS_MAX 1000
 
 /* One command-line setting, re-applied on every reload so it keeps winning. */
 struct override {
@@ -284,7 +292,24 @@ struct reload_ctx {
 	struct options *opts;
 	struct engine *engine;
 	struct fs *fs;
+	const char *mountpoint;
+	const char *serve; /* the serving mount's, NULL: none */
 };
+
+/*
+ * Tell systemd (if it is listening) that certfs serves, and what. Called
+ * once every mount has its loop running, so a unit ordered after certfs
+ * finds both the main and the serving mount.
+ */
+static void notify_ready(const struct reload_ctx *ctx)
+{
+	if (ctx->serve)
+		sd_notifyf(0, "READY=1\nSTATUS=serving %zu domains on %s and read-only on %s",
+			   engine_count(ctx->engine), ctx->mountpoint, ctx->serve);
+	else
+		sd_notifyf(0, "READY=1\nSTATUS=serving %zu domains on %s",
+			   engine_count(ctx->engine), ctx->mountpoint);
+}
 
 /* SIGHUP: reload; a bad file keeps the running configuration. */
 static void *signal_main(void *arg)
@@ -301,9 +326,11 @@ static void *signal_main(void *arg)
 
 		if (sigwait(&set, &sig))
 			continue;
+		sd_notify(0, "RELOADING=1");
 		if (load_conf(ctx->opts, &c, &err)) {
 			util_err("config: reload failed, keeping the running configuration: %s",
 				 err.msg);
+			notify_ready(ctx);
 			continue;
 		}
 		if (engine_reload(ctx->engine, &c))
@@ -312,6 +339,7 @@ static void *signal_main(void *arg)
 			util_info("config: reloaded");
 		fs_reload(ctx->fs);
 		conf_clear(&c);
+		notify_ready(ctx);
 	}
 	return NULL;
 }
@@ -441,41 +469,56 @@ int main(int argc, char **argv)
 	rctx.opts = &o;
 	rctx.engine = engine;
 	rctx.fs = fs;
+	rctx.mountpoint = fopts.mountpoint;
+	rctx.serve = o.serve;
 	if (pthread_create(&sigthread, NULL, signal_main, &rctx) == 0)
 		pthread_detach(sigthread);
 	if (fs_start(fs) || (serve && fs_start(serve)) || engine_start(engine) ||
 	    (serve && pthread_create(&serve_thread, NULL, serve_loop, serve))) {
-		util_err("certfs: cannot start worker threads");
+		util_err("daemon: cannot start worker threads");
 		goto out;
 	}
 	sigemptyset(&hup);
 	sigaddset(&hup, SIGTERM);
 	sigaddset(&hup, SIGINT);
 	pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
-	util_info("certfs %s: serving %zu domains on %s from %s%s", CERTFS_VERSION,
+	util_info("daemon: certfs %s serving %zu domains on %s from %s%s", CERTFS_VERSION,
 		  engine_count(engine), fopts.mountpoint, c.store, o.read_only ? " (read-only)" : "");
 	serve_running = serve != NULL;
 	if (serve)
-		util_info("certfs: serving read-only on %s", o.serve);
+		util_info("daemon: serving read-only on %s", o.serve);
 
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
-		util_err("certfs: out of memory");
+		util_err("daemon: out of memory");
 		goto out;
 	}
 	fuse_loop_cfg_set_clone_fd(loop, (unsigned)fopts.clone_fd);
-	fuse_loop_cfg_set_idle_threads(loop, fopts.max_idle_threads ? fopts.max_idle_threads : 10);
-	/* libfuse leaves max_threads at UINT_MAX when -o max_threads is not given. */
-	fuse_loop_cfg_set_max_threads(loop, fopts.max_threads && fopts.max_threads <= 1000
+	/*
+	 * fuse_parse_cmdline() leaves both limits at UINT_MAX ("not given")
+	 * unless -o max_idle_threads / max_threads set them, and libfuse 3.14
+	 * warns about UINT_MAX instead of taking it as unset: pass only values
+	 * it accepts.
+	 */
+	fuse_loop_cfg_set_idle_threads(loop, fopts.max_idle_threads &&
+						     fopts.max_idle_threads <= LOOP_THREADS_MAX
+					     ? fopts.max_idle_threads
+					     : LOOP_IDLE_DEFAULT);
+	fuse_loop_cfg_set_max_threads(loop, fopts.max_threads && fopts.max_threads <= LOOP_THREADS_MAX
 						    ? fopts.max_threads
-						    : 16);
+						    : LOOP_THREADS_DEFAULT);
+	notify_ready(&rctx);
 	ret = fopts.singlethread ? fuse_session_loop(fs_session(fs))
 				 : fuse_session_loop_mt(fs_session(fs), loop);
 	fuse_loop_cfg_destroy(loop);
 	/* A positive value is the signal that ended the loop: a clean stop. */
 	rc = ret < 0 ? 1 : 0;
-	util_info("certfs: unmounting %s", fopts.mountpoint);
+	util_info("daemon: unmounting %s", fopts.mountpoint);
 out:
+	/* Before either mount goes, so systemd stops what depends on them. */
+	if (mounted)
+		sd_notifyf(0, "STOPPING=1\nSTATUS=unmounting %s%s%s", fopts.mountpoint,
+			   serve ? " and " : "", serve ? o.serve : "");
 	if (engine)
 		engine_stop(engine);
 	if (serve) {
