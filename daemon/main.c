@@ -14,6 +14,7 @@
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <signal.h>
@@ -288,6 +289,27 @@ static void *serve_loop(void *arg)
 	return NULL;
 }
 
+/*
+ * Where a detached daemon logs. Under systemd (JOURNAL_STREAM or
+ * INVOCATION_ID set) stderr is the journal, so it stays. Otherwise syslog
+ * when a syslog daemon listens; without one (a container, a minimal host)
+ * syslog() would drop every line, so the stderr certfs was started with
+ * takes them instead.
+ */
+static void log_detached(int saved_stderr)
+{
+	bool systemd = getenv("JOURNAL_STREAM") || getenv("INVOCATION_ID");
+
+	if (!systemd && util_log_syslog_available()) {
+		util_log_use_syslog(true);
+		return;
+	}
+	if (saved_stderr >= 0)
+		dup2(saved_stderr, STDERR_FILENO);
+	if (!systemd)
+		util_info("daemon: no syslog daemon on /dev/log: logging to stderr");
+}
+
 struct reload_ctx {
 	struct options *opts;
 	struct engine *engine;
@@ -364,7 +386,7 @@ int main(int argc, char **argv)
 	sigset_t hup;
 	char err[512] = "", fsname[4200];
 	bool mounted = false, conf_ok = false;
-	int rc = 1, ret;
+	int rc = 1, ret, saved_stderr = -1;
 
 	memset(&o, 0, sizeof(o));
 	memset(&fopts, 0, sizeof(fopts));
@@ -449,11 +471,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "certfs: cannot set up the serving mount on %s\n", o.serve);
 		goto out;
 	}
+	/* fuse_daemonize() points stderr at /dev/null; keep ours to log to. */
 	if (!fopts.foreground)
-		util_log_use_syslog(true);
+		saved_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
 	/* Returns in the child once the parent has exited: the mount is up. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out;
+	if (!fopts.foreground)
+		log_detached(saved_stderr);
 
 	/*
 	 * Every thread we start blocks SIGTERM, SIGINT and SIGHUP. libfuse's
@@ -559,5 +584,7 @@ out:
 	free(o.http01_listen);
 	free(o.serve);
 	free(o.tls_alpn01_listen);
+	if (saved_stderr >= 0)
+		close(saved_stderr);
 	return rc;
 }

@@ -2,15 +2,20 @@
 /*
  * Logging to stderr (with sd-daemon priority prefixes, so journald keeps the
  * level when certfs runs in the foreground under systemd) or to syslog once
- * the daemon has detached from its terminal. The last LOG_RECENT messages
- * of level info and above are also kept in memory, so that the tree can show
- * them (MOUNT/log): a user whose mkdir was refused reads why there, without
- * access to the daemon's stderr or the journal.
+ * the daemon has detached from its terminal and a syslog daemon listens.
+ * The last LOG_RECENT messages of level info and above are also kept in
+ * memory, so that the tree can show them (MOUNT/log): a user whose mkdir was
+ * refused reads why there, without access to the daemon's stderr or the
+ * journal.
  */
+#include <paths.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -67,9 +72,31 @@ void util_log_set_level(enum util_log_level level)
 
 void util_log_use_syslog(bool on)
 {
+	/* LOG_CONS: should the syslog daemon go away later, glibc writes to
+	 * the console rather than dropping the line. */
 	if (on && !log_syslog)
-		openlog("certfs", LOG_PID, LOG_DAEMON);
+		openlog("certfs", LOG_PID | LOG_CONS | LOG_NDELAY, LOG_DAEMON);
 	log_syslog = on;
+}
+
+bool util_log_syslog_available(void)
+{
+	/* What glibc's syslog() does: a datagram socket first, a stream one
+	 * when the daemon listens that way (rsyslog can, journald does not). */
+	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	bool ok = false;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", _PATH_LOG);
+	for (size_t i = 0; !ok && i < sizeof(types) / sizeof(types[0]); i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			continue;
+		ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+	}
+	return ok;
 }
 
 void util_vlog(enum util_log_level level, const char *fmt, va_list ap)

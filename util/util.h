@@ -32,6 +32,8 @@ enum util_log_level {
 void util_log_set_level(enum util_log_level level);
 /* Send messages to syslog(3) (LOG_DAEMON) instead of stderr. */
 void util_log_use_syslog(bool on);
+/* Does a syslog daemon accept messages on /dev/log right now? */
+bool util_log_syslog_available(void);
 /*
  * Log one line: "module: object: action: reason". On stderr each line gets
  * the sd-daemon "<N>" priority prefix so journald keeps the level. Never pass

@@ -143,6 +143,20 @@ def pids_of(binary, mountpoint):
     return found
 
 
+def syslog_listening():
+    """Does a syslog daemon accept messages on /dev/log?"""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_UNIX, kind)
+        try:
+            s.connect("/dev/log")
+            return True
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return False
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
