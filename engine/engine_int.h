@@ -90,6 +90,10 @@ struct engine_domain {
 	bool removed;
 	uint64_t issued_total;
 	uint64_t errors_total;
+	/* Since this process started (metrics counters may reset). */
+	uint64_t issue_failures;
+	uint64_t upload_refusals;
+	uint64_t hook_failures;
 	time_t next_attempt;         /* retry after a failure; 0 = none */
 	int failures;
 	char hook_error[512];        /* last failed hook, shown in status */
@@ -246,6 +250,18 @@ int engine_hooks_start(struct engine *e);
 void engine_hooks_stop(struct engine *e);
 
 /* issue.c */
+/* The renewal fraction and the issuer configured for the domain name
+ * (takes e->conf_lock: not under d->lock). */
+void engine_renewal_conf(struct engine *e, const char *name, double *fraction,
+			 enum conf_issuer *issuer);
+/*
+ * When d's managed certificate is next issued, renewed or retried, with the
+ * reason in why (optional), by the rules the scheduler follows; 0 when
+ * nothing is planned (d->lock held). Status, status.json and metrics all
+ * show this one time.
+ */
+time_t engine_domain_renew_at(const struct engine_domain *d, time_t now, double fraction,
+			      enum conf_issuer issuer, char *why, size_t wl);
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
 void engine_queue(struct engine *e, struct engine_domain *d);
 void engine_queue_ari(struct engine *e, struct engine_domain *d);

@@ -183,6 +183,7 @@ static void *hook_main(void *arg)
 		rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
 		pthread_mutex_lock(&it->d->lock);
 		if (rc) {
+			it->d->hook_failures++;
 			snprintf(it->d->hook_error, sizeof(it->d->hook_error), "%s", why);
 			util_err("engine: %s: %s", it->d->name, why);
 		} else {

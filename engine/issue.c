@@ -517,6 +517,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_lock(&d->lock);
 		d->failures++;
 		d->errors_total++;
+		d->issue_failures++;
 		delay = RETRY_BASE << (d->failures < 10 ? d->failures - 1 : 9);
 		if (delay > RETRY_MAX)
 			delay = RETRY_MAX;
@@ -689,33 +690,72 @@ static bool issuer_changed(const struct engine_domain *d, enum conf_issuer issue
 	return d->source_managed_acme != (want == ENGINE_SOURCE_ACME);
 }
 
+void engine_renewal_conf(struct engine *e, const char *name, double *fraction,
+			 enum conf_issuer *issuer)
+{
+	pthread_mutex_lock(&e->conf_lock);
+	*fraction = e->conf.renew_fraction;
+	*issuer = issuer_of(&e->conf, name);
+	pthread_mutex_unlock(&e->conf_lock);
+}
+
+/* why is optional; a rule that applies sets it when given. */
+#define RENEW_WHY(...) ((void)(why ? snprintf(why, wl, __VA_ARGS__) : 0))
+
+time_t engine_domain_renew_at(const struct engine_domain *d, time_t now, double fraction,
+			      enum conf_issuer issuer, char *why, size_t wl)
+{
+	time_t life = d->managed_not_after - d->managed_not_before;
+
+	if (why && wl)
+		why[0] = '\0';
+	if (d->removed)
+		return 0;
+	if (issuer == CONF_ISSUER_NONE) {
+		RENEW_WHY("issuer none: no managed certificate");
+		return 0;
+	}
+	if (d->hold_until > now) {
+		RENEW_WHY("%s", d->hold_reason);
+		return d->hold_until;
+	}
+	if (d->next_attempt) {
+		RENEW_WHY("retry after %d failed attempt%s", d->failures,
+			  d->failures == 1 ? "" : "s");
+		return d->next_attempt > now ? d->next_attempt : now;
+	}
+	if (!d->managed_gen) {
+		RENEW_WHY("not issued yet");
+		return now;
+	}
+	if (issuer_changed(d, issuer)) {
+		RENEW_WHY("issuer changed to %s", conf_issuer_name(issuer));
+		return now;
+	}
+	/* The CA's renewal window, when it gave one, decides. */
+	if (d->ari_renew_at) {
+		RENEW_WHY("inside the CA's renewal window (ARI)");
+		return d->ari_renew_at;
+	}
+	RENEW_WHY("when %.0f%% of the lifetime is left", fraction * 100.0);
+	/* Up to 2% of the lifetime of jitter, so that domains made together
+	 * do not all renew in the same minute. */
+	return d->managed_not_after - (time_t)((double)life * fraction) +
+	       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
+}
+
 /* Does d need a new managed certificate now? (d->lock held) */
 static bool domain_due(struct engine_domain *d, time_t now, double fraction,
 		       enum conf_issuer issuer)
 {
-	time_t life, left;
+	time_t at;
 
 	if (d->removed || d->queued || issuer == CONF_ISSUER_NONE)
 		return false;
-	if (d->hold_until && now < d->hold_until)
-		return false;
-	if (d->held_job)
+	if (d->held_job && !(d->hold_until && now < d->hold_until))
 		return true; /* held by the pacing rules, now free to go */
-	if (d->next_attempt && now < d->next_attempt)
-		return false;
-	if (!d->managed_gen || d->next_attempt)
-		return true; /* never issued, or a retry that is due */
-	if (issuer_changed(d, issuer))
-		return true; /* re-issue from the issuer now configured */
-	/* The CA's renewal window, when it gave one, decides. */
-	if (d->ari_renew_at)
-		return now >= d->ari_renew_at;
-	life = d->managed_not_after - d->managed_not_before;
-	left = d->managed_not_after - now;
-	/* Up to 2% of the lifetime of jitter, so that domains made together
-	 * do not all renew in the same minute. */
-	return left <= (time_t)((double)life * fraction) -
-			       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
+	at = engine_domain_renew_at(d, now, fraction, issuer, NULL, 0);
+	return at && now >= at;
 }
 
 /* A time for status: "2026-12-07T19:43:04Z", or null for 0. */
@@ -731,45 +771,14 @@ static json_t *time_json(time_t t)
 
 void engine_schedule_json(struct engine_domain *d, json_t *o)
 {
-	struct engine *e = d->engine;
-	time_t now = util_now(), next = 0, life;
 	enum conf_issuer issuer;
-	char why[256] = "";
+	char why[256];
 	double fraction;
-	const struct conf_domain *cd;
+	time_t next;
 
-	pthread_mutex_lock(&e->conf_lock);
-	fraction = e->conf.renew_fraction;
-	cd = conf_domain_find(&e->conf, d->name);
-	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
-	pthread_mutex_unlock(&e->conf_lock);
-
-	/* The same order of rules as domain_due(). */
+	engine_renewal_conf(d->engine, d->name, &fraction, &issuer);
 	pthread_mutex_lock(&d->lock);
-	life = d->managed_not_after - d->managed_not_before;
-	if (issuer == CONF_ISSUER_NONE) {
-		snprintf(why, sizeof(why), "issuer none: no managed certificate");
-	} else if (d->hold_until > now) {
-		next = d->hold_until;
-		snprintf(why, sizeof(why), "%s", d->hold_reason);
-	} else if (d->next_attempt) {
-		next = d->next_attempt > now ? d->next_attempt : now;
-		snprintf(why, sizeof(why), "retry after %d failed attempt%s", d->failures,
-			 d->failures == 1 ? "" : "s");
-	} else if (!d->managed_gen) {
-		next = now;
-		snprintf(why, sizeof(why), "not issued yet");
-	} else if (issuer_changed(d, issuer)) {
-		next = now;
-		snprintf(why, sizeof(why), "issuer changed to %s", conf_issuer_name(issuer));
-	} else if (d->ari_renew_at) {
-		next = d->ari_renew_at;
-		snprintf(why, sizeof(why), "inside the CA's renewal window (ARI)");
-	} else {
-		next = d->managed_not_after - (time_t)((double)life * fraction) -
-		       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
-		snprintf(why, sizeof(why), "when %.0f%% of the lifetime is left", fraction * 100.0);
-	}
+	next = engine_domain_renew_at(d, util_now(), fraction, issuer, why, sizeof(why));
 	json_object_set_new(o, "next_renewal", time_json(next));
 	json_object_set_new(o, "renewal_reason", json_string(why));
 	json_object_set_new(o, "last_attempt", time_json(d->last_attempt));

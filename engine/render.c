@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certfs_version.h"
 #include "engine/engine_int.h"
 
 /*
@@ -26,122 +27,262 @@ static long days_left(time_t not_after, time_t now)
 struct domain_view {
 	char state[16];
 	enum engine_source source;
-	time_t not_after;
+	time_t not_before, not_after;
+	time_t renew_at;             /* next renewal or retry, 0: none planned */
 	long days_left;
 	uint64_t generation;
 	uint64_t issued_total, errors_total;
+	uint64_t issue_failures, upload_refusals, hook_failures;
 	char last_error[512];
+};
+
+/* The configuration a view depends on. */
+struct view_conf {
+	int warn_days;
+	double renew_fraction;
+	enum conf_issuer issuer;
 };
 
 /* The state a user sees, from the stored summary (d->lock held). */
 static void domain_view(const struct engine_domain *d, struct domain_view *v, time_t now,
-			int warn_days)
+			const struct view_conf *vc)
 {
 	const char *st;
 
 	v->source = d->stored_gen ? d->source : ENGINE_SOURCE_SELFSIGNED;
+	v->not_before = d->not_before;
 	v->not_after = d->not_after;
+	v->renew_at = engine_domain_renew_at(d, now, vc->renew_fraction, vc->issuer, NULL, 0);
 	v->generation = d->stored_gen;
 	v->issued_total = d->issued_total;
 	v->errors_total = d->errors_total;
+	v->issue_failures = d->issue_failures;
+	v->upload_refusals = d->upload_refusals;
+	v->hook_failures = d->hook_failures;
 	snprintf(v->last_error, sizeof(v->last_error), "%s", d->last_error);
-	if (!d->stored_gen && d->cur)
+	if (!d->stored_gen && d->cur) {
+		v->not_before = d->cur->info.not_before;
 		v->not_after = d->cur->info.not_after;
+	}
 	v->days_left = days_left(v->not_after, now);
 	if (!d->stored_gen)
 		st = d->last_error[0] ? "error" : "issuing";
 	else if (d->not_after <= now)
 		st = "expired";
 	else if (d->source == ENGINE_SOURCE_UPLOADED &&
-		 d->not_after - now < (time_t)warn_days * 86400) /* as the scheduler warns */
+		 d->not_after - now < (time_t)vc->warn_days * 86400) /* as the scheduler warns */
 		st = "expiring";
 	else
 		st = "valid";
 	snprintf(v->state, sizeof(v->state), "%s", st);
 }
 
-static int warn_days_of(struct engine *e)
+/* The configuration the domain's view depends on (not under d->lock). */
+static void view_conf_of(struct engine *e, const char *name, struct view_conf *vc)
 {
-	int w;
-
 	pthread_mutex_lock(&e->conf_lock);
-	w = e->conf.warn_days;
+	vc->warn_days = e->conf.warn_days;
 	pthread_mutex_unlock(&e->conf_lock);
-	return w;
+	engine_renewal_conf(e, name, &vc->renew_fraction, &vc->issuer);
+}
+
+/* Is a certificate in this state one to serve? (cert-manager's Ready) */
+static bool view_ready(const struct domain_view *v)
+{
+	return !strcmp(v->state, "valid") || !strcmp(v->state, "expiring");
+}
+
+/*
+ * Prometheus text exposition (version 0.0.4). Every family is written
+ * whole, HELP and TYPE first, then one sample per domain: Prometheus (and
+ * promtool) reject a family whose samples are interleaved with another's.
+ * Names follow cert-manager (certmanager_certificate_expiration_timestamp_
+ * seconds, ..._renewal_timestamp_seconds, ..._ready_status) and
+ * x509-certificate-exporter (not-before, expired), with certfs_ in front.
+ */
+enum metric_kind { METRIC_GAUGE, METRIC_COUNTER };
+
+struct metric {
+	const char *name, *help;
+	enum metric_kind kind;
+	/* Writes the domain's samples of this family (none is fine). */
+	int (*sample)(struct util_buf *out, const char *name, const char *domain,
+		      const struct domain_view *v);
+};
+
+static int sample_expiration(struct util_buf *out, const char *name, const char *domain,
+			     const struct domain_view *v)
+{
+	return util_buf_printf(out, "%s{domain=\"%s\",source=\"%s\"} %lld\n", name, domain,
+			       engine_source_name(v->source), (long long)v->not_after);
+}
+
+static int sample_not_before(struct util_buf *out, const char *name, const char *domain,
+			     const struct domain_view *v)
+{
+	return util_buf_printf(out, "%s{domain=\"%s\",source=\"%s\"} %lld\n", name, domain,
+			       engine_source_name(v->source), (long long)v->not_before);
+}
+
+static int sample_renewal(struct util_buf *out, const char *name, const char *domain,
+			  const struct domain_view *v)
+{
+	if (!v->renew_at)
+		return 0;
+	return util_buf_printf(out, "%s{domain=\"%s\"} %lld\n", name, domain,
+			       (long long)v->renew_at);
+}
+
+static int sample_ready(struct util_buf *out, const char *name, const char *domain,
+			const struct domain_view *v)
+{
+	bool ready = view_ready(v);
+	int rc = util_buf_printf(out, "%s{domain=\"%s\",condition=\"True\"} %d\n", name,
+				 domain, ready);
+
+	return rc ? rc : util_buf_printf(out, "%s{domain=\"%s\",condition=\"False\"} %d\n",
+					 name, domain, !ready);
+}
+
+static int sample_expired(struct util_buf *out, const char *name, const char *domain,
+			  const struct domain_view *v)
+{
+	return util_buf_printf(out, "%s{domain=\"%s\"} %d\n", name, domain,
+			       !strcmp(v->state, "expired"));
+}
+
+#define COUNTER_SAMPLE(field)                                                                  \
+	static int sample_##field(struct util_buf *out, const char *name, const char *domain, \
+				  const struct domain_view *v)                                 \
+	{                                                                                      \
+		return util_buf_printf(out, "%s{domain=\"%s\"} %llu\n", name, domain,            \
+				       (unsigned long long)v->field);                          \
+	}
+COUNTER_SAMPLE(issued_total)
+COUNTER_SAMPLE(issue_failures)
+COUNTER_SAMPLE(upload_refusals)
+COUNTER_SAMPLE(hook_failures)
+
+static const struct metric domain_metrics[] = {
+	{"certfs_certificate_expiration_timestamp_seconds",
+	 "End of validity (notAfter) of the served certificate, Unix time.", METRIC_GAUGE,
+	 sample_expiration},
+	{"certfs_certificate_not_before_timestamp_seconds",
+	 "Start of validity (notBefore) of the served certificate, Unix time.", METRIC_GAUGE,
+	 sample_not_before},
+	{"certfs_certificate_renewal_timestamp_seconds",
+	 "When the managed certificate is next renewed (or a failed issuance retried), Unix time.",
+	 METRIC_GAUGE, sample_renewal},
+	{"certfs_certificate_ready_status",
+	 "Whether the domain serves a certificate from its issuer or an upload (condition True) "
+	 "or not (False: issuing, failed or expired).",
+	 METRIC_GAUGE, sample_ready},
+	{"certfs_certificate_expired", "1 when the served certificate has expired.", METRIC_GAUGE,
+	 sample_expired},
+	{"certfs_issuance_total", "Certificates issued since the domain was created.",
+	 METRIC_COUNTER, sample_issued_total},
+	{"certfs_issuance_failures_total", "Failed issuances since certfs started.",
+	 METRIC_COUNTER, sample_issue_failures},
+	{"certfs_upload_refusals_total", "Writes into the domain refused since certfs started.",
+	 METRIC_COUNTER, sample_upload_refusals},
+	{"certfs_hook_failures_total",
+	 "Deploy and notify hook runs that failed since certfs started.", METRIC_COUNTER,
+	 sample_hook_failures},
+};
+
+static int render_metrics(char **names, const struct domain_view *views,
+			  size_t n, struct util_buf *out)
+{
+	int rc = util_buf_printf(out,
+				 "# HELP certfs_build_info certfs version (the value is always 1).\n"
+				 "# TYPE certfs_build_info gauge\n"
+				 "certfs_build_info{version=\"%s\"} 1\n"
+				 "# HELP certfs_domains Domains in the tree.\n"
+				 "# TYPE certfs_domains gauge\n"
+				 "certfs_domains %zu\n",
+				 CERTFS_VERSION, n);
+
+	for (size_t m = 0; !rc && m < sizeof(domain_metrics) / sizeof(domain_metrics[0]); m++) {
+		const struct metric *mt = &domain_metrics[m];
+
+		rc = util_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
+				     mt->name, mt->kind == METRIC_COUNTER ? "counter" : "gauge");
+		for (size_t i = 0; !rc && i < n; i++)
+			if (names[i])
+				rc = mt->sample(out, mt->name, names[i], &views[i]);
+	}
+	return rc;
 }
 
 static int render_root(struct engine *e, enum engine_file f, struct util_buf *out)
 {
 	time_t now = util_now();
-	int warn = warn_days_of(e);
+	struct view_conf vc;
+	struct domain_view *views = NULL;
 	json_t *arr = NULL;
 	char **names;
 	size_t n;
 	int rc = 0;
 
 	n = engine_names(e, &names);
+	views = calloc(n ? n : 1, sizeof(*views));
+	if (!views) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* One snapshot of every domain first: metrics are written family by
+	 * family, and a family must agree with the others. */
+	for (size_t i = 0; i < n; i++) {
+		struct engine_domain *d = engine_domain_get(e, names[i]);
+
+		if (!d) {
+			free(names[i]);
+			names[i] = NULL; /* removed meanwhile */
+			continue;
+		}
+		view_conf_of(e, names[i], &vc);
+		pthread_mutex_lock(&d->lock);
+		domain_view(d, &views[i], now, &vc);
+		pthread_mutex_unlock(&d->lock);
+		engine_domain_put(d);
+	}
+	if (f == ENGINE_FILE_METRICS) {
+		rc = render_metrics(names, views, n, out);
+		goto out;
+	}
 	if (f == ENGINE_FILE_STATUS_JSON) {
 		arr = json_array();
 		if (!arr) {
-			engine_names_free(names, n);
-			return -ENOMEM;
+			rc = -ENOMEM;
+			goto out;
 		}
 	}
-	if (f == ENGINE_FILE_METRICS)
-		rc = util_buf_printf(out,
-				     "# HELP certfs_domains Number of domains served.\n"
-				     "# TYPE certfs_domains gauge\ncertfs_domains %zu\n"
-				     "# HELP certfs_issuance_total Certificates issued since the domain was created.\n"
-				     "# TYPE certfs_issuance_total counter\n",
-				     n);
 	for (size_t i = 0; !rc && i < n; i++) {
-		struct engine_domain *d = engine_domain_get(e, names[i]);
-		struct domain_view v;
+		const struct domain_view *v = &views[i];
 		char date[32];
 
-		if (!d)
+		if (!names[i])
 			continue;
-		pthread_mutex_lock(&d->lock);
-		domain_view(d, &v, now, warn);
-		pthread_mutex_unlock(&d->lock);
-		engine_domain_put(d);
 		switch (f) {
 		case ENGINE_FILE_STATUS:
-			util_format_date(v.not_after, date, sizeof(date));
-			rc = util_buf_printf(out, "%s %s %s %s %ld\n", names[i], v.state,
-					     engine_source_name(v.source), date, v.days_left);
+			util_format_date(v->not_after, date, sizeof(date));
+			rc = util_buf_printf(out, "%s %s %s %s %ld\n", names[i], v->state,
+					     engine_source_name(v->source), date, v->days_left);
 			break;
 		case ENGINE_FILE_STATUS_JSON:
-			util_format_time(v.not_after, date, sizeof(date));
+			util_format_time(v->not_after, date, sizeof(date));
 			if (json_array_append_new(
 				    arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "domain",
-						   names[i], "state", v.state, "source",
-						   engine_source_name(v.source), "not_after", date,
-						   "days_left", (json_int_t)v.days_left,
-						   "generation", (json_int_t)v.generation)))
+						   names[i], "state", v->state, "source",
+						   engine_source_name(v->source), "not_after", date,
+						   "days_left", (json_int_t)v->days_left,
+						   "generation", (json_int_t)v->generation)))
 				rc = -ENOMEM;
-			break;
-		case ENGINE_FILE_METRICS:
-			rc = util_buf_printf(out, "certfs_issuance_total{domain=\"%s\"} %llu\n",
-					     names[i], (unsigned long long)v.issued_total);
-			if (!rc)
-				rc = util_buf_printf(
-					out,
-					"certfs_certificate_expiry_timestamp_seconds{domain=\"%s\"} %lld\n",
-					names[i], (long long)v.not_after);
-			if (!rc)
-				rc = util_buf_printf(out, "certfs_errors_total{domain=\"%s\"} %llu\n",
-						     names[i], (unsigned long long)v.errors_total);
-			if (!rc)
-				rc = util_buf_printf(
-					out, "certfs_certificate_ready{domain=\"%s\"} %d\n", names[i],
-					!strcmp(v.state, "valid") || !strcmp(v.state, "expiring"));
 			break;
 		default:
 			rc = -ENOENT;
 		}
 	}
-	engine_names_free(names, n);
 	if (!rc && f == ENGINE_FILE_STATUS_JSON) {
 		json_t *o = json_pack("{s:o}", "domains", arr);
 		char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
@@ -151,14 +292,10 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		free(s);
 		json_decref(o);
 	}
-	if (!rc && f == ENGINE_FILE_METRICS)
-		rc = util_buf_printf(out,
-				     "# HELP certfs_issued_all_total Certificates issued by this process.\n"
-				     "# TYPE certfs_issued_all_total counter\ncertfs_issued_all_total %lu\n"
-				     "# HELP certfs_errors_all_total Failed issuances in this process.\n"
-				     "# TYPE certfs_errors_all_total counter\ncertfs_errors_all_total %lu\n",
-				     atomic_load(&e->issued_total), atomic_load(&e->errors_total));
+out:
 	json_decref(arr);
+	free(views);
+	engine_names_free(names, n);
 	return rc;
 }
 
@@ -168,12 +305,14 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 	struct engine_gen *g = engine_domain_gen(d);
 	time_t now = util_now();
 	struct domain_view v;
+	struct view_conf vc;
 	char nb[32] = "", na[32] = "";
 	json_t *o = NULL, *names = NULL;
 	int rc = 0;
 
+	view_conf_of(e, d->name, &vc);
 	pthread_mutex_lock(&d->lock);
-	domain_view(d, &v, now, warn_days_of(e));
+	domain_view(d, &v, now, &vc);
 	if (f == ENGINE_FILE_NAMES) {
 		for (size_t i = 0; !rc && i < d->nnames; i++)
 			rc = util_buf_printf(out, "%s\n", d->names[i]);

@@ -931,6 +931,7 @@ done:
 			 reason[0] ? reason : strerror(-rc));
 		d->last_error_write = true;
 		d->errors_total++;
+		d->upload_refusals++;
 		(void)!engine_domain_store_state(d);
 		util_info("engine: %s: %s", d->name, d->last_error);
 	} else if (d->last_error_write) {
@@ -953,6 +954,7 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 	one_line(d->last_error);
 	d->last_error_write = true;
 	d->errors_total++;
+	d->upload_refusals++;
 	engine_domain_changed(d);
 	(void)!engine_domain_store_state(d);
 	pthread_mutex_unlock(&d->lock);

@@ -231,12 +231,12 @@ def test_root_files_list_domain(mounted):
         assert by[D][k] == st[k], k
 
     metrics = mounted.read("metrics", mode="r")
-    m = re.search(r'^certfs_certificate_expiry_timestamp_seconds\{[^}]*domain="example\.com"'
+    m = re.search(r'^certfs_certificate_expiration_timestamp_seconds\{[^}]*domain="example\.com"'
                   r'[^}]*\}\s+(\S+)\s*$', metrics, re.M)
     assert m, metrics
     assert float(m.group(1)) == rfc3339(st["not_after"]).timestamp()
     assert re.search(r"^certfs_issuance_total(\{[^}]*\})?\s+\d", metrics, re.M), metrics
-    assert re.search(r"^certfs_errors_total(\{[^}]*\})?\s+\d", metrics, re.M), metrics
+    assert re.search(r"^certfs_issuance_failures_total(\{[^}]*\})?\s+\d", metrics, re.M), metrics
     for ln in metrics.splitlines():
         assert ln == "" or ln.startswith("#") or re.match(
             r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?\s+\S+(\s+\d+)?$", ln), ln
