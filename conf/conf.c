@@ -106,6 +106,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_ACME, "revoke_on_delete", T_BOOL, acme_revoke_on_delete),
 
 	K(SECT_HOOKS, "deploy", T_ARGV, hook_deploy),
+	K(SECT_HOOKS, "deploy_dir", T_PATH, hook_deploy_dir),
 	K(SECT_HOOKS, "notify", T_ARGV, hook_notify),
 	K(SECT_HOOKS, "dns", T_ARGV, hook_dns),
 
@@ -120,6 +121,14 @@ static const struct conf_key conf_keys[] = {
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+/* The [hooks] keys, indexed by enum conf_hook. */
+static const char *const hook_keys[CONF_HOOK_COUNT] = {
+	[CONF_HOOK_DEPLOY] = "deploy",
+	[CONF_HOOK_DEPLOY_DIR] = "deploy_dir",
+	[CONF_HOOK_NOTIFY] = "notify",
+	[CONF_HOOK_DNS] = "dns",
+};
 
 static const char *const conf_key_types[] = {
 	"ec256", "ec384", "rsa2048", "rsa3072", "rsa4096", "ed25519",
@@ -221,6 +230,7 @@ void conf_clear(struct conf *c)
 	argv_free(c->hook_deploy);
 	argv_free(c->hook_notify);
 	argv_free(c->hook_dns);
+	free(c->hook_deploy_dir);
 	for (size_t i = 0; i < c->ndomains; i++)
 		domain_clear(&c->domains[i]);
 	free(c->domains);
@@ -274,6 +284,7 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	d.acme_dns_resolver = NULL;
 	d.acme_preferred_chain = d.acme_profile = NULL;
 	d.hook_deploy = d.hook_notify = d.hook_dns = NULL;
+	d.hook_deploy_dir = NULL;
 	d.domains = NULL;
 	d.ndomains = 0;
 
@@ -292,7 +303,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	    str_dup(src->acme_profile, &d.acme_profile) ||
 	    argv_dup(src->hook_deploy, &d.hook_deploy) ||
 	    argv_dup(src->hook_notify, &d.hook_notify) ||
-	    argv_dup(src->hook_dns, &d.hook_dns))
+	    argv_dup(src->hook_dns, &d.hook_dns) ||
+	    str_dup(src->hook_deploy_dir, &d.hook_deploy_dir))
 		goto out;
 	if (src->ndomains) {
 		d.domains = calloc(src->ndomains, sizeof(*d.domains));
@@ -1260,6 +1272,11 @@ static int load_handler(void *user, const char *section, const char *name, const
 	if (k->type == T_CHALLENGE && !ld->dns01_line &&
 	    !strcasecmp(value, conf_challenges[CONF_CHALLENGE_DNS01]))
 		ld->dns01_line = ld->lineno;
+	/* Where each hook was set, for conf_check_hooks()'s FILE:LINE. */
+	if (ld->sect == SECT_HOOKS)
+		for (size_t i = 0; i < CONF_HOOK_COUNT; i++)
+			if (!strcmp(name, hook_keys[i]))
+				ld->c->hook_lines[i] = ld->lineno;
 	return 1;
 }
 
@@ -1289,6 +1306,45 @@ static void load_check(struct conf_load *ld)
 		ld->lineno = ld->dns01_line;
 		load_fail(ld, -EINVAL, "challenge: dns-01 needs the dns hook ([hooks] dns)");
 	}
+}
+
+/* Is path something a hook can be started from? Returns 0, else -errno
+ * with the reason in why. */
+static int check_executable(const char *path, bool dir, char *why, size_t wl)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return why_set(why, wl, "%.200s: %s", path, strerror(errno));
+	if (dir && !S_ISDIR(st.st_mode))
+		return why_set(why, wl, "%.200s: not a directory", path);
+	if (!dir && !S_ISREG(st.st_mode))
+		return why_set(why, wl, "%.200s: not a regular file", path);
+	if (access(path, dir ? R_OK | X_OK : X_OK) < 0)
+		return why_set(why, wl, "%.200s: %s", path,
+			       dir ? "cannot be listed" : "not executable");
+	return 0;
+}
+
+int conf_check_hooks(const struct conf *c, struct conf_err *err)
+{
+	char *const *argv[CONF_HOOK_COUNT] = {c->hook_deploy, NULL, c->hook_notify, c->hook_dns};
+	char why[400];
+
+	for (size_t i = 0; i < CONF_HOOK_COUNT; i++) {
+		const char *path = i == CONF_HOOK_DEPLOY_DIR ? c->hook_deploy_dir
+							     : (argv[i] ? argv[i][0] : NULL);
+
+		if (!path || !check_executable(path, i == CONF_HOOK_DEPLOY_DIR, why, sizeof(why)))
+			continue;
+		if (c->path && c->hook_lines[i])
+			snprintf(err->msg, sizeof(err->msg), "%s:%u: %s: %s", c->path,
+				 c->hook_lines[i], hook_keys[i], why);
+		else
+			snprintf(err->msg, sizeof(err->msg), "%s: %s", hook_keys[i], why);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int read_file(const char *path, struct util_buf *b, struct conf_err *err)

@@ -2,11 +2,16 @@
 /*
  * Hooks: the deploy, notify and dns commands of the configuration, run
  * without a shell (posix_spawn with the configured argv) and with a fixed
- * environment (CERTFS_DOMAIN, CERTFS_EVENT, CERTFS_MOUNT, ...). Deploy and
- * notify run on their own thread, in order, so a slow `systemctl reload`
- * never holds up a FUSE request or an issuance; dns hooks run synchronously
- * because the ACME challenge must wait for the record.
+ * environment (CERTFS_DOMAIN, CERTFS_EVENT, CERTFS_MOUNT, ..., and
+ * certbot's RENEWED_LINEAGE and RENEWED_DOMAINS, so certbot deploy hooks
+ * work unchanged). After the deploy command, every executable of
+ * deploy_dir runs, in name order, like certbot's renewal-hooks/deploy.
+ * Deploy and notify run on their own thread, in order, so a slow
+ * `systemctl reload` never holds up a FUSE request or an issuance; dns
+ * hooks run synchronously because the ACME challenge must wait for the
+ * record.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -14,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,11 +33,93 @@ extern char **environ;
 
 struct hook_item {
 	struct hook_item *next;
-	char **argv;
+	char **argv;                /* NULL: none configured */
+	char *dir;                  /* deploy_dir, NULL: none */
 	char *env[8];
 	struct engine_domain *d;
 	uint64_t not_before; /* monotonic ms */
 };
+
+/* Files a package manager or an editor leaves beside a hook: not hooks. */
+static int hook_dir_filter(const struct dirent *de)
+{
+	static const char *const skip_suffix[] = {"~", ".dpkg-old", ".dpkg-dist", ".dpkg-new",
+						   ".dpkg-tmp", ".swp"};
+	size_t len = strlen(de->d_name);
+
+	if (de->d_name[0] == '.')
+		return 0;
+	for (size_t i = 0; i < sizeof(skip_suffix) / sizeof(skip_suffix[0]); i++) {
+		size_t sl = strlen(skip_suffix[i]);
+
+		if (len >= sl && !strcmp(de->d_name + len - sl, skip_suffix[i]))
+			return 0;
+	}
+	return 1;
+}
+
+/* Sorted by bytes (alphasort would follow the locale). */
+static int hook_dir_cmp(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/*
+ * Record one run's outcome on d: a failure is logged, counted and shown in
+ * status; success (ok, once every hook of an event ran) clears it.
+ */
+static void hook_done(struct engine_domain *d, bool ok, const char *why)
+{
+	pthread_mutex_lock(&d->lock);
+	if (!ok) {
+		d->hook_failures++;
+		snprintf(d->hook_error, sizeof(d->hook_error), "%s", why);
+		util_err("engine: %s: %s", d->name, why);
+	} else {
+		d->hook_error[0] = '\0';
+	}
+	engine_domain_changed(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * Run every executable regular file of dir, in name order, with env. A
+ * failing one is reported and the next still runs (run-parts and certbot
+ * do the same): one broken hook must not keep the others from reloading
+ * their servers. Returns whether all succeeded.
+ */
+static bool hook_run_dir(struct engine_domain *d, const char *dir, char *const *env)
+{
+	struct dirent **list = NULL;
+	bool ok = true;
+	int n = scandir(dir, &list, hook_dir_filter, hook_dir_cmp);
+
+	if (n < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "deploy_dir %.200s: %s", dir, strerror(errno));
+		hook_done(d, false, why);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		char path[4096], why[512] = "";
+		char *argv[2] = {path, NULL};
+		struct stat st;
+		int rc;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) {
+			rc = engine_hook_exec(argv, env, why, sizeof(why));
+			if (rc) {
+				ok = false;
+				hook_done(d, false, why);
+			}
+		}
+		free(list[i]);
+	}
+	free(list);
+	return ok;
+}
 
 static void strv_free(char **v)
 {
@@ -145,6 +233,27 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 	return -1;
 }
 
+/* "RENEWED_DOMAINS=a b c" from d's names (the domain first). */
+static int renewed_domains(struct engine_domain *d, char **out)
+{
+	struct util_buf b;
+	int rc;
+
+	util_buf_init(&b, 64 * 1024, false);
+	rc = util_buf_printf(&b, "RENEWED_DOMAINS=");
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; !rc && i < d->nnames; i++)
+		rc = util_buf_printf(&b, "%s%s", i ? " " : "", d->names[i]);
+	if (!rc && !d->nnames)
+		rc = util_buf_printf(&b, "%s", d->name);
+	pthread_mutex_unlock(&d->lock);
+	if (!rc)
+		rc = util_buf_append(&b, "", 1);
+	*out = rc ? NULL : strndup((const char *)b.data, b.len);
+	util_buf_free(&b);
+	return *out ? 0 : -ENOMEM;
+}
+
 static void *hook_main(void *arg)
 {
 	struct engine *e = arg;
@@ -153,6 +262,8 @@ static void *hook_main(void *arg)
 	for (;;) {
 		struct hook_item *it;
 		char why[512] = "";
+		size_t n;
+		bool ok;
 		int rc;
 
 		while (!e->hook_stopping && !e->hook_head)
@@ -180,18 +291,24 @@ static void *hook_main(void *arg)
 			e->hook_tail = NULL;
 		pthread_mutex_unlock(&e->hook_lock);
 
-		rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
-		pthread_mutex_lock(&it->d->lock);
-		if (rc) {
-			it->d->hook_failures++;
-			snprintf(it->d->hook_error, sizeof(it->d->hook_error), "%s", why);
-			util_err("engine: %s: %s", it->d->name, why);
-		} else {
-			it->d->hook_error[0] = '\0';
+		for (n = 0; n < sizeof(it->env) / sizeof(it->env[0]) - 1 && it->env[n]; n++)
+			;
+		if (n < sizeof(it->env) / sizeof(it->env[0]) - 1)
+			(void)!renewed_domains(it->d, &it->env[n]);
+		ok = true;
+		if (it->argv) {
+			rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
+			if (rc) {
+				ok = false;
+				hook_done(it->d, false, why);
+			}
 		}
-		engine_domain_changed(it->d);
-		pthread_mutex_unlock(&it->d->lock);
+		if (it->dir && !hook_run_dir(it->d, it->dir, it->env))
+			ok = false;
+		if (ok)
+			hook_done(it->d, true, NULL);
 		strv_free(it->argv);
+		free(it->dir);
 		for (size_t i = 0; it->env[i]; i++)
 			free(it->env[i]);
 		engine_domain_put(it->d);
@@ -206,17 +323,27 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after)
 {
 	struct hook_item *it;
-	char **argv_conf, nabuf[32];
+	char **argv_conf, *dir_conf, nabuf[32];
 	size_t n = 0;
 
 	pthread_mutex_lock(&e->conf_lock);
 	argv_conf = deploy ? e->conf.hook_deploy : e->conf.hook_notify;
-	it = argv_conf ? calloc(1, sizeof(*it)) : NULL;
-	if (it)
-		it->argv = strv_dup(argv_conf, NULL);
+	dir_conf = deploy ? e->conf.hook_deploy_dir : NULL;
+	it = argv_conf || dir_conf ? calloc(1, sizeof(*it)) : NULL;
+	if (it) {
+		it->argv = argv_conf ? strv_dup(argv_conf, NULL) : NULL;
+		it->dir = dir_conf ? strdup(dir_conf) : NULL;
+	}
 	pthread_mutex_unlock(&e->conf_lock);
 	if (!it)
 		return;
+	if ((argv_conf && !it->argv) || (dir_conf && !it->dir)) {
+		util_err("engine: %s: %s hook not run: out of memory", d->name, event);
+		strv_free(it->argv);
+		free(it->dir);
+		free(it);
+		return;
+	}
 	util_format_time(not_after, nabuf, sizeof(nabuf));
 	if (asprintf(&it->env[n], "CERTFS_DOMAIN=%s", d->name) > 0)
 		n++;
@@ -226,6 +353,13 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		n++;
 	if (not_after && asprintf(&it->env[n], "CERTFS_NOT_AFTER=%s", nabuf) > 0)
 		n++;
+	/* certbot's names: the lineage is the directory holding fullchain.pem
+	 * and privkey.pem, the domains the certificate's names. */
+	if (asprintf(&it->env[n], "RENEWED_LINEAGE=%s/%s", e->mountpoint ? e->mountpoint : "",
+		     d->name) > 0)
+		n++;
+	/* RENEWED_DOMAINS is added by the hook thread: callers may hold
+	 * d->lock here, and the names are read under it. */
 	it->d = engine_domain_ref(d);
 	pthread_mutex_lock(&e->hook_lock);
 	it->not_before = util_mono_ms() + (deploy ? e->deploy_delay_ms : 0);
