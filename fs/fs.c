@@ -148,19 +148,17 @@ static int pair_index(enum engine_file file)
 	}
 }
 
-static mode_t file_mode(enum engine_file file)
+static bool writable(enum engine_file k);
+
+/*
+ * The mode shown says what can be done: a file nobody can write (a root
+ * file, anything on a serving mount) is 0444, a write-only one 0200.
+ */
+static mode_t file_mode(const struct fs *f, enum engine_file file, bool in_domain)
 {
-	switch (file) {
-	case ENGINE_FILE_REQUEST_CSR:
-	case ENGINE_FILE_PASSPHRASE:
+	if (file == ENGINE_FILE_REQUEST_CSR || file == ENGINE_FILE_PASSPHRASE)
 		return 0200; /* write-only: a passphrase is never readable back */
-	case ENGINE_FILE_METRICS:
-	case ENGINE_FILE_CA_PEM:
-	case ENGINE_FILE_LOG:
-		return 0444;
-	default:
-		return 0644;
-	}
+	return in_domain && !f->serving && writable(file) ? 0644 : 0444;
 }
 
 static void apply_key_owner(struct fs *f, struct fs_inode *i)
@@ -469,7 +467,7 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 	i->snap = out; /* moved: the inode owns the bytes */
 	i->data = i->snap.data;
 	i->size = i->snap.len;
-	i->st.st_mode = S_IFREG | file_mode(k);
+	i->st.st_mode = S_IFREG | file_mode(f, k, d != NULL);
 	set_size(&i->st, i->size);
 	set_times(&i->st, util_now());
 	if (slot) {
@@ -489,7 +487,7 @@ static int gen_stat(struct fs *f, struct engine_gen *g, enum engine_file k, stru
 
 	if (rc)
 		return rc;
-	st->st_mode = S_IFREG | file_mode(k);
+	st->st_mode = S_IFREG | file_mode(f, k, true);
 	st->st_nlink = 1;
 	st->st_uid = f->uid;
 	st->st_gid = f->gid;
@@ -715,7 +713,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_mutex_lock(&f->lock);
 		i = inode_new(f, FS_CONTROL, k, p->fdom);
 		if (i) {
-			i->st.st_mode = S_IFREG | file_mode(k);
+			i->st.st_mode = S_IFREG | file_mode(f, k, true);
 			set_times(&i->st, engine_domain_created(p->fdom->d));
 			reply_entry(req, f, i, 0);
 		} else {
@@ -870,9 +868,15 @@ static void list_domain(struct fs_inode *i, struct listing *l)
 	bool key = g && engine_gen_has_key(g);
 
 	engine_gen_put(g);
-	for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++)
-		if (key || !is_key_file((enum engine_file)k))
-			listing_add(l, engine_file_name((enum engine_file)k), S_IFREG);
+	for (int k = 0; k <= ENGINE_FILE_PASSPHRASE; k++) {
+		if (!key && is_key_file((enum engine_file)k))
+			continue;
+		/* Write-only files take writes but are not listed, so cp -r,
+		 * tar and rsync copy what can be read. */
+		if (k == ENGINE_FILE_REQUEST_CSR || k == ENGINE_FILE_PASSPHRASE)
+			continue;
+		listing_add(l, engine_file_name((enum engine_file)k), S_IFREG);
+	}
 	listing_add(l, engine_file_name(ENGINE_FILE_LOG), S_IFREG);
 }
 

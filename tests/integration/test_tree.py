@@ -289,7 +289,9 @@ def test_modes_and_owners(mounted):
     for name in h.PUBLIC_FILES:
         st = os.stat(mounted.path(D, name))
         assert stat.S_ISREG(st.st_mode), name
-        assert stat.S_IMODE(st.st_mode) == 0o644, (name, oct(st.st_mode))
+        # status.json is never written: shown read-only.
+        want = 0o444 if name == "status.json" else 0o644
+        assert stat.S_IMODE(st.st_mode) == want, (name, oct(st.st_mode))
         assert (st.st_uid, st.st_gid) == (0, 0), name
     for name in h.KEY_FILES:
         st = os.stat(mounted.path(D, name))
@@ -313,7 +315,7 @@ def test_key_owner_group_mode_config(certfs):
     for name in h.PUBLIC_FILES:
         st = os.stat(m.path(D, name))
         assert (st.st_uid, st.st_gid) == (0, 0), name
-        assert stat.S_IMODE(st.st_mode) == 0o644, name
+        assert stat.S_IMODE(st.st_mode) == (0o444 if name == "status.json" else 0o644), name
 
 
 BAD_NAMES = [
