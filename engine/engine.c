@@ -36,6 +36,7 @@ static const char *const file_names[ENGINE_FILE_COUNT] = {
 	[ENGINE_FILE_PASSPHRASE] = "passphrase",
 	[ENGINE_FILE_METRICS] = "metrics",
 	[ENGINE_FILE_CA_PEM] = "ca.pem",
+	[ENGINE_FILE_CRT_LIST] = "crt-list",
 	[ENGINE_FILE_LOG] = "log",
 };
 
@@ -55,6 +56,8 @@ enum engine_file engine_file_lookup(const char *name, bool root)
 			return ENGINE_FILE_METRICS;
 		if (!strcmp(name, "ca.pem"))
 			return ENGINE_FILE_CA_PEM;
+		if (!strcmp(name, "crt-list"))
+			return ENGINE_FILE_CRT_LIST;
 		if (!strcmp(name, "log"))
 			return ENGINE_FILE_LOG;
 		return ENGINE_FILE_COUNT;

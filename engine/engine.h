@@ -50,6 +50,7 @@ enum engine_file {
 	/* root only */
 	ENGINE_FILE_METRICS,
 	ENGINE_FILE_CA_PEM,
+	ENGINE_FILE_CRT_LIST,     /* haproxy crt-list of every domain's bundle.pem */
 	/* root and domain */
 	ENGINE_FILE_LOG,
 	ENGINE_FILE_COUNT,

@@ -29,6 +29,7 @@ struct domain_view {
 	enum engine_source source;
 	time_t not_before, not_after;
 	time_t renew_at;             /* next renewal or retry, 0: none planned */
+	bool has_key;                /* the served generation has key files */
 	long days_left;
 	uint64_t generation;
 	uint64_t issued_total, errors_total;
@@ -53,6 +54,7 @@ static void domain_view(const struct engine_domain *d, struct domain_view *v, ti
 	v->not_before = d->not_before;
 	v->not_after = d->not_after;
 	v->renew_at = engine_domain_renew_at(d, now, vc->renew_fraction, vc->issuer, NULL, 0);
+	v->has_key = d->cur && d->cur->has_key;
 	v->generation = d->stored_gen;
 	v->issued_total = d->issued_total;
 	v->errors_total = d->errors_total;
@@ -214,6 +216,25 @@ static int render_metrics(char **names, const struct domain_view *views,
 	return rc;
 }
 
+/*
+ * haproxy's crt-list: one line per domain that has a key, naming its
+ * bundle.pem (key and chain in one file, which haproxy loads whole) by
+ * its path in the mount. haproxy picks the certificate by SNI from the
+ * certificates' own names, so no filter is written.
+ */
+static int render_crt_list(struct engine *e, char **names, const struct domain_view *views,
+			   size_t n, struct util_buf *out)
+{
+	const char *mnt = e->mountpoint ? e->mountpoint : "";
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < n; i++)
+		if (names[i] && views[i].has_key)
+			rc = util_buf_printf(out, "%s/%s/%s\n", mnt, names[i],
+					     engine_file_name(ENGINE_FILE_BUNDLE));
+	return rc;
+}
+
 static int render_root(struct engine *e, enum engine_file f, struct util_buf *out)
 {
 	time_t now = util_now();
@@ -248,6 +269,10 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 	}
 	if (f == ENGINE_FILE_METRICS) {
 		rc = render_metrics(names, views, n, out);
+		goto out;
+	}
+	if (f == ENGINE_FILE_CRT_LIST) {
+		rc = render_crt_list(e, names, views, n, out);
 		goto out;
 	}
 	if (f == ENGINE_FILE_STATUS_JSON) {

@@ -850,7 +850,7 @@ static void list_root(struct fs *f, struct listing *l)
 {
 	static const enum engine_file root_files[] = {
 		ENGINE_FILE_STATUS, ENGINE_FILE_STATUS_JSON, ENGINE_FILE_METRICS,
-		ENGINE_FILE_CA_PEM, ENGINE_FILE_LOG};
+		ENGINE_FILE_CA_PEM, ENGINE_FILE_CRT_LIST, ENGINE_FILE_LOG};
 
 	for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
 		if (engine_root_file_exists(f->engine, root_files[r]))

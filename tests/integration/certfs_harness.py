@@ -26,7 +26,7 @@ DOMAIN_FILES = ("fullchain.pem", "cert.pem", "chain.pem", "privkey.pem",
                 "bundle.pem", "cert.pfx", "status", "status.json")
 KEY_FILES = ("privkey.pem", "bundle.pem", "cert.pfx")
 PUBLIC_FILES = ("fullchain.pem", "cert.pem", "chain.pem", "status", "status.json")
-ROOT_FILES = ("status", "status.json", "metrics", "ca.pem")
+ROOT_FILES = ("status", "status.json", "metrics", "ca.pem", "crt-list")
 
 
 class WaitTimeout(AssertionError):
