@@ -10,7 +10,7 @@ fuse3 libfuse3-dev libssl-dev openssl libcurl4-openssl-dev libinih-dev libjansso
 python3 python3-pytest python3-pytest-timeout python3-cryptography
 libsystemd-dev systemd
 pebble nginx-light haproxy etcd-server etcd-client lego faketime curl procps util-linux
-ca-certificates gdb clang libclang-rt-14-dev rsync groff-base prometheus
+ca-certificates gdb clang libclang-rt-14-dev rsync groff-base man-db prometheus
 debhelper dpkg-dev fakeroot lintian"
 
 missing=""

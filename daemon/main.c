@@ -299,20 +299,38 @@ static void *serve_loop(void *arg)
  * INVOCATION_ID set) stderr is the journal, so it stays. Otherwise syslog
  * when a syslog daemon listens; without one (a container, a minimal host)
  * syslog() would drop every line, so the stderr certfs was started with
- * takes them instead.
+ * takes them if it is a file or a terminal. A pipe is not kept: whoever
+ * started us (`out=$(certfs ...)`, mount(8) run by a supervisor) reads it
+ * to its end and would wait for as long as the daemon lives; the console
+ * takes the lines then, as it does for syslog's LOG_CONS.
  */
 static void log_detached(int saved_stderr)
 {
 	bool systemd = getenv("JOURNAL_STREAM") || getenv("INVOCATION_ID");
+	const char *where = "stderr";
+	struct stat st;
+	int fd;
 
 	if (!systemd && util_log_syslog_available()) {
 		util_log_use_syslog(true);
 		return;
 	}
-	if (saved_stderr >= 0)
+	if (saved_stderr < 0)
+		return;
+	if (systemd || (fstat(saved_stderr, &st) == 0 &&
+			(S_ISREG(st.st_mode) || isatty(saved_stderr)))) {
 		dup2(saved_stderr, STDERR_FILENO);
+	} else {
+		fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+		/* No console either: a waiting reader beats a lost line. */
+		dup2(fd >= 0 ? fd : saved_stderr, STDERR_FILENO);
+		if (fd >= 0) {
+			close(fd);
+			where = "the console";
+		}
+	}
 	if (!systemd)
-		util_info("daemon: no syslog daemon on /dev/log: logging to stderr");
+		util_info("daemon: no syslog daemon on /dev/log: logging to %s", where);
 }
 
 struct reload_ctx {
@@ -482,8 +500,12 @@ int main(int argc, char **argv)
 	/* Returns in the child once the parent has exited: the mount is up. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out;
-	if (!fopts.foreground)
+	if (!fopts.foreground) {
 		log_detached(saved_stderr);
+		if (saved_stderr >= 0)
+			close(saved_stderr); /* a pipe must not stay open through it */
+		saved_stderr = -1;
+	}
 
 	/*
 	 * Every thread we start blocks SIGTERM, SIGINT and SIGHUP. libfuse's

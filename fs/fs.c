@@ -87,7 +87,7 @@ static void inode_free(struct fs *f, struct fs_inode *i)
 {
 	struct fs_dom *fd = i->fdom;
 
-	for (int k = 0; k < 4; k++)
+	for (size_t k = 0; k < sizeof(f->root_snap) / sizeof(f->root_snap[0]); k++)
 		if (f->root_snap[k] == i)
 			f->root_snap[k] = NULL;
 	if (fd) {
@@ -415,6 +415,8 @@ static int snap_slot(enum engine_file k)
 		return 2;
 	case ENGINE_FILE_CA_PEM:
 		return 3;
+	case ENGINE_FILE_CRT_LIST:
+		return 4; /* root only */
 	default:
 		return -1;
 	}

@@ -144,8 +144,8 @@ struct fs {
 	struct fs_inode root;
 	struct fs_inode wk;      /* .well-known */
 	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
-	struct fs_inode *root_snap[4]; /* status, status.json, metrics, ca.pem */
-	uint64_t root_snap_key[4];
+	struct fs_inode *root_snap[5]; /* status, status.json, metrics, ca.pem, crt-list */
+	uint64_t root_snap_key[5];
 	struct fs_inode *inodes;
 	struct fs_dom *doms[FS_DOM_BUCKETS];
 	uint64_t seq;         /* orders opens and truncations (trunc.c) */

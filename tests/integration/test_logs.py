@@ -75,3 +75,21 @@ def test_detached_under_systemd_logs_to_stderr(certfs):
     assert "no syslog daemon" not in out, out
     assert re.search(r"certfs: .*%s" % re.escape(D), out), out
     assert "unmounting %s" % m.mount in out, out
+
+
+@pytest.mark.timeout(60)
+def test_detached_does_not_hold_a_pipe_open(certfs):
+    """`out=$(certfs MOUNT 2>&1)` returns once the mount is up: a detached
+    daemon never keeps a pipe of its caller open (its lines go to the
+    console when there is no syslog daemon)."""
+    m = certfs(start=False)
+    os.makedirs(m.store, mode=0o700, exist_ok=True)
+    env = m.env()
+    env.pop("JOURNAL_STREAM", None)
+    env.pop("INVOCATION_ID", None)
+    r = subprocess.run(m.argv(foreground=False), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, env=env, timeout=30)
+    m.daemon_pids = h.pids_of(m.binary, m.mount)
+    assert r.returncode == 0, r.stderr
+    assert h.is_mounted(m.mount)
+    assert "Ignoring invalid" not in r.stderr
