@@ -208,4 +208,14 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 		  struct util_buf *out) ENGINE_WUR;
 
+/*
+ * The haproxy view (MOUNT/haproxy/, loaded with `crt DIR`): "DOMAIN.pem"
+ * holds the served generation's key and full chain (bundle.pem). get
+ * copies the bytes into out (a secret buffer); -ENOENT for a name that is
+ * not a domain with a key. names lists the view's file names (free with
+ * engine_names_free).
+ */
+int engine_crt_view_get(struct engine *e, const char *file, struct util_buf *out) ENGINE_WUR;
+size_t engine_crt_view_names(struct engine *e, char ***names);
+
 #endif

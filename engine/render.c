@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -453,4 +454,59 @@ int engine_render(struct engine *e, struct engine_domain *d, enum engine_file f,
 	if (f != ENGINE_FILE_STATUS && f != ENGINE_FILE_STATUS_JSON && f != ENGINE_FILE_NAMES)
 		return -ENOENT;
 	return render_domain(e, d, f, out);
+}
+
+/* "example.com.pem" -> the domain, or NULL when the name is not of the view. */
+static struct engine_domain *crt_view_domain(struct engine *e, const char *file)
+{
+	size_t len = strlen(file);
+	char name[256];
+
+	if (len <= 4 || len - 4 >= sizeof(name) || strcmp(file + len - 4, ".pem"))
+		return NULL;
+	memcpy(name, file, len - 4);
+	name[len - 4] = '\0';
+	return engine_domain_get(e, name);
+}
+
+int engine_crt_view_get(struct engine *e, const char *file, struct util_buf *out)
+{
+	struct engine_domain *d = crt_view_domain(e, file);
+	struct engine_gen *g = d ? engine_domain_gen(d) : NULL;
+	const unsigned char *data;
+	size_t len;
+	int rc = -ENOENT;
+
+	if (g && engine_gen_has_key(g) &&
+	    !engine_gen_content(g, ENGINE_FILE_BUNDLE, &data, &len))
+		rc = util_buf_append(out, data, len);
+	engine_gen_put(g);
+	if (d)
+		engine_domain_put(d);
+	return rc;
+}
+
+size_t engine_crt_view_names(struct engine *e, char ***out)
+{
+	char **names;
+	size_t n = engine_names(e, &names), kept = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct engine_domain *d = engine_domain_get(e, names[i]);
+		struct engine_gen *g = d ? engine_domain_gen(d) : NULL;
+		char *file = NULL;
+
+		/* A CSR-issued domain has no key: nothing haproxy could load. */
+		if (g && engine_gen_has_key(g) && asprintf(&file, "%s.pem", names[i]) < 0)
+			file = NULL;
+		engine_gen_put(g);
+		if (d)
+			engine_domain_put(d);
+		free(names[i]);
+		names[i] = NULL;
+		if (file)
+			names[kept++] = file;
+	}
+	*out = names;
+	return kept;
 }

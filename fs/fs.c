@@ -423,6 +423,29 @@ static int snap_slot(enum engine_file k)
 }
 
 /*
+ * A new snapshot inode that takes out's bytes (moved in; freed on failure),
+ * shown with mode (f->lock held). NULL when out of memory.
+ */
+static struct fs_inode *snapshot_new(struct fs *f, enum engine_file k, struct fs_dom *fd,
+				     struct util_buf *out, mode_t mode)
+{
+	struct fs_inode *i = inode_new(f, FS_SNAPSHOT, k, fd);
+
+	if (!i) {
+		util_buf_free(out);
+		return NULL;
+	}
+	util_buf_free(&i->snap);
+	i->snap = *out; /* moved: the inode owns the bytes */
+	i->data = i->snap.data;
+	i->size = i->snap.len;
+	i->st.st_mode = S_IFREG | mode;
+	set_size(&i->st, i->size);
+	set_times(&i->st, util_now());
+	return i;
+}
+
+/*
  * A rendered status file, reused while nothing it shows can have changed:
  * the engine's state version and the minute (days_left moves with time).
  * Rendering the root's files walks every domain, and `ls -l` or a scan
@@ -458,20 +481,12 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 	}
 	util_buf_shrink(&out);
 	pthread_mutex_lock(&f->lock);
-	i = inode_new(f, FS_SNAPSHOT, k, fd);
+	i = snapshot_new(f, k, fd, &out, file_mode(f, k, d != NULL));
 	if (!i) {
 		pthread_mutex_unlock(&f->lock);
-		util_buf_free(&out);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	util_buf_free(&i->snap);
-	i->snap = out; /* moved: the inode owns the bytes */
-	i->data = i->snap.data;
-	i->size = i->snap.len;
-	i->st.st_mode = S_IFREG | file_mode(f, k, d != NULL);
-	set_size(&i->st, i->size);
-	set_times(&i->st, util_now());
 	if (slot) {
 		*slot = i;
 		*slot_key = key;
@@ -633,10 +648,22 @@ static void lookup_domain(fuse_req_t req, struct fs *f, const char *name, double
 	engine_domain_put(d);
 }
 
+/*
+ * .well-known/acme-challenge/TOKEN (a pending http-01 token: the web server
+ * serving the mount's root answers the CA from here) and haproxy/DOMAIN.pem
+ * (the served key and chain, for haproxy's `crt DIR`). Both are snapshots
+ * made at each lookup (entry timeout 0), so an open reads one moment's
+ * bytes whole; they are rendered without f->lock.
+ */
 static void lookup_well_known(fuse_req_t req, struct fs *f, struct fs_inode *p, const char *name)
 {
-	struct util_buf tok;
+	bool crt = p == &f->crt_dir;
+	struct util_buf out;
 	struct fs_inode *i;
+	mode_t mode = 0444;
+	uid_t uid;
+	gid_t gid;
+	int rc;
 
 	if (p == &f->wk && !strcmp(name, "acme-challenge")) {
 		pthread_mutex_lock(&f->lock);
@@ -644,31 +671,29 @@ static void lookup_well_known(fuse_req_t req, struct fs *f, struct fs_inode *p, 
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
-	if (p != &f->wk_acme) {
+	if (p != &f->wk_acme && !crt) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	/* A pending http-01 token: the web server serving the mount's root
-	 * answers the CA from here. */
-	util_buf_init(&tok, FS_RENDER_LIMIT, false);
-	if (engine_challenge_get(f->engine, name, &tok)) {
-		util_buf_free(&tok);
-		fuse_reply_err(req, ENOENT);
+	util_buf_init(&out, FS_RENDER_LIMIT, crt); /* a key is wiped when freed */
+	rc = crt ? engine_crt_view_get(f->engine, name, &out)
+		 : engine_challenge_get(f->engine, name, &out);
+	if (rc) {
+		util_buf_free(&out);
+		fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : ENOENT);
 		return;
 	}
+	if (crt)
+		engine_key_owner(f->engine, &uid, &gid, &mode);
 	pthread_mutex_lock(&f->lock);
-	i = inode_new(f, FS_SNAPSHOT, ENGINE_FILE_COUNT, NULL);
+	i = snapshot_new(f, ENGINE_FILE_COUNT, NULL, &out, mode);
 	if (i) {
-		util_buf_free(&i->snap);
-		i->snap = tok;
-		i->data = i->snap.data;
-		i->size = i->snap.len;
-		i->st.st_mode = S_IFREG | 0444;
-		set_size(&i->st, i->size);
-		set_times(&i->st, util_now());
+		if (crt) {
+			i->st.st_uid = uid;
+			i->st.st_gid = gid;
+		}
 		reply_entry(req, f, i, 0);
 	} else {
-		util_buf_free(&tok);
 		fuse_reply_err(req, ENOMEM);
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -685,6 +710,12 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (p->kind == FS_ROOT) {
+		if (!strcmp(name, FS_CRT_DIR)) {
+			pthread_mutex_lock(&f->lock);
+			reply_entry(req, f, &f->crt_dir, CACHE_FOREVER);
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
 		if (!strcmp(name, ".well-known")) {
 			pthread_mutex_lock(&f->lock);
 			reply_entry(req, f, &f->wk, CACHE_FOREVER);
@@ -731,7 +762,7 @@ static void forget_one(struct fs *f, fuse_ino_t ino, uint64_t n)
 {
 	struct fs_inode *i = ino_get(f, ino);
 
-	if (i == &f->root || i == &f->wk || i == &f->wk_acme)
+	if (i == &f->root || i == &f->wk || i == &f->wk_acme || i == &f->crt_dir)
 		return; /* part of the mount object */
 	i->nlookup = i->nlookup > n ? i->nlookup - n : 0;
 	if (!i->nlookup)
@@ -857,6 +888,10 @@ static void list_root(struct fs *f, struct listing *l)
 	for (size_t r = 0; r < sizeof(root_files) / sizeof(root_files[0]); r++)
 		if (engine_root_file_exists(f->engine, root_files[r]))
 			listing_add(l, engine_file_name(root_files[r]), S_IFREG);
+	/* haproxy/ (like .well-known) is reached by name but not listed: its
+	 * files are snapshots made at each lookup, which cp -a and tar of the
+	 * whole mount would take as replaced while copied, and it repeats
+	 * every domain's key. */
 	pthread_mutex_lock(&f->names_lock);
 	names_refresh(f);
 	for (size_t d = 0; d < f->nnames && !l->full; d++)
@@ -903,9 +938,10 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	listing_add(&l, "..", S_IFDIR);
 	if (i == &f->wk) {
 		listing_add(&l, "acme-challenge", S_IFDIR);
-	} else if (i == &f->wk_acme) {
+	} else if (i == &f->wk_acme || i == &f->crt_dir) {
 		char **tokens;
-		size_t nt = engine_challenge_tokens(f->engine, &tokens);
+		size_t nt = i == &f->crt_dir ? engine_crt_view_names(f->engine, &tokens)
+					      : engine_challenge_tokens(f->engine, &tokens);
 
 		for (size_t t = 0; t < nt; t++)
 			listing_add(&l, tokens[t], S_IFREG);
@@ -1516,6 +1552,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	f->wk = f->root;
 	f->wk.kind = FS_WK_DIR;
 	f->wk_acme = f->wk;
+	f->crt_dir = f->wk;
 
 	/* The kernel enforces the modes we report: without this, allow_other
 	 * would let every local user read private keys. */

@@ -53,6 +53,9 @@ struct fuse_session;
 /* Threads tracked at once (bounds memory: about 64 bytes each). */
 #define FS_FENCE_RECORDS 65536
 
+/* The haproxy view's directory (not a domain: domains have two labels). */
+#define FS_CRT_DIR "haproxy"
+
 enum fs_kind {
 	FS_ROOT,
 	FS_DIR,      /* a domain directory */
@@ -144,6 +147,7 @@ struct fs {
 	struct fs_inode root;
 	struct fs_inode wk;      /* .well-known */
 	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
+	struct fs_inode crt_dir; /* haproxy/: DOMAIN.pem, key and chain (crt DIR) */
 	struct fs_inode *root_snap[5]; /* status, status.json, metrics, ca.pem, crt-list */
 	uint64_t root_snap_key[5];
 	struct fs_inode *inodes;

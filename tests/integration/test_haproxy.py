@@ -36,10 +36,11 @@ def haproxy(tmp_path):
         h.missing_prerequisite("haproxy is not installed (%s)" % HAPROXY)
     procs = []
 
-    def start(mount):
+    def start(mount, conf=CONF):
         port = h.free_port()
+        text = conf.format(tmp=tmp_path, port=port, mount=mount)
         conf = tmp_path / "haproxy.cfg"
-        conf.write_text(CONF.format(tmp=tmp_path, port=port, mount=mount))
+        conf.write_text(text)
         r = subprocess.run([HAPROXY, "-c", "-f", str(conf)], capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
         # Master-worker in the foreground: SIGUSR2 reloads, as systemctl reload does.
@@ -96,3 +97,36 @@ def test_haproxy_crt_list_serves_every_domain_by_sni(certfs, haproxy):
     h.wait_for(lambda: served_leaf(m, port, DOMAINS[0]).serial_number == want, 20,
                "haproxy to serve the renewed certificate after its reload")
     assert served_leaf(m, port, sni(DOMAINS[1])).serial_number == serial_of(m, DOMAINS[1])
+
+
+CONF_DIR = CONF.replace("crt-list {mount}/crt-list", "crt {mount}/haproxy")
+
+
+@pytest.mark.timeout(120)
+def test_haproxy_crt_dir_view(certfs, haproxy, tmp_path):
+    """`crt /run/certfs/haproxy`: one key+chain file per domain that has
+    a key; haproxy loads the directory and picks by SNI."""
+    m = certfs()
+    for d in DOMAINS:
+        m.mkdir(d)
+    view = m.path("haproxy")
+    assert sorted(os.listdir(view)) == sorted(d + ".pem" for d in DOMAINS)
+    assert "haproxy" not in os.listdir(m.mount)
+    for d in DOMAINS:
+        assert m.read("haproxy", d + ".pem") == m.read(d, "bundle.pem"), d
+        st = os.stat(os.path.join(view, d + ".pem"))
+        assert st.st_mode & 0o777 == 0o600, oct(st.st_mode)
+    with pytest.raises(FileNotFoundError):
+        open(os.path.join(view, "missing.example.com.pem"), "rb")
+    proc, port = haproxy(m.mount, conf=CONF_DIR)
+    for d in DOMAINS:
+        assert served_leaf(m, port, sni(d)).serial_number == serial_of(m, d), d
+    # A renewal shows in the view at once; a reload serves it.
+    before = m.status_json(DOMAINS[0])["generation"]
+    m.renew(DOMAINS[0])
+    m.wait_state(DOMAINS[0], state="valid", source="local", min_generation=before + 1)
+    assert m.read("haproxy", DOMAINS[0] + ".pem") == m.read(DOMAINS[0], "bundle.pem")
+    proc.send_signal(signal.SIGUSR2)
+    want = serial_of(m, DOMAINS[0])
+    h.wait_for(lambda: served_leaf(m, port, DOMAINS[0]).serial_number == want, 20,
+               "haproxy to serve the renewed certificate after its reload")
