@@ -83,7 +83,7 @@ def test_metric_values_agree_with_status(certfs):
     m = certfs(config="[hooks]\ndeploy = /bin/false\n")
     st = m.mkdir(D)
     fams = parse(m.read("metrics", mode="r"))
-    assert value(fams, "certfs_build_info")  == 1
+    assert value(fams, "certfs_build_info") == 1
     assert [lab for lab, _ in fams["certfs_build_info"]["samples"]][0]["version"]
     assert value(fams, "certfs_domains") == 1
     assert value(fams, "certfs_certificate_expiration_timestamp_seconds",
