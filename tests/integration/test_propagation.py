@@ -24,7 +24,7 @@ def test_rslave_bind_of_parent_survives_restart(certfs, tmp_path):
     for d in (parent, view, plain):
         d.mkdir()
     mnt = parent / "certfs"
-    mounts = []
+    mounts, m = [], None
     try:
         # The host side: a parent that shares its mounts (as /run is on a
         # systemd host), certfs mounted inside it.
@@ -51,5 +51,8 @@ def test_rslave_bind_of_parent_survives_restart(certfs, tmp_path):
             (plain / D / "privkey.pem").read_bytes()
         assert e.value.errno == errno.ENOTCONN, e.value
     finally:
+        # certfs first, so it unmounts its own mount; then the binds.
+        if m is not None and m.running():
+            m.stop()
         for p in mounts:
             subprocess.run(["umount", "-l", str(p)], capture_output=True)
