@@ -60,6 +60,7 @@ enum conf_type {
 	T_STR,
 	T_B64URL,
 	T_PATH,
+	T_DIR,
 	T_CHALLENGE,
 	T_LISTEN,
 	T_ARGV,
@@ -106,7 +107,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_ACME, "revoke_on_delete", T_BOOL, acme_revoke_on_delete),
 
 	K(SECT_HOOKS, "deploy", T_ARGV, hook_deploy),
-	K(SECT_HOOKS, "deploy_dir", T_PATH, hook_deploy_dir),
+	K(SECT_HOOKS, "deploy_dir", T_DIR, hook_deploy_dir),
 	K(SECT_HOOKS, "notify", T_ARGV, hook_notify),
 	K(SECT_HOOKS, "dns", T_ARGV, hook_dns),
 
@@ -121,14 +122,6 @@ static const struct conf_key conf_keys[] = {
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
-
-/* The [hooks] keys, indexed by enum conf_hook. */
-static const char *const hook_keys[CONF_HOOK_COUNT] = {
-	[CONF_HOOK_DEPLOY] = "deploy",
-	[CONF_HOOK_DEPLOY_DIR] = "deploy_dir",
-	[CONF_HOOK_NOTIFY] = "notify",
-	[CONF_HOOK_DNS] = "dns",
-};
 
 static const char *const conf_key_types[] = {
 	"ec256", "ec384", "rsa2048", "rsa3072", "rsa4096", "ed25519",
@@ -755,10 +748,11 @@ static int check_b64url(const char *v, char *why, size_t wl)
 }
 
 /*
- * A file certfs will read (a CA bundle): checked at start, not at the first
- * issuance, so a typo stops start-up with the line that has it.
+ * A file (dir false: a CA bundle, readable and not empty) or a directory
+ * (dir true: deploy_dir, listable) certfs will use: checked at start, not
+ * at first use, so a typo stops start-up with the line that has it.
  */
-static int check_file(const char *key, const char *v, char *why, size_t wl)
+static int check_path(const char *key, const char *v, bool dir, char *why, size_t wl)
 {
 	struct stat st;
 
@@ -766,11 +760,12 @@ static int check_file(const char *key, const char *v, char *why, size_t wl)
 		return why_set(why, wl, "%s: \"%.64s\" is not an absolute path", key, v);
 	if (stat(v, &st))
 		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return why_set(why, wl, "%s: %.200s is not a regular file", key, v);
-	if (access(v, R_OK))
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+		return why_set(why, wl, "%s: %.200s is not a %s", key, v,
+			       dir ? "directory" : "regular file");
+	if (access(v, dir ? R_OK | X_OK : R_OK))
 		return why_set(why, wl, "%s: %.200s: %s", key, v, strerror(errno));
-	if (st.st_size == 0)
+	if (!dir && st.st_size == 0)
 		return why_set(why, wl, "%s: %.200s is empty", key, v);
 	return 0;
 }
@@ -909,7 +904,11 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 	case T_STR:
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_PATH:
-		if (*v && (rc = check_file(k->name, v, why, wl)))
+		if (*v && (rc = check_path(k->name, v, false, why, wl)))
+			return rc;
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
+	case T_DIR:
+		if (*v && (rc = check_path(k->name, v, true, why, wl)))
 			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_LISTEN:
@@ -1272,11 +1271,6 @@ static int load_handler(void *user, const char *section, const char *name, const
 	if (k->type == T_CHALLENGE && !ld->dns01_line &&
 	    !strcasecmp(value, conf_challenges[CONF_CHALLENGE_DNS01]))
 		ld->dns01_line = ld->lineno;
-	/* Where each hook was set, for conf_check_hooks()'s FILE:LINE. */
-	if (ld->sect == SECT_HOOKS)
-		for (size_t i = 0; i < CONF_HOOK_COUNT; i++)
-			if (!strcmp(name, hook_keys[i]))
-				ld->c->hook_lines[i] = ld->lineno;
 	return 1;
 }
 
@@ -1306,45 +1300,6 @@ static void load_check(struct conf_load *ld)
 		ld->lineno = ld->dns01_line;
 		load_fail(ld, -EINVAL, "challenge: dns-01 needs the dns hook ([hooks] dns)");
 	}
-}
-
-/* Is path something a hook can be started from? Returns 0, else -errno
- * with the reason in why. */
-static int check_executable(const char *path, bool dir, char *why, size_t wl)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return why_set(why, wl, "%.200s: %s", path, strerror(errno));
-	if (dir && !S_ISDIR(st.st_mode))
-		return why_set(why, wl, "%.200s: not a directory", path);
-	if (!dir && !S_ISREG(st.st_mode))
-		return why_set(why, wl, "%.200s: not a regular file", path);
-	if (access(path, dir ? R_OK | X_OK : X_OK) < 0)
-		return why_set(why, wl, "%.200s: %s", path,
-			       dir ? "cannot be listed" : "not executable");
-	return 0;
-}
-
-int conf_check_hooks(const struct conf *c, struct conf_err *err)
-{
-	char *const *argv[CONF_HOOK_COUNT] = {c->hook_deploy, NULL, c->hook_notify, c->hook_dns};
-	char why[400];
-
-	for (size_t i = 0; i < CONF_HOOK_COUNT; i++) {
-		const char *path = i == CONF_HOOK_DEPLOY_DIR ? c->hook_deploy_dir
-							     : (argv[i] ? argv[i][0] : NULL);
-
-		if (!path || !check_executable(path, i == CONF_HOOK_DEPLOY_DIR, why, sizeof(why)))
-			continue;
-		if (c->path && c->hook_lines[i])
-			snprintf(err->msg, sizeof(err->msg), "%s:%u: %s: %s", c->path,
-				 c->hook_lines[i], hook_keys[i], why);
-		else
-			snprintf(err->msg, sizeof(err->msg), "%s: %s", hook_keys[i], why);
-		return -EINVAL;
-	}
-	return 0;
 }
 
 static int read_file(const char *path, struct util_buf *b, struct conf_err *err)

@@ -32,15 +32,6 @@ enum conf_challenge {
 	CONF_CHALLENGE_TLSALPN01,
 };
 
-/* The [hooks] keys, for conf_check_hooks() and struct conf's hook_lines. */
-enum conf_hook {
-	CONF_HOOK_DEPLOY,
-	CONF_HOOK_DEPLOY_DIR,
-	CONF_HOOK_NOTIFY,
-	CONF_HOOK_DNS,
-	CONF_HOOK_COUNT,
-};
-
 /* [domain NAME]: per-domain overrides; unset fields are NULL / -1. */
 struct conf_domain {
 	char *name;          /* canonical (lower case) */
@@ -87,7 +78,6 @@ struct conf {
 	char **hook_notify;
 	char **hook_dns;
 	char *hook_deploy_dir;   /* NULL; executables run in name order after deploy */
-	unsigned hook_lines[CONF_HOOK_COUNT]; /* line of the file that set each, 0: none */
 
 	/* [local] */
 	int local_ca_lifetime_days;   /* 3650 (1..36500) */
@@ -123,14 +113,6 @@ int conf_load_file(struct conf *c, const char *path, struct conf_err *err) CONF_
 int conf_set(struct conf *c, const char *section, const char *key, const char *value,
 	     const char *source, struct conf_err *err) CONF_WUR;
 
-/*
- * Check that every configured hook can run: the first word of deploy,
- * notify and dns names an executable regular file, deploy_dir a directory
- * that can be listed. Kept apart from loading (which checks syntax only)
- * because it looks at this machine's files. Returns 0, or -EINVAL with err
- * "FILE:LINE: deploy: /usr/bin/x: No such file or directory".
- */
-int conf_check_hooks(const struct conf *c, struct conf_err *err) CONF_WUR;
 /* Overrides for a domain, or NULL. */
 const struct conf_domain *conf_domain_find(const struct conf *c, const char *name);
 

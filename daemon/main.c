@@ -195,11 +195,6 @@ static int load_conf(const struct options *o, struct conf *c, struct conf_err *e
 		if (rc)
 			goto fail;
 	}
-	/* Hooks are checked at every load, so a typo fails start-up (or the
-	 * SIGHUP reload) instead of the first renewal. */
-	rc = conf_check_hooks(c, err);
-	if (rc)
-		goto fail;
 	if (!c->store) {
 		c->store = default_store();
 		if (!c->store) {

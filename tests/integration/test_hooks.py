@@ -103,7 +103,10 @@ def test_bad_hook_path_stops_start(certfs, tmp_path, key, problem):
     assert r.returncode == 1, r
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("certfs: %s:4: %s: %s: " % (m.config, key, target)), lines[0]
+    assert lines[0].startswith("certfs: %s:4: %s: %s" % (m.config, key, target)), lines[0]
+    why = {"missing": "No such file or directory", "not-executable": "is not executable",
+           "directory": "is not a regular file", "file": "is not a directory"}[problem]
+    assert lines[0].endswith(why), lines[0]
     assert not h.is_any_mounted(m.mount)
 
 
