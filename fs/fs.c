@@ -148,17 +148,26 @@ static int pair_index(enum engine_file file)
 	}
 }
 
-static bool writable(enum engine_file k);
+/* Does file k of a domain (or of the root) take writes? The root's status
+ * takes "renew" (every domain); its other files are read-only. */
+static bool writable(enum engine_file k, bool in_domain)
+{
+	if (!in_domain)
+		return k == ENGINE_FILE_STATUS;
+	return k < ENGINE_GEN_FILES || k == ENGINE_FILE_STATUS || k == ENGINE_FILE_NAMES ||
+	       k == ENGINE_FILE_REQUEST_CSR || k == ENGINE_FILE_PASSPHRASE;
+}
 
 /*
- * The mode shown says what can be done: a file nobody can write (a root
- * file, anything on a serving mount) is 0444, a write-only one 0200.
+ * The mode shown says what can be done (the kernel enforces it): a file
+ * nobody can write (most root files, anything on a serving mount) is 0444,
+ * a write-only one 0200.
  */
 static mode_t file_mode(const struct fs *f, enum engine_file file, bool in_domain)
 {
 	if (file == ENGINE_FILE_REQUEST_CSR || file == ENGINE_FILE_PASSPHRASE)
 		return 0200; /* write-only: a passphrase is never readable back */
-	return in_domain && !f->serving && writable(file) ? 0644 : 0444;
+	return !f->serving && writable(file, in_domain) ? 0644 : 0444;
 }
 
 static void apply_key_owner(struct fs *f, struct fs_inode *i)
@@ -1025,12 +1034,6 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- files ------------------------------------------------------------------------ */
 
-static bool writable(enum engine_file k)
-{
-	return k < ENGINE_GEN_FILES || k == ENGINE_FILE_STATUS || k == ENGINE_FILE_NAMES ||
-	       k == ENGINE_FILE_REQUEST_CSR || k == ENGINE_FILE_PASSPHRASE;
-}
-
 static void handle_free(struct fs_handle *h)
 {
 	if (!h)
@@ -1109,8 +1112,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			open_reader(req, f, i, fi);
 		return;
 	}
-	/* The root's status takes "renew" (every domain); its other files are read-only. */
-	if ((!i->fdom && i->file != ENGINE_FILE_STATUS) || !writable(i->file)) {
+	if (!writable(i->file, i->fdom != NULL)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}

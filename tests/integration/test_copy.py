@@ -76,8 +76,9 @@ def test_rsync_a_domain_and_mount(tree, tmp_path):
 def test_modes_say_what_can_be_done(tree):
     def mode(*p):
         return stat.S_IMODE(os.stat(tree.path(*p)).st_mode)
-    for name in ("status", "status.json", "metrics", "ca.pem"):
-        assert mode(name) == 0o444, name   # nothing can be written at the root
+    for name in ("status.json", "metrics", "ca.pem", "crt-list"):
+        assert mode(name) == 0o444, name   # nothing else can be written at the root
+    assert mode("status") == 0o644   # takes "renew"
     assert mode(D, "status.json") == 0o444
     for name in ("fullchain.pem", "cert.pem", "chain.pem", "status", "names"):
         assert mode(D, name) == 0o644, name
@@ -85,6 +86,24 @@ def test_modes_say_what_can_be_done(tree):
         assert mode(D, name) == 0o200, name   # still there by name
     with pytest.raises(PermissionError):
         open(tree.path("status.json"), "w").close()
+
+
+@pytest.mark.timeout(60)
+def test_serving_mount_modes_read_only(certfs, tmp_path):
+    """Nothing can be written through a serving mount: every file but the
+    keys (key_mode) is shown 0444, and the copy tools work there too."""
+    serve = str(tmp_path / "serve")
+    os.mkdir(serve)
+    m = certfs(args=("--serve", serve))
+    h.wait_for(lambda: h.is_mounted(serve), 10, "the serving mount")
+    m.mkdir(D)
+    h.wait_for(lambda: os.path.exists(os.path.join(serve, D, "fullchain.pem")), 10,
+               "the domain on the serving mount")
+    for p in ("status", "metrics", D + "/fullchain.pem", D + "/status", D + "/names"):
+        assert stat.S_IMODE(os.stat(os.path.join(serve, p)).st_mode) == 0o444, p
+    assert stat.S_IMODE(os.stat(os.path.join(serve, D, "privkey.pem")).st_mode) == 0o600
+    run(["cp", "-r", os.path.join(serve, D), str(tmp_path / "domain")])
+    check_domain_copy(m, tmp_path / "domain")
 
 
 @pytest.mark.timeout(60)
