@@ -71,6 +71,35 @@ def test_sd_notify_ready_then_stopping(certfs, tmp_path):
         lst.close()
 
 
+@pytest.mark.timeout(90)
+def test_sd_notify_ready_once_both_mounts_serve(certfs, tmp_path):
+    """With --serve, READY=1 says both mounts serve; STOPPING=1 names both
+    and both are gone once certfs exits."""
+    serve = str(tmp_path / "serve")
+    os.mkdir(serve)
+    lst = NotifyListener(tmp_path / "notify.sock")
+    try:
+        m = certfs(start=False, args=("--serve", serve), env={"NOTIFY_SOCKET": lst.path})
+        os.makedirs(m.store, mode=0o700, exist_ok=True)
+        starter = threading.Thread(target=m.start)
+        starter.start()
+        msgs = lst.recv_until("READY=1")
+        assert h.is_mounted(m.mount) and h.is_mounted(serve), "READY=1 before both mounts"
+        assert "status" in os.listdir(serve)
+        starter.join(30)
+        status = [x for x in msgs[-1].split("\n") if x.startswith("STATUS=")]
+        assert status and "on %s and read-only on %s" % (m.mount, serve) in status[0], msgs
+        assert m.stop() == 0
+        msgs = lst.recv_until("STOPPING=1")
+        status = [x for x in msgs[-1].split("\n") if x.startswith("STATUS=")]
+        assert status == ["STATUS=unmounting %s and %s" % (m.mount, serve)], msgs
+        assert not h.is_any_mounted(m.mount) and not h.is_any_mounted(serve)
+    finally:
+        lst.close()
+        if h.is_any_mounted(serve):
+            h.lazy_unmount(serve)
+
+
 @pytest.mark.timeout(60)
 def test_sighup_reload_notifies_reloading_and_ready(certfs, tmp_path):
     lst = NotifyListener(tmp_path / "notify.sock")
