@@ -8,9 +8,10 @@
  * handler would unmount on SIGHUP, so that signal is taken by a thread of
  * ours instead). Every start-up failure is one line on stderr and exit 1,
  * before anything is mounted or after it is taken down again.
- * Under systemd (Type=notify) it says READY=1 once every mount (the main one and --serve's) serves, a
- * one-line STATUS=, RELOADING=1 around a reload and STOPPING=1 when it
- * shuts down; without NOTIFY_SOCKET those calls do nothing.
+ * Under systemd (Type=notify) it says READY=1 once every mount (the main
+ * one and --serve's) serves, a one-line STATUS=, RELOADING=1 around a
+ * reload and STOPPING=1 before it unmounts; without NOTIFY_SOCKET those
+ * calls do nothing.
  */
 #define FUSE_USE_VERSION 312
 #include <errno.h>
