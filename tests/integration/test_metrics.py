@@ -94,6 +94,8 @@ def test_metric_values_agree_with_status(certfs):
     # A third of the lifetime is left at renewal (plus at most 2% jitter).
     life = ts(st["not_after"]) - ts(st["not_before"])
     assert ts(st["not_after"]) - life / 3 <= renew <= ts(st["not_after"]) - life / 3 + life / 50
+    # The same time, by the same rules, as status.json's next renewal.
+    assert renew == ts(st["next_renewal"]), st
     assert value(fams, "certfs_certificate_ready_status", domain=D, condition="True") == 1
     assert value(fams, "certfs_certificate_ready_status", domain=D, condition="False") == 0
     assert value(fams, "certfs_certificate_expired", domain=D) == 0
