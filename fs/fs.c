@@ -91,7 +91,7 @@ static void inode_free(struct fs *f, struct fs_inode *i)
 		if (f->root_snap[k] == i)
 			f->root_snap[k] = NULL;
 	if (fd) {
-		for (int k = 0; k < 3; k++)
+		for (size_t k = 0; k < sizeof(fd->snap) / sizeof(fd->snap[0]); k++)
 			if (fd->snap[k] == i)
 				fd->snap[k] = NULL;
 		if (fd->dir == i)
@@ -411,8 +411,12 @@ static void fs_published(void *arg, struct engine_domain *d)
 
 /* ---- lookup ---------------------------------------------------------------------- */
 
-/* Which cache slot a status file of a domain (or the root) uses. */
-static int snap_slot(enum engine_file k)
+/*
+ * Which cache slot a rendered file of a domain (or of the root) uses, so
+ * that its inode stays the same between the stat and the open of cp -a, tar
+ * and rsync while its content has not changed.
+ */
+static int snap_slot(enum engine_file k, bool in_domain)
 {
 	switch (k) {
 	case ENGINE_FILE_STATUS:
@@ -423,9 +427,11 @@ static int snap_slot(enum engine_file k)
 	case ENGINE_FILE_METRICS:
 		return 2;
 	case ENGINE_FILE_CA_PEM:
-		return 3;
+		return in_domain ? -1 : 3; /* root only */
 	case ENGINE_FILE_CRT_LIST:
-		return 4; /* root only */
+		return in_domain ? -1 : 4; /* root only */
+	case ENGINE_FILE_LOG:
+		return in_domain ? 3 : 5;
 	default:
 		return -1;
 	}
@@ -467,10 +473,14 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 	struct fs_inode *i, **slot = NULL;
 	uint64_t key = 0, *slot_key = NULL;
 	struct util_buf out;
-	int s = snap_slot(k), rc;
+	int s = snap_slot(k, fd != NULL), rc;
 
-	if (s >= 0 && (!fd || s < 3)) {
-		key = engine_state_version(f->engine, d) * 1000003u + (uint64_t)(util_now() / 60);
+	if (s >= 0) {
+		/* A log changes with its lines only; the status files with the
+		 * engine's state and with the minute (days_left). */
+		key = k == ENGINE_FILE_LOG ? util_log_version()
+					   : engine_state_version(f->engine, d) * 1000003u +
+						     (uint64_t)(util_now() / 60);
 		pthread_mutex_lock(&f->lock);
 		slot = fd ? &fd->snap[s] : &f->root_snap[s];
 		slot_key = fd ? &fd->snap_key[s] : &f->root_snap_key[s];

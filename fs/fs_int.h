@@ -53,7 +53,8 @@ struct fuse_session;
 /* Threads tracked at once (bounds memory: about 64 bytes each). */
 #define FS_FENCE_RECORDS 65536
 
-/* The haproxy view's directory (not a domain: domains have two labels). */
+/* The haproxy view's directory. Single-label development names are domains
+ * too, but this one is found first: `mkdir haproxy` fails with EEXIST. */
 #define FS_CRT_DIR "haproxy"
 
 enum fs_kind {
@@ -100,8 +101,8 @@ struct fs_dom {
 	/* Serving mount: the files of the generation before (one node per
 	 * generation and name, so the kernel's revalidations agree). */
 	struct fs_inode *old_files[ENGINE_GEN_FILES];
-	struct fs_inode *snap[3];        /* status, status.json, names */
-	uint64_t snap_key[3];
+	struct fs_inode *snap[4];        /* status, status.json, names, log */
+	uint64_t snap_key[4];
 };
 
 /* Kernel notifications sent by the notify thread, never from inside a FUSE
@@ -148,8 +149,8 @@ struct fs {
 	struct fs_inode wk;      /* .well-known */
 	struct fs_inode wk_acme; /* .well-known/acme-challenge (http-01 tokens) */
 	struct fs_inode crt_dir; /* haproxy/: DOMAIN.pem, key and chain (crt DIR) */
-	struct fs_inode *root_snap[5]; /* status, status.json, metrics, ca.pem, crt-list */
-	uint64_t root_snap_key[5];
+	struct fs_inode *root_snap[6]; /* status, status.json, metrics, ca.pem, crt-list, log */
+	uint64_t root_snap_key[6];
 	struct fs_inode *inodes;
 	struct fs_dom *doms[FS_DOM_BUCKETS];
 	uint64_t seq;         /* orders opens and truncations (trunc.c) */

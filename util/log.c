@@ -31,6 +31,7 @@ static struct {
 	char line[LOG_LINE];
 } recent[LOG_RECENT];
 static size_t recent_next, recent_count; /* guarded by log_lock */
+static uint64_t recent_total;             /* guarded by log_lock */
 
 static void remember(enum util_log_level level, const char *line)
 {
@@ -41,7 +42,18 @@ static void remember(enum util_log_level level, const char *line)
 	recent_next = (recent_next + 1) % LOG_RECENT;
 	if (recent_count < LOG_RECENT)
 		recent_count++;
+	recent_total++;
 	pthread_mutex_unlock(&log_lock);
+}
+
+uint64_t util_log_version(void)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&log_lock);
+	v = recent_total;
+	pthread_mutex_unlock(&log_lock);
+	return v;
 }
 
 int util_log_recent(struct util_buf *out, const char *has, const char *or_has)

@@ -32,6 +32,8 @@ enum util_log_level {
 void util_log_set_level(enum util_log_level level);
 /* Send messages to syslog(3) (LOG_DAEMON) instead of stderr. */
 void util_log_use_syslog(bool on);
+/* Counts the lines kept for util_log_recent: it moves when they change. */
+uint64_t util_log_version(void);
 /* Does a syslog daemon accept messages on /dev/log right now? */
 bool util_log_syslog_available(void);
 /*

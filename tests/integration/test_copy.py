@@ -4,6 +4,7 @@
 files (request.csr, passphrase) take writes but are not listed, and the
 modes shown match what can be done: files nobody can write are 0444."""
 
+import errno
 import os
 import shutil
 import stat
@@ -16,7 +17,7 @@ import certfs_harness as h
 
 D = "copy.example.com"
 READABLE = ("fullchain.pem", "cert.pem", "chain.pem", "privkey.pem", "bundle.pem",
-            "cert.pfx", "status", "status.json", "names")
+            "cert.pfx", "status", "status.json", "names", "log")
 
 
 @pytest.fixture
@@ -110,9 +111,15 @@ def test_serving_mount_modes_read_only(certfs, tmp_path):
 def test_write_only_files_unlisted_but_writable(tree):
     assert "passphrase" not in os.listdir(tree.path(D))
     assert "request.csr" not in os.listdir(tree.path(D))
+    before = tree.read(D, "fullchain.pem")
     with open(tree.path(D, "passphrase"), "w") as f:
         f.write("correct horse\n")
     # Taken (close succeeded) and recorded without complaint.
     assert not tree.status_json(D).get("last_error"), tree.status_json(D)
-    with open(tree.path(D, "request.csr"), "wb") as f:
-        f.write(b"")   # truncating without content changes nothing
+    # Opened by name; an empty write is refused at the last close, like
+    # every file but passphrase and names, and changes nothing.
+    f = open(tree.path(D, "request.csr"), "wb")
+    with pytest.raises(OSError) as e:
+        f.close()
+    assert e.value.errno == errno.EINVAL
+    assert tree.read(D, "fullchain.pem") == before
