@@ -505,7 +505,8 @@ char *engine_domain_passphrase(struct engine_domain *d)
 	util_buf_init(&b, 64 * 1024, true);
 	snprintf(key, sizeof(key), "%s/passphrase", d->key);
 	if (!store_get(d->engine->store, key, &b)) {
-		s = calloc(1, b.len + 1);
+		/* Kept with the generation for its PFX: out of core dumps too. */
+		s = util_secret_alloc(b.len + 1);
 		if (s)
 			memcpy(s, b.data, b.len);
 	}

@@ -138,8 +138,8 @@ static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len
 
 	pthread_mutex_lock(&e->conf_lock);
 	/* The domain's passphrase wins over the global pfx_password. */
-	password = strdup(g->pfx_password ? g->pfx_password
-					  : e->conf.pfx_password ? e->conf.pfx_password : "");
+	password = util_secret_strdup(g->pfx_password ? g->pfx_password
+						     : e->conf.pfx_password ? e->conf.pfx_password : "");
 	legacy = e->conf.pfx_legacy;
 	pthread_mutex_unlock(&e->conf_lock);
 	if (!password)

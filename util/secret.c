@@ -152,3 +152,13 @@ bool util_secret_kept_from_dumps(const void *p)
 {
 	return in_region(p);
 }
+
+char *util_secret_strdup(const char *s)
+{
+	size_t n = strlen(s);
+	char *p = util_secret_alloc(n + 1);
+
+	if (p)
+		memcpy(p, s, n + 1);
+	return p;
+}

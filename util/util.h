@@ -70,6 +70,8 @@ void util_secret_str_free(char *s);
  */
 void *util_secret_alloc(size_t n);
 void util_secret_free(void *p);
+/* A copy of s in secret memory (free with util_secret_str_free); NULL on ENOMEM. */
+char *util_secret_strdup(const char *s);
 /* Is p inside the region core dumps leave out? (For tests.) */
 bool util_secret_kept_from_dumps(const void *p);
 
