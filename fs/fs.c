@@ -1044,10 +1044,42 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- files ------------------------------------------------------------------------ */
 
+/* A new open file of i, on the mount's list; replies ENOMEM on failure. */
+static struct fs_handle *handle_new(fuse_req_t req, struct fs *f, struct fs_inode *i, bool writer)
+{
+	struct fs_handle *h = calloc(1, sizeof(*h));
+
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	atomic_init(&h->refs, 1);
+	h->writer = writer;
+	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
+	h->file = i->file;
+	util_buf_init(&h->buf, writer ? ENGINE_UPLOAD_MAX : 0, true);
+	h->fs = f;
+	pthread_mutex_lock(&f->handles_lock);
+	h->next = f->handles;
+	if (f->handles)
+		f->handles->prev = h;
+	f->handles = h;
+	pthread_mutex_unlock(&f->handles_lock);
+	return h;
+}
+
 static void handle_free(struct fs_handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&h->fs->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		h->fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&h->fs->handles_lock);
 	engine_domain_put(h->dom);
 	engine_gen_put(h->gen);
 	util_buf_free(&h->buf);
@@ -1080,15 +1112,9 @@ static void open_reader(fuse_req_t req, struct fs *f, struct fs_inode *i,
 		fuse_reply_open(req, fi);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+	h = handle_new(req, f, i, false);
+	if (!h)
 		return;
-	}
-	atomic_init(&h->refs, 1);
-	util_buf_init(&h->buf, 0, true);
-	h->dom = engine_domain_ref(i->fdom->d);
-	h->file = i->file;
 	h->gen = fence_pick(f->fence, &i->fdom->fence, req_tid(req), pair_index(i->file),
 			    util_mono_ms(), NULL);
 	rc = engine_gen_content(h->gen, i->file, &h->data, &len);
@@ -1126,16 +1152,9 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+	h = handle_new(req, f, i, true);
+	if (!h)
 		return;
-	}
-	atomic_init(&h->refs, 1);
-	h->writer = true;
-	h->dom = i->fdom ? engine_domain_ref(i->fdom->d) : NULL;
-	h->file = i->file;
-	util_buf_init(&h->buf, ENGINE_UPLOAD_MAX, true);
 	pthread_mutex_lock(&f->lock);
 	fs_note_open(f, h, fuse_req_ctx(req)->pid);
 	pthread_mutex_unlock(&f->lock);
@@ -1553,6 +1572,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	f->started = util_now();
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->names_lock, NULL);
+	pthread_mutex_init(&f->handles_lock, NULL);
 	pthread_cond_init(&f->notify_cond, NULL);
 	f->root.kind = FS_ROOT;
 	f->root.st.st_mode = S_IFDIR | 0755;
@@ -1679,6 +1699,9 @@ bool fs_shutdown(struct fs *f)
 	while (f->inodes)
 		inode_free(f, f->inodes);
 	pthread_mutex_unlock(&f->lock);
+	/* Files the kernel never released: the session ended first. */
+	while (f->handles)
+		handle_free(f->handles);
 	return true;
 }
 
@@ -1692,6 +1715,7 @@ void fs_free(struct fs *f)
 	fence_free(f->fence);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->names_lock);
+	pthread_mutex_destroy(&f->handles_lock);
 	pthread_cond_destroy(&f->notify_cond);
 	free(f);
 }

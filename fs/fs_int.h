@@ -129,6 +129,8 @@ struct fs_handle {
 	pid_t pid;
 	int error;                  /* sticky write error (EFBIG) */
 	atomic_uint refs;           /* the open file, and a READ in flight */
+	struct fs_handle *prev, *next; /* f->handles (handles_lock) */
+	struct fs *fs;
 };
 
 #define FS_DOM_BUCKETS 4096u
@@ -154,6 +156,11 @@ struct fs {
 	struct fs_inode *inodes;
 	struct fs_dom *doms[FS_DOM_BUCKETS];
 	uint64_t seq;         /* orders opens and truncations (trunc.c) */
+
+	/* Open files, so that those the kernel never released (the session
+	 * ended first) are freed at shutdown. Taken alone, never with others. */
+	pthread_mutex_t handles_lock;
+	struct fs_handle *handles;
 
 	pthread_mutex_t names_lock; /* cached root listing */
 	char **names;
