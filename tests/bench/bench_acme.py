@@ -193,6 +193,26 @@ class Certfs:
         return time.monotonic() - t0
 
 
+def run_clients(spawn, check, names, timeout):
+    """Start one client process per name at once, wait for all (bounded),
+    check each; returns the wall time."""
+    t0 = time.monotonic()
+    procs = [spawn(n) for n in names]
+    deadline = time.monotonic() + timeout
+    try:
+        for p in procs:
+            p.wait(max(1, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    elapsed = time.monotonic() - t0
+    for p in procs:
+        check(p)
+    return elapsed
+
+
 # ---------------------------------------------------------------- lego
 
 class Webroot:
@@ -255,21 +275,7 @@ class Lego:
             raise BenchError("lego for %s failed (%s): %s" % (p.domain, p.returncode, tail))
 
     def issue(self, names, webroot=False, timeout=300):
-        t0 = time.monotonic()
-        procs = [self.spawn(n, webroot) for n in names]
-        deadline = time.monotonic() + timeout
-        try:
-            for p in procs:
-                p.wait(max(1, deadline - time.monotonic()))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        elapsed = time.monotonic() - t0
-        for p in procs:
-            self.check(p)
-        return elapsed
+        return run_clients(lambda n: self.spawn(n, webroot), self.check, names, timeout)
 
 
 # ---------------------------------------------------------------- uacme
@@ -333,21 +339,7 @@ class Uacme:
         self.check(p, cert=False)
 
     def issue(self, names, timeout=300):
-        t0 = time.monotonic()
-        procs = [self.spawn("issue", n) for n in names]
-        deadline = time.monotonic() + timeout
-        try:
-            for p in procs:
-                p.wait(max(1, deadline - time.monotonic()))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        elapsed = time.monotonic() - t0
-        for p in procs:
-            self.check(p)
-        return elapsed
+        return run_clients(lambda n: self.spawn("issue", n), self.check, names, timeout)
 
 
 def pebble_requests(pebble):
