@@ -154,6 +154,19 @@ def test_startup_missing_mountpoint(certfs):
 
 
 @pytest.mark.timeout(60)
+def test_startup_serving_mount_refusals(certfs):
+    """--serve on a directory that does not exist, or beside -o ro, stops
+    start-up with one line and mounts nothing."""
+    m = certfs(start=False)
+    missing = os.path.join(m.dir, "no-serve-dir")
+    check_startup_failure(m, m.argv() + ["--serve", missing], expect=re.escape("no-serve-dir"))
+    serve = os.path.join(m.dir, "serve")
+    os.mkdir(serve)
+    check_startup_failure(m, m.argv() + ["--serve", serve, "-o", "ro"], expect="--serve")
+    assert not h.is_any_mounted(serve)
+
+
+@pytest.mark.timeout(60)
 def test_startup_bad_config_key(certfs):
     m = certfs(config="[certfs]\nissuer = local\nbogus_key = 1\n", start=False)
     line = check_startup_failure(m, m.argv())
