@@ -199,6 +199,7 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	snprintf(d->key, sizeof(d->key), "domains/%s", stored);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
+	pthread_rwlock_init(&d->publish_lock, NULL);
 	d->next_number = 1;
 	if (crypto_random(&d->jitter, sizeof(d->jitter)))
 		d->jitter = (unsigned)name_hash(name);
@@ -259,6 +260,7 @@ void engine_domain_put(struct engine_domain *d)
 	crypto_strv_free(d->names, d->nnames);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->write_lock);
+	pthread_rwlock_destroy(&d->publish_lock);
 	free(d);
 }
 
@@ -522,7 +524,9 @@ void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g)
 
 void engine_rotate(struct engine_domain *d, struct engine_gen *g)
 {
+	pthread_rwlock_wrlock(&d->publish_lock);
 	notify_rotate(d->engine, d, g);
+	pthread_rwlock_unlock(&d->publish_lock);
 }
 
 void engine_domain_refresh_pfx(struct engine_domain *d)
@@ -538,7 +542,7 @@ void engine_domain_refresh_pfx(struct engine_domain *d)
 	pthread_mutex_unlock(&d->lock);
 	if (!g)
 		return;
-	notify_rotate(d->engine, d, g);
+	engine_rotate(d, g);
 	engine_gen_put(g);
 }
 
@@ -1024,7 +1028,8 @@ static void engine_publish(struct engine *e, struct engine_domain *d, struct eng
 		  (unsigned long long)g->number, engine_source_name(g->source), g->info.serial);
 }
 
-/* Publish g and tell the front end, which keeps readers' pairs together. */
+/* Publish g and tell the front end, which keeps readers' pairs together
+ * (d->publish_lock held for writing). */
 static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine_observer obs;
@@ -1059,6 +1064,12 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 		snprintf(key, sizeof(key), "%s/gen/%llu", d->key, (unsigned long long)g->number);
 		rc = store_put(e->store, key, rec.data, rec.len);
 	}
+	pthread_mutex_unlock(&d->lock);
+	/* From here until the mounts serve g, status waits (publish_lock). */
+	pthread_rwlock_wrlock(&d->publish_lock);
+	pthread_mutex_lock(&d->lock);
+	if (!rc && d->removed)
+		rc = -ENOENT;
 	if (!rc) {
 		memcpy(&saved, d, sizeof(saved));
 		if (g->number >= d->next_number)
@@ -1113,14 +1124,17 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 	pthread_mutex_unlock(&d->lock);
 	util_buf_free(&rec);
 	if (rc) {
-		util_err("engine: %s: store generation %llu: %s", d->name,
-			 (unsigned long long)g->number, strerror(-rc));
+		pthread_rwlock_unlock(&d->publish_lock);
+		if (rc != -ENOENT)
+			util_err("engine: %s: store generation %llu: %s", d->name,
+				 (unsigned long long)g->number, strerror(-rc));
 		return rc;
 	}
-	if (g->source != ENGINE_SOURCE_UPLOADED)
-		atomic_fetch_add(&e->issued_total, 1);
 	if (serve)
 		notify_rotate(e, d, g);
+	pthread_rwlock_unlock(&d->publish_lock);
+	if (g->source != ENGINE_SOURCE_UPLOADED)
+		atomic_fetch_add(&e->issued_total, 1);
 	return 0;
 }
 
@@ -1130,9 +1144,11 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	struct engine_gen *g = NULL;
 	uint64_t prev;
 
+	pthread_rwlock_wrlock(&d->publish_lock);
 	pthread_mutex_lock(&d->lock);
 	if (!d->uploaded_gen || d->removed) {
 		pthread_mutex_unlock(&d->lock);
+		pthread_rwlock_unlock(&d->publish_lock);
 		return;
 	}
 	prev = d->uploaded_gen;
@@ -1148,6 +1164,7 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	if (engine_domain_store_state(d)) {
 		d->uploaded_gen = prev;
 		pthread_mutex_unlock(&d->lock);
+		pthread_rwlock_unlock(&d->publish_lock);
 		engine_gen_put(g);
 		return;
 	}
@@ -1155,7 +1172,8 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	util_info("engine: %s: uploaded certificate %s; serving the managed one", d->name, why);
 	if (g)
 		notify_rotate(e, d, g);
-	else
+	pthread_rwlock_unlock(&d->publish_lock);
+	if (!g)
 		engine_queue(e, d); /* nothing managed (or unreadable): issue now */
 	engine_gen_put(g);
 }

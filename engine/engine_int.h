@@ -63,6 +63,13 @@ struct engine_domain {
 	char key[300]; /* "domains/NAME" */
 
 	pthread_mutex_t write_lock;  /* one writer at a time (held across a judgement) */
+	/*
+	 * Held for writing from the moment the stored state names a new
+	 * generation until every mount serves it, and for reading while the
+	 * domain's status is rendered: status never says "valid" for a
+	 * generation the files do not yet hold. Taken before lock.
+	 */
+	pthread_rwlock_t publish_lock;
 	pthread_mutex_t lock;        /* everything below */
 	struct engine_gen *cur;      /* published */
 	uint64_t stored_gen;         /* generation named by the stored state */

@@ -263,9 +263,11 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 			continue;
 		}
 		view_conf_of(e, names[i], &vc);
+		pthread_rwlock_rdlock(&d->publish_lock);
 		pthread_mutex_lock(&d->lock);
 		domain_view(d, &views[i], now, &vc);
 		pthread_mutex_unlock(&d->lock);
+		pthread_rwlock_unlock(&d->publish_lock);
 		engine_domain_put(d);
 	}
 	if (f == ENGINE_FILE_METRICS) {
@@ -325,8 +327,8 @@ out:
 	return rc;
 }
 
-static int render_domain(struct engine *e, struct engine_domain *d, enum engine_file f,
-			 struct util_buf *out)
+static int render_domain_published(struct engine *e, struct engine_domain *d,
+				   enum engine_file f, struct util_buf *out)
 {
 	struct engine_gen *g = engine_domain_gen(d);
 	time_t now = util_now();
@@ -416,6 +418,18 @@ static int render_domain(struct engine *e, struct engine_domain *d, enum engine_
 	}
 	json_decref(o);
 	engine_gen_put(g);
+	return rc;
+}
+
+/* The state and the files agree: a publication under way is waited for. */
+static int render_domain(struct engine *e, struct engine_domain *d, enum engine_file f,
+			 struct util_buf *out)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&d->publish_lock);
+	rc = render_domain_published(e, d, f, out);
+	pthread_rwlock_unlock(&d->publish_lock);
 	return rc;
 }
 

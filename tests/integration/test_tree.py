@@ -9,6 +9,8 @@ import os
 import re
 import stat
 import subprocess
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -477,3 +479,47 @@ def test_status_json_parses_as_json(mounted):
     for p in (mounted.path("status.json"), mounted.path(D, "status.json")):
         with open(p) as f:
             json.load(f)
+
+
+def _served_after_valid(mount, name, out):
+    """Poll status.json without pause until it says valid from the local CA,
+    then read the files: they must hold the generation status named."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            st = h.status_json(mount, name)
+        except (OSError, ValueError):
+            continue
+        if st.get("state") == "valid" and st.get("source") == "local":
+            break
+    else:
+        out.append((name, "never valid"))
+        return
+    with open(os.path.join(mount, name, "privkey.pem"), "rb") as f:
+        key = h.load_key(f.read())
+    with open(os.path.join(mount, name, "fullchain.pem"), "rb") as f:
+        leaf = h.pem_certs(f.read())[0]
+    if not serial_matches(st["serial"], leaf.serial_number):
+        out.append((name, "status named serial %s, fullchain.pem held %x"
+                    % (st["serial"], leaf.serial_number)))
+    elif not h.key_matches_cert(key, leaf):
+        out.append((name, "privkey.pem does not match the certificate status named"))
+
+
+@pytest.mark.timeout(120)
+def test_status_valid_means_files_served(mounted):
+    """Once status says valid, the files hold that generation: scripts (and
+    this suite) wait on status and then read the key (no window between the
+    state naming a generation and the mount serving it)."""
+    bad = []
+    for rnd in range(4):
+        names = ["v%d-%d.example.com" % (rnd, i) for i in range(12)]
+        threads = [threading.Thread(target=_served_after_valid, args=(mounted.mount, n, bad))
+                   for n in names]
+        for t in threads:
+            t.start()
+        for n in names:
+            os.mkdir(mounted.path(n))
+        for t in threads:
+            t.join()
+    assert not bad, bad
