@@ -334,7 +334,7 @@ int main(int argc, char **argv)
 	struct reload_ctx rctx;
 	pthread_t sigthread;
 	sigset_t hup;
-	char err[512] = "", fsname[4200];
+	char err[512] = "", fsname[4200], owner[4200];
 	bool mounted = false, conf_ok = false;
 	int rc = 1, ret;
 
@@ -396,6 +396,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
 	}
+	/* One writer per store: a second daemon would fork the history. */
+	snprintf(owner, sizeof(owner), "pid %d, mounted on %s", (int)getpid(), fopts.mountpoint);
+	if (store_lock(store, owner, err, sizeof(err))) {
+		fprintf(stderr, "certfs: %s\n", err);
+		goto out;
+	}
 	if (engine_new(&c, store, &engine, err, sizeof(err))) {
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
@@ -426,6 +432,10 @@ int main(int argc, char **argv)
 	/* Returns in the child once the parent has exited: the mount is up. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out;
+	/* The lock came along through the fork; name the pid that holds it now. */
+	snprintf(owner, sizeof(owner), "pid %d, mounted on %s", (int)getpid(), fopts.mountpoint);
+	if (store_lock(store, owner, err, sizeof(err)))
+		util_warn("certfs: %s", err);
 
 	/*
 	 * Every thread we start blocks SIGTERM, SIGINT and SIGHUP. libfuse's
