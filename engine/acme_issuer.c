@@ -151,7 +151,7 @@ static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, 
 		env[0] = NULL;
 	if (asprintf(&env[1], "CERTFS_EVENT=dns-%s", verb) < 0)
 		env[1] = NULL;
-	rc = engine_hook_exec(argv, env, why, sizeof(why));
+	rc = engine_hook_exec(ctx->e, argv, env, why, sizeof(why));
 	free(env[0]);
 	free(env[1]);
 	if (rc) {
@@ -466,6 +466,10 @@ static struct engine_acme *client_get(struct engine *e, const struct conf *c, ch
 	int rc;
 
 	pthread_mutex_lock(&e->acme_lock);
+	if (atomic_load(&e->cancel)) {
+		snprintf(why, whylen, "acme: cancelled (shutting down)");
+		goto out;
+	}
 	if (e->acme) {
 		a = e->acme;
 		atomic_fetch_add(&a->refs, 1);
@@ -498,6 +502,9 @@ static struct engine_acme *client_get(struct engine *e, const struct conf *c, ch
 	cfg.profile = c->acme_profile;
 	cfg.account_key = a->key;
 	cfg.account_url = url;
+	/* Every client made here, also one a reload replaced while an
+	 * issuance still holds it, ends its requests at shutdown. */
+	cfg.cancel = &e->cancel;
 	acme_problem_clear(&prob);
 	if (acme_client_new(&cfg, &a->cl, &prob)) {
 		acme_problem_sentence(&prob, why, whylen);
@@ -588,6 +595,17 @@ int engine_acme_start(struct engine *e)
 	return rc;
 }
 
+void engine_acme_cancel(struct engine *e)
+{
+	/* Clients made by client_get() watch e->cancel themselves (older
+	 * ones a reload replaced too); this only makes the current one stop
+	 * without waiting for its next look at the flag. */
+	pthread_mutex_lock(&e->acme_lock);
+	if (e->acme)
+		acme_client_cancel(e->acme->cl);
+	pthread_mutex_unlock(&e->acme_lock);
+}
+
 void engine_acme_stop(struct engine *e)
 {
 	struct engine_token *t, *next;
@@ -637,7 +655,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	util_buf_init(&pem, ENGINE_RECORD_MAX, false);
 	a = client_get(e, c, why, whylen);
 	if (!a)
-		return -EINVAL;
+		return atomic_load(&e->cancel) ? -ECANCELED : -EINVAL;
 
 	pthread_mutex_lock(&d->lock);
 	names = calloc(d->nnames + 1, sizeof(*names));
@@ -883,7 +901,7 @@ int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t
 	a = client_get(e, &c, why, whylen);
 	conf_clear(&c);
 	if (!a)
-		return -EIO;
+		return atomic_load(&e->cancel) ? -ECANCELED : -EIO;
 	util_buf_init(&der, 64 * 1024, false);
 	{
 		struct crypto_chain *chain;

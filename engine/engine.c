@@ -608,8 +608,15 @@ int engine_start(struct engine *e)
 	return engine_workers_start(e);
 }
 
+void engine_cancel(struct engine *e)
+{
+	atomic_store(&e->cancel, true);
+	engine_acme_cancel(e);
+}
+
 void engine_stop(struct engine *e)
 {
+	engine_cancel(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);
@@ -633,6 +640,7 @@ void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
+	engine_cancel(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);

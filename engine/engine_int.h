@@ -148,6 +148,7 @@ struct engine {
 	double auto_tokens;          /* automatic orders left in the bucket (queue_lock) */
 	time_t auto_tokens_at;       /* when the bucket was last filled */
 
+	atomic_bool cancel;          /* shutting down: long waits end now */
 	pthread_mutex_t acme_lock;   /* acme, tokens */
 	struct engine_acme *acme;    /* client of the running configuration */
 	struct acme_http01 *http01;
@@ -214,13 +215,17 @@ void engine_acme_check_ari(struct engine_domain *d);
 char *engine_acme_replaces(struct engine_domain *d);
 /* Revoke the certificate of g (before the domain is removed). */
 int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen);
+/* Cancel the client's requests in flight and refuse new ones (shutdown). */
+void engine_acme_cancel(struct engine *e);
 void engine_acme_stop(struct engine *e);
 /* SIGHUP: drop the client so the next request uses c; log what needs a restart. */
 void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c);
 
 /* hooks.c */
 struct hook_item;
-int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen);
+/* Run a hook and wait (bounded; killed with its process group at shutdown). */
+int engine_hook_exec(struct engine *e, char *const *argv, char *const *env, char *why,
+		     size_t whylen);
 /* Queue the deploy (deploy=true) or notify hook for d, if configured. */
 void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after);

@@ -509,7 +509,9 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&d->lock);
 		due_on_arrival(e, d, c.renew_fraction);
 	}
-	if (rc && rc != -ENOENT) {
+	/* -ENOENT: removed meanwhile; -ECANCELED: shutting down, and a saved
+	 * order is resumed at the next start. Neither is a failure. */
+	if (rc && rc != -ENOENT && rc != -ECANCELED) {
 		time_t delay;
 
 		pthread_mutex_lock(&d->lock);

@@ -66,6 +66,13 @@ def missing_prerequisite(reason):
     pytest.skip(reason)
 
 
+def need_pebble():
+    import pebble_env
+    for b in (pebble_env.PEBBLE, pebble_env.CHALLTESTSRV):
+        if not pebble_env.which(b):
+            missing_prerequisite("%s is missing (apt install pebble)" % b)
+
+
 def certfs_bin():
     b = os.environ.get("CERTFS_BIN")
     if b:
