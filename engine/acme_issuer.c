@@ -211,7 +211,7 @@ static int save_order(void *arg, const char *url)
 {
 	struct issue_ctx *ctx = arg;
 	struct util_buf pem;
-	char skey[320], *s = NULL;
+	char *s = NULL;
 	json_t *o;
 	int rc;
 
@@ -221,8 +221,8 @@ static int save_order(void *arg, const char *url)
 	if (o && pem.len)
 		json_object_set_new(o, "key", json_stringn((const char *)pem.data, pem.len));
 	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	snprintf(skey, sizeof(skey), "%s/order", ctx->d->key);
-	rc = s ? store_put(ctx->e->store, skey, s, strlen(s)) : -ENOMEM;
+	/* -ENOENT once the domain is removed: the order is not re-created. */
+	rc = s ? engine_domain_record_put(ctx->d, "order", s, strlen(s)) : -ENOMEM;
 	if (s) {
 		util_wipe(s, strlen(s));
 		free(s);
@@ -759,12 +759,16 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	rc = engine_gen_new(e, engine_alloc_number(d), util_now(), ENGINE_SOURCE_ACME, key, chain,
 			    out);
 	if (!rc) {
-		char skey[320];
+		int drc;
 
 		key = NULL;
 		chain = NULL;
-		snprintf(skey, sizeof(skey), "%s/order", d->key);
-		(void)!store_del(e->store, skey); /* done: nothing to resume */
+		/* Done: nothing to resume. A stale record only costs a fetch of
+		 * a finished order at the next issuance. */
+		drc = engine_domain_record_del(d, "order");
+		if (drc && drc != -ENOENT)
+			util_warn("engine: %s: cannot remove the finished order: %s", d->name,
+				  strerror(-drc));
 	}
 out:
 	crypto_strv_free(names, n);
@@ -785,13 +789,16 @@ out:
 static struct engine_gen *managed_acme_gen(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;
+	uint64_t managed;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->managed_gen && (d->cur && d->cur->number == d->managed_gen))
+	managed = d->managed_gen;
+	if (managed && d->cur && d->cur->number == managed)
 		g = engine_gen_get(d->cur);
-	else if (d->managed_gen && engine_domain_read_gen(d, d->managed_gen, &g))
-		g = NULL;
 	pthread_mutex_unlock(&d->lock);
+	/* The store is read without d->lock, which readers of the tree need. */
+	if (managed && !g && engine_domain_read_gen(d, managed, &g))
+		g = NULL;
 	if (g && g->source != ENGINE_SOURCE_ACME) {
 		engine_gen_put(g);
 		g = NULL;

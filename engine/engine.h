@@ -170,7 +170,8 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 /*
  * rm DOMAIN/FILE: removing fullchain.pem or cert.pem removes an uploaded
  * certificate (the managed one is served at once); other files are views and
- * removing them changes nothing. Returns 0.
+ * removing them changes nothing. Returns 0, or -ENOSPC/-EIO when the store
+ * refuses (then nothing changed, and last_error says so).
  */
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f);
 

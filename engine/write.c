@@ -109,16 +109,12 @@ static int pending_load(struct engine_domain *d, struct pending *p)
 static int pending_store(struct engine_domain *d, const struct pending *p)
 {
 	struct util_buf chain, key;
-	char skey[320];
 	json_t *o;
 	char *s = NULL;
 	int rc = 0;
 
-	snprintf(skey, sizeof(skey), "%s/pending", d->key);
-	if (!p->chain && !p->key) {
-		rc = store_del(d->engine->store, skey);
-		return rc == -ENOENT ? 0 : rc;
-	}
+	if (!p->chain && !p->key)
+		return engine_domain_record_del(d, "pending");
 	util_buf_init(&chain, ENGINE_RECORD_MAX, false);
 	util_buf_init(&key, 64 * 1024, true);
 	if (p->chain)
@@ -135,7 +131,7 @@ static int pending_store(struct engine_domain *d, const struct pending *p)
 		s = json_dumps(o, JSON_COMPACT);
 	}
 	if (!rc)
-		rc = s ? store_put(d->engine->store, skey, s, strlen(s)) : -ENOMEM;
+		rc = s ? engine_domain_record_put(d, "pending", s, strlen(s)) : -ENOMEM;
 	if (s) {
 		util_wipe(s, strlen(s));
 		free(s);
@@ -148,20 +144,21 @@ static int pending_store(struct engine_domain *d, const struct pending *p)
 
 static void pending_describe(struct engine_domain *d, const struct pending *p)
 {
-	pthread_mutex_lock(&d->lock);
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
 	if (p->chain && p->key)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "certificate and private key that do not match each other");
 	else if (p->chain)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "certificate waiting for its private key (write privkey.pem)");
 	else if (p->key)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "private key waiting for its certificate (write fullchain.pem)");
 	else
-		d->pending[0] = '\0';
-	(void)!engine_domain_store_state(d); /* status shows it after a restart too */
-	pthread_mutex_unlock(&d->lock);
+		v.pending[0] = '\0';
+	engine_state_record(d, &v); /* status shows it after a restart too */
 }
 
 /* ---- validation and installation -------------------------------------------------- */
@@ -468,31 +465,18 @@ static int upload_pfx(struct engine_domain *d, const void *data, size_t len, cha
 /* Replace d's names (d->lock held by nobody). */
 static int set_names(struct engine_domain *d, char **names, size_t n, bool csr)
 {
-	char **old;
-	size_t oldn;
-	bool oldcsr;
+	struct engine_state v;
 	int rc;
 
-	pthread_mutex_lock(&d->lock);
-	old = d->names;
-	oldn = d->nnames;
-	oldcsr = d->has_csr;
-	d->names = names;
-	d->nnames = n;
-	d->has_csr = csr;
-	d->next_attempt = 0;
-	d->failures = 0;
-	rc = engine_domain_store_state(d);
-	if (rc) {
-		d->names = old;
-		d->nnames = oldn;
-		d->has_csr = oldcsr;
-		pthread_mutex_unlock(&d->lock);
-		return rc;
-	}
-	pthread_mutex_unlock(&d->lock);
-	crypto_strv_free(old, oldn);
-	return 0;
+	engine_state_begin(d, &v);
+	v.has_csr = csr;
+	v.next_attempt = 0;
+	v.failures = 0;
+	/* On success names and n become the old ones, freed here. */
+	rc = engine_state_commit_names(d, &v, &names, &n);
+	if (!rc)
+		crypto_strv_free(names, n);
+	return rc;
 }
 
 int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key)
@@ -520,7 +504,7 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 {
 	struct crypto_err cerr = {{0}};
 	struct crypto_csr *csr = NULL;
-	char **names = NULL, skey[320];
+	char **names = NULL;
 	size_t n = 0;
 	int rc;
 
@@ -554,8 +538,7 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 		if (rc)
 			goto out;
 	}
-	snprintf(skey, sizeof(skey), "%s/csr", d->key);
-	rc = store_put(e->store, skey, data, len);
+	rc = engine_domain_record_put(d, "csr", data, len);
 	if (!rc)
 		rc = set_names(d, names, n, true);
 	if (rc) {
@@ -625,20 +608,16 @@ out:
 static int write_passphrase(struct engine *e, struct engine_domain *d, const char *data,
 			    size_t len, char *why, size_t whylen)
 {
-	char skey[320];
 	size_t n = trim_len(data, len);
 	int rc;
 
-	snprintf(skey, sizeof(skey), "%s/passphrase", d->key);
-	if (!n) {
-		rc = store_del(e->store, skey);
-		return rc == -ENOENT ? 0 : rc;
-	}
+	if (!n)
+		return engine_domain_record_del(d, "passphrase");
 	if (memchr(data, '\0', n)) {
 		snprintf(why, whylen, "passphrase contains a NUL byte");
 		return -EINVAL;
 	}
-	rc = store_put(e->store, skey, data, n);
+	rc = engine_domain_record_put(d, "passphrase", data, n);
 	if (rc)
 		snprintf(why, whylen, "cannot store the passphrase: %s", strerror(-rc));
 	return rc;
@@ -710,14 +689,8 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 	}
 	pthread_mutex_unlock(&d->write_lock);
 done:
-	if (rc) {
-		pthread_mutex_lock(&d->lock);
-		snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f),
-			 reason[0] ? reason : strerror(-rc));
-		d->errors_total++;
-		(void)!engine_domain_store_state(d);
-		pthread_mutex_unlock(&d->lock);
-	}
+	if (rc)
+		engine_write_refused(d, f, reason[0] ? reason : strerror(-rc));
 	if (why)
 		snprintf(why, whylen, "%.480s", reason);
 	return rc;
@@ -725,31 +698,38 @@ done:
 
 void engine_write_refused(struct engine_domain *d, enum engine_file f, const char *why)
 {
-	pthread_mutex_lock(&d->lock);
-	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
-	d->errors_total++;
-	engine_domain_changed(d);
-	(void)!engine_domain_store_state(d);
-	pthread_mutex_unlock(&d->lock);
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
+	snprintf(v.last_error, sizeof(v.last_error), "%s: %.480s", engine_file_name(f), why);
+	v.errors_total++;
+	engine_state_record(d, &v);
 }
 
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)
 {
 	struct pending p;
+	int rc = 0;
 
 	(void)e;
 	if (f != ENGINE_FILE_FULLCHAIN && f != ENGINE_FILE_CERT)
 		return 0;
 	pthread_mutex_lock(&d->write_lock);
-	/* Removing the certificate removes an upload (and any pending one). */
+	/* Removing the certificate removes an upload (and any pending one).
+	 * A store that refuses makes rm fail: nothing changed. */
 	if (!pending_load(d, &p) && p.chain) {
 		crypto_chain_free(p.chain);
 		p.chain = NULL;
-		(void)!pending_store(d, &p);
-		pending_describe(d, &p);
+		rc = pending_store(d, &p);
+		if (!rc)
+			pending_describe(d, &p);
 	}
 	pending_clear(&p);
-	engine_drop_upload(d, "removed");
+	if (!rc)
+		rc = engine_drop_upload(d, "removed");
 	pthread_mutex_unlock(&d->write_lock);
-	return 0;
+	if (rc)
+		engine_write_refused(d, f, rc == -ENOSPC ? "cannot remove: store is full"
+							 : "cannot remove: the store refused");
+	return rc == -ENOENT ? 0 : rc;
 }
