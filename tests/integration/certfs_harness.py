@@ -20,7 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 POLL = 0.02
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                     "WARNING: ThreadSanitizer")
 FSTYPE = "fuse.certfs"
 DOMAIN_FILES = ("fullchain.pem", "cert.pem", "chain.pem", "privkey.pem",
                 "bundle.pem", "cert.pfx", "status", "status.json")
