@@ -547,6 +547,66 @@ static void test_decisions(struct engine *e)
 	engine_domain_put(d);
 }
 
+/* Pairing of pending halves, then rm falls back to the managed lineage. */
+static void test_pending_halves_pair(struct engine *e)
+{
+	const char *name = "pair.example.com";
+	const unsigned char *chain, *key;
+	size_t chain_len, key_len;
+	struct engine_state v;
+	struct engine_domain *d;
+	struct engine_gen *g, *managed, *src = NULL;
+	char canon[256], why[600];
+
+	CHECK_INT(engine_mkdir(e, name, canon, sizeof(canon)), 0);
+	d = engine_domain_get(e, name);
+	if (!d)
+		return;
+	managed = make_gen(e, d, ENGINE_SOURCE_LOCAL);
+	CHECK_INT(engine_commit_gen(d, managed), 0);
+	/* What a user uploads: another key and certificate for the name. */
+	CHECK_INT(engine_placeholder(d, &src), 0);
+	if (!src)
+		goto out;
+	CHECK_INT(engine_gen_content(src, ENGINE_FILE_FULLCHAIN, &chain, &chain_len), 0);
+	CHECK_INT(engine_gen_content(src, ENGINE_FILE_PRIVKEY, &key, &key_len), 0);
+
+	/* The key alone waits, and says for what. */
+	CHECK_INT(engine_write(e, d, ENGINE_FILE_PRIVKEY, key, key_len, why, sizeof(why)), 0);
+	v = state_of(d);
+	CHECK_CONTAINS(v.pending, "waiting for its certificate");
+	CHECK_INT(v.uploaded_gen, 0);
+	CHECK_INT(v.stored_gen, engine_gen_number(managed));
+	/* Its certificate completes the pair: served as the upload. */
+	CHECK_INT(engine_write(e, d, ENGINE_FILE_FULLCHAIN, chain, chain_len, why, sizeof(why)),
+		  0);
+	v = state_of(d);
+	CHECK_STR(v.pending, "");
+	CHECK(v.uploaded_gen > engine_gen_number(managed));
+	CHECK_INT(v.stored_gen, v.uploaded_gen);
+	CHECK_INT(v.source, ENGINE_SOURCE_UPLOADED);
+	CHECK_INT(v.managed_gen, engine_gen_number(managed));
+	g = engine_domain_gen(d);
+	CHECK(g && engine_gen_number(g) == v.uploaded_gen);
+	engine_gen_put(g);
+	/* A certificate that does not match the served key waits too. */
+	CHECK_INT(engine_write(e, d, ENGINE_FILE_CERT, "junk", 4, why, sizeof(why)), -EINVAL);
+	CHECK_CONTAINS(state_of(d).last_error, "cert.pem: ");
+	/* rm: the managed certificate, kept ready all along, is served again. */
+	CHECK_INT(engine_unlink(e, d, ENGINE_FILE_FULLCHAIN), 0);
+	v = state_of(d);
+	CHECK_INT(v.uploaded_gen, 0);
+	CHECK_INT(v.stored_gen, engine_gen_number(managed));
+	CHECK_INT(v.source, ENGINE_SOURCE_LOCAL);
+	g = engine_domain_gen(d);
+	CHECK(g && engine_gen_number(g) == engine_gen_number(managed));
+	engine_gen_put(g);
+out:
+	engine_gen_put(src);
+	engine_gen_put(managed);
+	engine_domain_put(d);
+}
+
 int main(void)
 {
 	struct mem_store *m = mem_new();
@@ -566,6 +626,7 @@ int main(void)
 	test_rm_upload_on_refusing_store(e, m);
 	test_record_failure_is_kept_and_retried(e, m);
 	test_decisions(e);
+	test_pending_halves_pair(e);
 	engine_free(e);
 	store_close(&m->base);
 	conf_clear(&c);
