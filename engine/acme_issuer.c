@@ -647,6 +647,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	enum conf_challenge challenge;
 	struct engine_acme *a;
 	size_t n = 0;
+	bool has_csr;
 	int rc;
 
 	*retry_after = 0;
@@ -661,6 +662,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	names = calloc(d->nnames + 1, sizeof(*names));
 	for (size_t i = 0; names && i < d->nnames; i++)
 		names[n++] = strdup(d->names[i]);
+	has_csr = d->has_csr;
 	pthread_mutex_unlock(&d->lock);
 	if (!names) {
 		rc = -ENOMEM;
@@ -668,7 +670,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	}
 
 	load_order(d, &resume, &key);
-	if (d->has_csr) {
+	if (has_csr) {
 		/* The user's CSR: its key stays with the user. */
 		struct util_buf raw;
 		char skey[320];
@@ -811,8 +813,12 @@ char *engine_acme_replaces(struct engine_domain *d)
 	struct engine_gen *g;
 	struct util_buf id;
 	char *s = NULL;
+	bool unsupported;
 
-	if (d->ari_unsupported)
+	pthread_mutex_lock(&d->lock);
+	unsupported = d->ari_unsupported;
+	pthread_mutex_unlock(&d->lock);
+	if (unsupported)
 		return NULL;
 	g = managed_acme_gen(d);
 	if (!g)

@@ -182,6 +182,7 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 	time_t now = util_now();
 	char **names;
 	size_t n;
+	bool csr;
 	int rc;
 
 	rc = engine_ca_get(e, true, &root);
@@ -190,7 +191,10 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 		return rc;
 	}
 	key = reuse ? crypto_key_up_ref(reuse) : NULL;
-	if (!key && d->has_csr) {
+	pthread_mutex_lock(&d->lock);
+	csr = d->has_csr;
+	pthread_mutex_unlock(&d->lock);
+	if (!key && csr) {
 		rc = engine_domain_csr_key(d, &key);
 		if (rc) {
 			snprintf(why, whylen, "the stored CSR is unreadable");
@@ -204,13 +208,15 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 			return rc;
 		}
 	}
-	pthread_mutex_lock(&d->lock);
+	/* store_lock keeps the names still (they change only under it) without
+	 * holding d->lock, which readers need, across the signature. The CA
+	 * lock is not needed: the intermediate never changes once made. */
+	pthread_mutex_lock(&d->store_lock);
 	names = d->names;
 	n = d->nnames;
-	/* The CA lock is not needed: the intermediate never changes once made. */
 	rc = crypto_ca_issue(e->int_key, e->int_cert, key, (const char *const *)names, n,
 			     c->local_cert_lifetime_days, now, &leaf);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	if (rc) {
 		snprintf(why, whylen, "local CA could not sign the certificate");
 		goto out;
@@ -248,11 +254,11 @@ static int issue_selfsigned(struct engine_domain *d, enum crypto_key_type kt,
 	int rc;
 
 	rc = crypto_key_generate(kt, &key);
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&d->store_lock); /* the names, as in issue_local */
 	if (!rc)
 		rc = crypto_selfsigned_new(key, (const char *const *)d->names, d->nnames,
 					   c->local_cert_lifetime_days, now, &cert);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	if (!rc) {
 		chain = crypto_chain_new();
 		rc = chain ? crypto_chain_push(chain, cert) : -ENOMEM;
