@@ -330,7 +330,7 @@ struct exit_watch {
 static void *exit_watch_main(void *arg)
 {
 	struct exit_watch *w = arg;
-	struct timespec ts = {0, 50 * 1000 * 1000};
+	struct timespec ts = {0, 100 * 1000 * 1000};
 
 	while (!fuse_session_exited(w->se))
 		nanosleep(&ts, NULL);
