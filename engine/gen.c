@@ -132,14 +132,18 @@ static int gen_pfx(struct engine_gen *g, const unsigned char **data, size_t *len
 {
 	struct engine *e = g->engine;
 	struct engine_pfx *p;
+	const char *src;
 	char *password;
 	bool legacy;
 	int rc = 0;
 
 	pthread_mutex_lock(&e->conf_lock);
 	/* The domain's passphrase wins over the global pfx_password. */
-	password = strdup(g->pfx_password ? g->pfx_password
-					  : e->conf.pfx_password ? e->conf.pfx_password : "");
+	src = g->pfx_password ? g->pfx_password
+			      : e->conf.pfx_password ? e->conf.pfx_password : "";
+	password = util_secret_alloc(strlen(src) + 1);
+	if (password)
+		memcpy(password, src, strlen(src) + 1);
 	legacy = e->conf.pfx_legacy;
 	pthread_mutex_unlock(&e->conf_lock);
 	if (!password)

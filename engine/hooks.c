@@ -74,12 +74,16 @@ static bool env_overridden(const char *entry, char *const *env)
 /*
  * Run argv with the daemon's environment plus env (whose CERTFS_* entries
  * win); wait for it (bounded). Hooks need what the administrator gave the
- * daemon: PATH, a DNS hook's server and credentials, proxies.
+ * daemon: PATH, a DNS hook's server and credentials, proxies. A hook runs
+ * in a process group of its own, so that at shutdown (e->cancel) it is
+ * killed with whatever it started and never holds the daemon up.
  * Returns 0 on exit status 0; otherwise -1 with a sentence in why.
  */
-int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen)
+int engine_hook_exec(struct engine *e, char *const *argv, char *const *env, char *why,
+		     size_t whylen)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	uint64_t deadline = util_mono_ms() + HOOK_TIMEOUT_MS;
 	size_t n = 0, cap = 1;
 	char **envp;
@@ -105,7 +109,12 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 	posix_spawn_file_actions_init(&fa);
 	/* Hooks must not inherit stdin; their output goes to our log stream. */
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	rc = atomic_load(&e->cancel) ? ECANCELED
+				     : posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	free(envp); /* the strings belong to environ and the caller */
 	if (rc) {
@@ -121,10 +130,13 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 			snprintf(why, whylen, "hook %s: wait failed", argv[0]);
 			return -1;
 		}
-		if (util_mono_ms() > deadline) {
-			kill(pid, SIGKILL);
+		if (util_mono_ms() > deadline || atomic_load(&e->cancel)) {
+			bool timeout = !atomic_load(&e->cancel);
+
+			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			snprintf(why, whylen, "hook %s timed out", argv[0]);
+			snprintf(why, whylen, "hook %s %s", argv[0],
+				 timeout ? "timed out" : "was killed at shutdown");
 			return -1;
 		}
 		/* Poll gently: hooks take milliseconds to seconds. */
@@ -145,6 +157,15 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 	return -1;
 }
 
+static void hook_item_free(struct hook_item *it)
+{
+	strv_free(it->argv);
+	for (size_t i = 0; it->env[i]; i++)
+		free(it->env[i]);
+	engine_domain_put(it->d);
+	free(it);
+}
+
 static void *hook_main(void *arg)
 {
 	struct engine *e = arg;
@@ -157,7 +178,8 @@ static void *hook_main(void *arg)
 
 		while (!e->hook_stopping && !e->hook_head)
 			pthread_cond_wait(&e->hook_cond, &e->hook_lock);
-		if (e->hook_stopping && !e->hook_head)
+		/* At shutdown queued hooks are dropped: they would only be killed. */
+		if (e->hook_stopping)
 			break;
 		if (!e->hook_stopping && util_mono_ms() < e->hook_head->not_before) {
 			/* Items wait the same delay, so the head is due first. */
@@ -180,7 +202,7 @@ static void *hook_main(void *arg)
 			e->hook_tail = NULL;
 		pthread_mutex_unlock(&e->hook_lock);
 
-		rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
+		rc = engine_hook_exec(e, it->argv, it->env, why, sizeof(why));
 		pthread_mutex_lock(&it->d->lock);
 		if (rc) {
 			snprintf(it->d->hook_error, sizeof(it->d->hook_error), "%s", why);
@@ -190,11 +212,7 @@ static void *hook_main(void *arg)
 		}
 		engine_domain_changed(it->d);
 		pthread_mutex_unlock(&it->d->lock);
-		strv_free(it->argv);
-		for (size_t i = 0; it->env[i]; i++)
-			free(it->env[i]);
-		engine_domain_put(it->d);
-		free(it);
+		hook_item_free(it);
 		pthread_mutex_lock(&e->hook_lock);
 	}
 	pthread_mutex_unlock(&e->hook_lock);
@@ -257,4 +275,11 @@ void engine_hooks_stop(struct engine *e)
 	pthread_mutex_unlock(&e->hook_lock);
 	pthread_join(e->hook_thread, NULL);
 	e->hook_running = false;
+	while (e->hook_head) {
+		struct hook_item *it = e->hook_head;
+
+		e->hook_head = it->next;
+		hook_item_free(it);
+	}
+	e->hook_tail = NULL;
 }
