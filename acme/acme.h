@@ -16,6 +16,7 @@
 #ifndef CERTFS_ACME_H
 #define CERTFS_ACME_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,6 +121,8 @@ struct acme_client_config {
 	const char *account_url;     /* known account (from the store), or NULL to register */
 	unsigned int issue_timeout_ms;   /* bound on one acme_issue; 0 = 5 minutes */
 	unsigned int request_timeout_ms; /* bound on one HTTP request; 0 = 30 s */
+	/* Set by the caller at shutdown: as acme_client_cancel(), or NULL. */
+	const atomic_bool *cancel;
 };
 
 /*
@@ -132,6 +135,13 @@ int acme_client_new(const struct acme_client_config *cfg, struct acme_client **o
 		    struct acme_problem *prob) ACME_WUR;
 /* Free the client. No call on it may be running. NULL is a no-op. */
 void acme_client_free(struct acme_client *c);
+/*
+ * Shutdown: every request in flight on c and every later one fails within
+ * about a second with -ECANCELED, and polling waits end at once, so a
+ * thread inside acme_issue returns promptly (the order URL it saved stays
+ * resumable). Irreversible. Thread-safe, callable while others use c.
+ */
+void acme_client_cancel(struct acme_client *c);
 /*
  * Make sure the directory is known and the account exists: newAccount with
  * termsOfServiceAgreed, contact and EAB when no account URL is known (an

@@ -179,6 +179,11 @@ void acme_response_clear(struct acme_response *r);
 int acme_http_request(struct acme_http *h, const char *method, const char *url,
 		      const void *body, size_t len, const char *accept,
 		      struct acme_response *r, struct acme_problem *prob) ACME_WUR;
+/* Make every request on h, in flight or later, fail with -ECANCELED. */
+void acme_http_cancel(struct acme_http *h);
+/* The same once *flag is set (the caller's shutdown flag; NULL for none). */
+void acme_http_set_cancel(struct acme_http *h, const atomic_bool *flag);
+bool acme_http_cancelled(struct acme_http *h);
 /* Resolve ref against base into a new string (absolute http(s) only). */
 int acme_url_resolve(const char *base, const char *ref, char **out) ACME_WUR;
 

@@ -128,6 +128,7 @@ int acme_client_new(const struct acme_client_config *cfg, struct acme_client **o
 			   sizeof(prob->detail));
 	if (rc)
 		goto out;
+	acme_http_set_cancel(c->http, cfg->cancel);
 	*out = c;
 	c = NULL;
 	rc = 0;
@@ -588,13 +589,26 @@ struct issue {
 	size_t npub;
 };
 
-static int sleep_ms(uint64_t ms)
+/* Sleep ms, in short slices so that a shutdown ends the wait (-ECANCELED). */
+static int sleep_ms(struct acme_client *c, uint64_t ms)
 {
-	struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
+	uint64_t end = util_mono_ms() + ms, now;
 
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-	return 0;
+	while ((now = util_mono_ms()) < end) {
+		uint64_t slice = end - now < 50 ? end - now : 50;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)slice * 1000000L };
+
+		if (acme_http_cancelled(c->http))
+			return -ECANCELED;
+		nanosleep(&ts, NULL);
+	}
+	return acme_http_cancelled(c->http) ? -ECANCELED : 0;
+}
+
+void acme_client_cancel(struct acme_client *c)
+{
+	if (c)
+		acme_http_cancel(c->http);
 }
 
 /*
@@ -626,7 +640,10 @@ static int poll_wait(struct issue *x, const struct acme_response *r, unsigned in
 		x->prob->retry_after = t;
 		return -ETIMEDOUT;
 	}
-	sleep_ms(ms);
+	if (sleep_ms(x->c, ms)) {
+		problem_set(x->prob, "cancelled while waiting for %s (shutting down)", what);
+		return -ECANCELED;
+	}
 	*backoff = *backoff * 2 > ACME_POLL_MAX_MS ? ACME_POLL_MAX_MS : *backoff * 2;
 	return 0;
 }
@@ -753,7 +770,7 @@ static int open_order(struct issue *x, struct acme_response *r)
 				  x->order_url, acme_status_name(x->order.status));
 			return 0;
 		}
-		if (rc == -ENOMEM || rc == -EIO || rc == -ETIMEDOUT)
+		if (rc == -ENOMEM || rc == -EIO || rc == -ETIMEDOUT || rc == -ECANCELED)
 			return rc;
 		util_info("acme: %s: saved order %s is not usable, starting a new one",
 			  x->req->names[0], x->order_url);

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ struct acme_http {
 	struct util_buf ca;
 	bool has_ca;
 	long timeout_ms;
+	atomic_bool cancelled;   /* shutdown: stop every transfer */
+	const atomic_bool *cancel_flag; /* the caller's, or NULL */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -149,6 +152,36 @@ void acme_http_free(struct acme_http *h)
 		pthread_mutex_destroy(&h->locks[i]);
 	util_buf_free(&h->ca);
 	free(h);
+}
+
+void acme_http_cancel(struct acme_http *h)
+{
+	atomic_store(&h->cancelled, true);
+}
+
+void acme_http_set_cancel(struct acme_http *h, const atomic_bool *flag)
+{
+	h->cancel_flag = flag;
+}
+
+bool acme_http_cancelled(struct acme_http *h)
+{
+	return atomic_load(&h->cancelled) || (h->cancel_flag && atomic_load(h->cancel_flag));
+}
+
+/*
+ * libcurl calls this often while data moves and about once a second when
+ * nothing does (a CA that accepted and never answers): a non-zero return
+ * ends the transfer with CURLE_ABORTED_BY_CALLBACK.
+ */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return acme_http_cancelled(arg);
 }
 
 void acme_response_init(struct acme_response *r)
@@ -273,6 +306,12 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url,
 	int rc;
 
 	acme_response_clear(r);
+	if (acme_http_cancelled(h)) {
+		acme_problem_clear(prob);
+		snprintf(prob->detail, sizeof(prob->detail), "%s: cancelled (shutting down)", url);
+		rc = -ECANCELED;
+		goto out;
+	}
 	e = curl_easy_init();
 	if (!e) {
 		rc = -ENOMEM;
@@ -323,6 +362,9 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url,
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, h);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
 	if (!strcmp(method, "HEAD")) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -334,6 +376,12 @@ int acme_http_request(struct acme_http *h, const char *method, const char *url,
 	cc = curl_easy_perform(e);
 	if (cc != CURLE_OK) {
 		acme_problem_clear(prob);
+		if (cc == CURLE_ABORTED_BY_CALLBACK) {
+			snprintf(prob->detail, sizeof(prob->detail), "%s: cancelled (shutting down)",
+				 url);
+			rc = -ECANCELED;
+			goto out;
+		}
 		if (x.too_big || cc == CURLE_FILESIZE_EXCEEDED)
 			snprintf(prob->detail, sizeof(prob->detail),
 				 "%s: response larger than %d bytes", url, ACME_BODY_MAX);

@@ -385,6 +385,28 @@ static void *signal_main(void *arg)
 	return NULL;
 }
 
+struct exit_watch {
+	struct fuse_session *se;
+	struct engine *engine;
+};
+
+/*
+ * libfuse ends its loop on SIGTERM, SIGINT or an unmount and then waits for
+ * the requests in flight; one of them may be waiting on a CA (rmdir with
+ * revoke_on_delete). So the engine is told as soon as the session ends, not
+ * after the loop has returned.
+ */
+static void *exit_watch_main(void *arg)
+{
+	struct exit_watch *w = arg;
+	struct timespec ts = {0, 100 * 1000 * 1000};
+
+	while (!fuse_session_exited(w->se))
+		nanosleep(&ts, NULL);
+	engine_cancel(w->engine);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -401,9 +423,11 @@ int main(int argc, char **argv)
 	pthread_t serve_thread;
 	bool serve_running = false;
 	struct reload_ctx rctx;
-	pthread_t sigthread;
+	struct exit_watch watch;
+	pthread_t sigthread, watcher;
+	bool watching = false;
 	sigset_t hup;
-	char err[512] = "", fsname[4200];
+	char err[512] = "", fsname[4200], owner[4200];
 	bool mounted = false, conf_ok = false;
 	int rc = 1, ret, saved_stderr = -1;
 
@@ -465,6 +489,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
 	}
+	/* One writer per store: a second daemon would fork the history. */
+	snprintf(owner, sizeof(owner), "pid %d, mounted on %s", (int)getpid(), fopts.mountpoint);
+	if (store_lock(store, owner, err, sizeof(err))) {
+		fprintf(stderr, "certfs: %s\n", err);
+		goto out;
+	}
 	if (engine_new(&c, store, &engine, err, sizeof(err))) {
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
@@ -502,6 +532,10 @@ int main(int argc, char **argv)
 			close(saved_stderr); /* a pipe must not stay open through it */
 		saved_stderr = -1;
 	}
+	/* The lock came along through the fork; name the pid that holds it now. */
+	snprintf(owner, sizeof(owner), "pid %d, mounted on %s", (int)getpid(), fopts.mountpoint);
+	if (store_lock(store, owner, err, sizeof(err)))
+		util_warn("certfs: %s", err);
 
 	/*
 	 * Every thread we start blocks SIGTERM, SIGINT and SIGHUP. libfuse's
@@ -526,6 +560,9 @@ int main(int argc, char **argv)
 		util_err("daemon: cannot start worker threads");
 		goto out;
 	}
+	watch.se = fs_session(fs);
+	watch.engine = engine;
+	watching = pthread_create(&watcher, NULL, exit_watch_main, &watch) == 0;
 	sigemptyset(&hup);
 	sigaddset(&hup, SIGTERM);
 	sigaddset(&hup, SIGINT);
@@ -559,6 +596,7 @@ int main(int argc, char **argv)
 	ret = fopts.singlethread ? fuse_session_loop(fs_session(fs))
 				 : fuse_session_loop_mt(fs_session(fs), loop);
 	fuse_loop_cfg_destroy(loop);
+	fuse_session_exit(fs_session(fs));
 	/* A positive value is the signal that ended the loop: a clean stop. */
 	rc = ret < 0 ? 1 : 0;
 	util_info("daemon: unmounting %s", fopts.mountpoint);
@@ -567,6 +605,10 @@ out:
 	if (mounted)
 		sd_notifyf(0, "STOPPING=1\nSTATUS=unmounting %s%s%s", fopts.mountpoint,
 			   serve ? " and " : "", serve ? o.serve : "");
+	if (watching) {
+		fuse_session_exit(fs_session(fs));
+		pthread_join(watcher, NULL);
+	}
 	if (engine)
 		engine_stop(engine);
 	if (serve) {

@@ -151,7 +151,7 @@ static int dns_run(struct issue_ctx *ctx, const char *verb, const char *record, 
 		env[0] = NULL;
 	if (asprintf(&env[1], "CERTFS_EVENT=dns-%s", verb) < 0)
 		env[1] = NULL;
-	rc = engine_hook_exec(argv, env, why, sizeof(why));
+	rc = engine_hook_exec(ctx->e, argv, env, why, sizeof(why));
 	free(env[0]);
 	free(env[1]);
 	if (rc) {
@@ -211,7 +211,7 @@ static int save_order(void *arg, const char *url)
 {
 	struct issue_ctx *ctx = arg;
 	struct util_buf pem;
-	char skey[320], *s = NULL;
+	char *s = NULL;
 	json_t *o;
 	int rc;
 
@@ -221,8 +221,8 @@ static int save_order(void *arg, const char *url)
 	if (o && pem.len)
 		json_object_set_new(o, "key", json_stringn((const char *)pem.data, pem.len));
 	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	snprintf(skey, sizeof(skey), "%s/order", ctx->d->key);
-	rc = s ? store_put(ctx->e->store, skey, s, strlen(s)) : -ENOMEM;
+	/* -ENOENT once the domain is removed: the order is not re-created. */
+	rc = s ? engine_domain_record_put(ctx->d, "order", s, strlen(s)) : -ENOMEM;
 	if (s) {
 		util_wipe(s, strlen(s));
 		free(s);
@@ -466,6 +466,10 @@ static struct engine_acme *client_get(struct engine *e, const struct conf *c, ch
 	int rc;
 
 	pthread_mutex_lock(&e->acme_lock);
+	if (atomic_load(&e->cancel)) {
+		snprintf(why, whylen, "acme: cancelled (shutting down)");
+		goto out;
+	}
 	if (e->acme) {
 		a = e->acme;
 		atomic_fetch_add(&a->refs, 1);
@@ -498,6 +502,9 @@ static struct engine_acme *client_get(struct engine *e, const struct conf *c, ch
 	cfg.profile = c->acme_profile;
 	cfg.account_key = a->key;
 	cfg.account_url = url;
+	/* Every client made here, also one a reload replaced while an
+	 * issuance still holds it, ends its requests at shutdown. */
+	cfg.cancel = &e->cancel;
 	acme_problem_clear(&prob);
 	if (acme_client_new(&cfg, &a->cl, &prob)) {
 		acme_problem_sentence(&prob, why, whylen);
@@ -588,6 +595,17 @@ int engine_acme_start(struct engine *e)
 	return rc;
 }
 
+void engine_acme_cancel(struct engine *e)
+{
+	/* Clients made by client_get() watch e->cancel themselves (older
+	 * ones a reload replaced too); this only makes the current one stop
+	 * without waiting for its next look at the flag. */
+	pthread_mutex_lock(&e->acme_lock);
+	if (e->acme)
+		acme_client_cancel(e->acme->cl);
+	pthread_mutex_unlock(&e->acme_lock);
+}
+
 void engine_acme_stop(struct engine *e)
 {
 	struct engine_token *t, *next;
@@ -629,6 +647,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	enum conf_challenge challenge;
 	struct engine_acme *a;
 	size_t n = 0;
+	bool has_csr;
 	int rc;
 
 	*retry_after = 0;
@@ -637,12 +656,13 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	util_buf_init(&pem, ENGINE_RECORD_MAX, false);
 	a = client_get(e, c, why, whylen);
 	if (!a)
-		return -EINVAL;
+		return atomic_load(&e->cancel) ? -ECANCELED : -EINVAL;
 
 	pthread_mutex_lock(&d->lock);
 	names = calloc(d->nnames + 1, sizeof(*names));
 	for (size_t i = 0; names && i < d->nnames; i++)
 		names[n++] = strdup(d->names[i]);
+	has_csr = d->has_csr;
 	pthread_mutex_unlock(&d->lock);
 	if (!names) {
 		rc = -ENOMEM;
@@ -650,7 +670,7 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	}
 
 	load_order(d, &resume, &key);
-	if (d->has_csr) {
+	if (has_csr) {
 		/* The user's CSR: its key stays with the user. */
 		struct util_buf raw;
 		char skey[320];
@@ -741,12 +761,16 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 	rc = engine_gen_new(e, engine_alloc_number(d), util_now(), ENGINE_SOURCE_ACME, key, chain,
 			    out);
 	if (!rc) {
-		char skey[320];
+		int drc;
 
 		key = NULL;
 		chain = NULL;
-		snprintf(skey, sizeof(skey), "%s/order", d->key);
-		(void)!store_del(e->store, skey); /* done: nothing to resume */
+		/* Done: nothing to resume. A stale record only costs a fetch of
+		 * a finished order at the next issuance. */
+		drc = engine_domain_record_del(d, "order");
+		if (drc && drc != -ENOENT)
+			util_warn("engine: %s: cannot remove the finished order: %s", d->name,
+				  strerror(-drc));
 	}
 out:
 	crypto_strv_free(names, n);
@@ -767,13 +791,16 @@ out:
 static struct engine_gen *managed_acme_gen(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;
+	uint64_t managed;
 
 	pthread_mutex_lock(&d->lock);
-	if (d->managed_gen && (d->cur && d->cur->number == d->managed_gen))
+	managed = d->managed_gen;
+	if (managed && d->cur && d->cur->number == managed)
 		g = engine_gen_get(d->cur);
-	else if (d->managed_gen && engine_domain_read_gen(d, d->managed_gen, &g))
-		g = NULL;
 	pthread_mutex_unlock(&d->lock);
+	/* The store is read without d->lock, which readers of the tree need. */
+	if (managed && !g && engine_domain_read_gen(d, managed, &g))
+		g = NULL;
 	if (g && g->source != ENGINE_SOURCE_ACME) {
 		engine_gen_put(g);
 		g = NULL;
@@ -786,8 +813,12 @@ char *engine_acme_replaces(struct engine_domain *d)
 	struct engine_gen *g;
 	struct util_buf id;
 	char *s = NULL;
+	bool unsupported;
 
-	if (d->ari_unsupported)
+	pthread_mutex_lock(&d->lock);
+	unsupported = d->ari_unsupported;
+	pthread_mutex_unlock(&d->lock);
+	if (unsupported)
 		return NULL;
 	g = managed_acme_gen(d);
 	if (!g)
@@ -883,7 +914,7 @@ int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t
 	a = client_get(e, &c, why, whylen);
 	conf_clear(&c);
 	if (!a)
-		return -EIO;
+		return atomic_load(&e->cancel) ? -ECANCELED : -EIO;
 	util_buf_init(&der, 64 * 1024, false);
 	{
 		struct crypto_chain *chain;

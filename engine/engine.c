@@ -198,6 +198,7 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 	name_to_store(name, stored, sizeof(stored));
 	snprintf(d->key, sizeof(d->key), "domains/%s", stored);
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->store_lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
 	pthread_rwlock_init(&d->publish_lock, NULL);
 	d->next_number = 1;
@@ -259,6 +260,7 @@ void engine_domain_put(struct engine_domain *d)
 	engine_gen_put(d->cur);
 	crypto_strv_free(d->names, d->nnames);
 	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->store_lock);
 	pthread_mutex_destroy(&d->write_lock);
 	pthread_rwlock_destroy(&d->publish_lock);
 	free(d);
@@ -282,7 +284,10 @@ struct engine_gen *engine_domain_gen(struct engine_domain *d)
 	/* Generations are read from the store on first use, so a mount with
 	 * many domains serves at once. */
 	if (!d->gen_loaded) {
-		(void)!engine_domain_load_gen(d);
+		/* Only memory can fail here: an unreadable generation gives a
+		 * placeholder and a sentence in status. */
+		if (engine_domain_load_gen(d))
+			util_err("engine: %s: no generation to serve: out of memory", d->name);
 		engine_domain_changed(d);
 	}
 	g = engine_gen_get(d->cur);
@@ -300,7 +305,10 @@ size_t engine_names(struct engine *e, char ***names)
 	size_t n = 0;
 	char **v;
 
-	pthread_rwlock_wrlock(&e->table_lock);
+	/* A read path: the read lock keeps the table still while the cache
+	 * is filled; names_lock keeps two readers from filling it at once. */
+	pthread_rwlock_rdlock(&e->table_lock);
+	pthread_mutex_lock(&e->names_lock);
 	if (!e->sorted) {
 		v = calloc(e->count + 1, sizeof(*v));
 		if (v) {
@@ -318,6 +326,7 @@ size_t engine_names(struct engine *e, char ***names)
 		for (; n < e->nsorted; n++)
 			v[n] = strdup(e->sorted[n]);
 	}
+	pthread_mutex_unlock(&e->names_lock);
 	pthread_rwlock_unlock(&e->table_lock);
 	*names = v;
 	return v ? n : 0;
@@ -378,53 +387,198 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	engine_domain_changed(d);
 }
 
-/* Write the domain's state record (d->lock held). */
-int engine_domain_store_state(struct engine_domain *d)
+/* The state record of v and names (caller frees), or NULL. */
+static char *state_json(const struct engine_domain *d, const struct engine_state *v,
+			char *const *names, size_t nnames)
 {
-	char key[320];
-	json_t *o, *names;
+	json_t *o, *jn;
 	char *s;
-	int rc;
 
-	names = json_array();
-	for (size_t i = 0; names && i < d->nnames; i++)
-		json_array_append_new(names, json_string(d->names[i]));
-	o = json_pack("{s:o?, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I}", "names", names,
-		      "created", (json_int_t)d->created, "generation", (json_int_t)d->stored_gen,
-		      "not_before", (json_int_t)d->not_before, "not_after",
-		      (json_int_t)d->not_after, "source", engine_source_name(d->source),
-		      "issued_total", (json_int_t)d->issued_total, "errors_total",
-		      (json_int_t)d->errors_total, "next_attempt", (json_int_t)d->next_attempt,
-		      "failures", (json_int_t)d->failures);
+	jn = json_array();
+	for (size_t i = 0; jn && i < nnames; i++)
+		json_array_append_new(jn, json_string(names[i]));
+	o = json_pack("{s:o?, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:I}", "names", jn,
+		      "created", (json_int_t)d->created, "generation", (json_int_t)v->stored_gen,
+		      "not_before", (json_int_t)v->not_before, "not_after",
+		      (json_int_t)v->not_after, "source", engine_source_name(v->source),
+		      "issued_total", (json_int_t)v->issued_total, "errors_total",
+		      (json_int_t)v->errors_total, "next_attempt", (json_int_t)v->next_attempt,
+		      "failures", (json_int_t)v->failures);
 	if (!o)
-		return -ENOMEM;
-	json_object_set_new(o, "managed_gen", json_integer((json_int_t)d->managed_gen));
+		return NULL;
+	json_object_set_new(o, "managed_gen", json_integer((json_int_t)v->managed_gen));
 	json_object_set_new(o, "managed_not_before",
-			    json_integer((json_int_t)d->managed_not_before));
-	json_object_set_new(o, "managed_not_after", json_integer((json_int_t)d->managed_not_after));
-	json_object_set_new(o, "uploaded_gen", json_integer((json_int_t)d->uploaded_gen));
+			    json_integer((json_int_t)v->managed_not_before));
+	json_object_set_new(o, "managed_not_after", json_integer((json_int_t)v->managed_not_after));
+	json_object_set_new(o, "uploaded_gen", json_integer((json_int_t)v->uploaded_gen));
 	json_object_set_new(o, "uploaded_not_after",
-			    json_integer((json_int_t)d->uploaded_not_after));
-	json_object_set_new(o, "uploaded_warned", json_boolean(d->uploaded_warned));
-	json_object_set_new(o, "csr", json_boolean(d->has_csr));
-	json_object_set_new(o, "managed_acme", json_boolean(d->source_managed_acme));
-	json_object_set_new(o, "next_number", json_integer((json_int_t)d->next_number));
-	if (d->pending[0])
-		json_object_set_new(o, "pending", json_string(d->pending));
-	if (d->last_error[0])
-		json_object_set_new(o, "last_error", json_string(d->last_error));
-	if (d->last_error[0] && d->last_error_write)
+			    json_integer((json_int_t)v->uploaded_not_after));
+	json_object_set_new(o, "uploaded_warned", json_boolean(v->uploaded_warned));
+	json_object_set_new(o, "csr", json_boolean(v->has_csr));
+	json_object_set_new(o, "managed_acme", json_boolean(v->source_managed_acme));
+	json_object_set_new(o, "next_number", json_integer((json_int_t)v->next_number));
+	if (v->pending[0])
+		json_object_set_new(o, "pending", json_string(v->pending));
+	if (v->last_error[0])
+		json_object_set_new(o, "last_error", json_string(v->last_error));
+	if (v->last_error[0] && v->last_error_write)
 		json_object_set_new(o, "last_error_write", json_true());
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
+	return s;
+}
+
+/* Write v as d's state record (d->store_lock held, d->lock not held). */
+static int state_write(struct engine_domain *d, const struct engine_state *v,
+		       char *const *names, size_t nnames)
+{
+	char key[320], *s;
+	int rc;
+
+	s = state_json(d, v, names, nnames);
 	if (!s)
 		return -ENOMEM;
-	engine_domain_changed(d);
 	snprintf(key, sizeof(key), "%s/state", d->key);
 	rc = store_put(d->engine->store, key, s, strlen(s));
 	free(s);
 	if (rc)
 		util_err("engine: %s: store state: %s", d->name, strerror(-rc));
+	return rc;
+}
+
+void engine_state_begin(struct engine_domain *d, struct engine_state *v)
+{
+	pthread_mutex_lock(&d->store_lock);
+	pthread_mutex_lock(&d->lock);
+	*v = d->st;
+	pthread_mutex_unlock(&d->lock);
+}
+
+void engine_state_abort(struct engine_domain *d)
+{
+	pthread_mutex_unlock(&d->store_lock);
+}
+
+/* d's state becomes v (d->store_lock held). */
+static void state_assign(struct engine_domain *d, const struct engine_state *v, int unsaved)
+{
+	pthread_mutex_lock(&d->lock);
+	d->st = *v;
+	d->state_unsaved = unsaved;
+	engine_domain_changed(d);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* engine_state_commit_names without releasing d->store_lock. */
+static int state_commit_locked(struct engine_domain *d, const struct engine_state *v,
+			       char ***names, size_t *n, bool publish)
+{
+	char **old;
+	size_t oldn;
+	int rc;
+
+	/* d->removed and d->names change only under store_lock, held here. */
+	if (d->removed)
+		return -ENOENT;
+	rc = state_write(d, v, names ? *names : d->names, names ? *n : d->nnames);
+	if (rc)
+		return rc;
+	/* A state that names a generation to serve: status waits until the
+	 * mounts serve it (the caller releases publish_lock after that). */
+	if (publish)
+		pthread_rwlock_wrlock(&d->publish_lock);
+	pthread_mutex_lock(&d->lock);
+	if (names) {
+		old = d->names;
+		oldn = d->nnames;
+		d->names = *names;
+		d->nnames = *n;
+		*names = old;
+		*n = oldn;
+	}
+	d->st = *v;
+	d->state_unsaved = 0;
+	engine_domain_changed(d);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+/* engine_state_commit, holding publish_lock on success when publish is set. */
+static int state_commit_publish(struct engine_domain *d, const struct engine_state *v,
+				bool publish)
+{
+	int rc = state_commit_locked(d, v, NULL, NULL, publish);
+
+	pthread_mutex_unlock(&d->store_lock);
+	return rc;
+}
+
+int engine_state_commit_names(struct engine_domain *d, const struct engine_state *v,
+			      char ***names, size_t *n)
+{
+	int rc = state_commit_locked(d, v, names, n, false);
+
+	pthread_mutex_unlock(&d->store_lock);
+	return rc;
+}
+
+int engine_state_commit(struct engine_domain *d, const struct engine_state *v)
+{
+	return engine_state_commit_names(d, v, NULL, NULL);
+}
+
+void engine_state_record(struct engine_domain *d, const struct engine_state *v)
+{
+	int rc = d->removed ? 0 : state_write(d, v, d->names, d->nnames);
+
+	state_assign(d, v, rc);
+	pthread_mutex_unlock(&d->store_lock);
+}
+
+void engine_state_retry(struct engine_domain *d)
+{
+	struct engine_state v;
+	int rc;
+
+	engine_state_begin(d, &v);
+	if (!d->state_unsaved || d->removed) {
+		engine_state_abort(d);
+		return;
+	}
+	rc = state_write(d, &v, d->names, d->nnames);
+	state_assign(d, &v, rc);
+	pthread_mutex_unlock(&d->store_lock);
+	if (!rc)
+		util_info("engine: %s: state saved after an earlier failure", d->name);
+}
+
+int engine_domain_record_put(struct engine_domain *d, const char *what, const void *data,
+			     size_t len)
+{
+	char key[320];
+	int rc = -ENOENT;
+
+	snprintf(key, sizeof(key), "%s/%s", d->key, what);
+	pthread_mutex_lock(&d->store_lock);
+	if (!d->removed)
+		rc = store_put(d->engine->store, key, data, len);
+	pthread_mutex_unlock(&d->store_lock);
+	return rc;
+}
+
+int engine_domain_record_del(struct engine_domain *d, const char *what)
+{
+	char key[320];
+	int rc = -ENOENT;
+
+	snprintf(key, sizeof(key), "%s/%s", d->key, what);
+	pthread_mutex_lock(&d->store_lock);
+	if (!d->removed) {
+		rc = store_del(d->engine->store, key);
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	pthread_mutex_unlock(&d->store_lock);
 	return rc;
 }
 
@@ -507,7 +661,7 @@ char *engine_domain_passphrase(struct engine_domain *d)
 	util_buf_init(&b, 64 * 1024, true);
 	snprintf(key, sizeof(key), "%s/passphrase", d->key);
 	if (!store_get(d->engine->store, key, &b)) {
-		/* Kept with the generation for its PFX: out of core dumps too. */
+		/* Secret memory: a core dump leaves it out. */
 		s = util_secret_alloc(b.len + 1);
 		if (s)
 			memcpy(s, b.data, b.len);
@@ -533,13 +687,15 @@ void engine_domain_refresh_pfx(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;
 
-	pthread_mutex_lock(&d->lock);
 	/* The same generation (same number, same bytes but cert.pfx), read
 	 * anew so that it takes the new passphrase; the front end publishes
-	 * it like any rotation, and the deploy hook runs: cert.pfx changed. */
+	 * it like any rotation, and the deploy hook runs: cert.pfx changed.
+	 * store_lock, not d->lock: the state stays put during the read, and
+	 * readers of the tree are not held up by store I/O. */
+	pthread_mutex_lock(&d->store_lock);
 	if (d->stored_gen && !d->removed && engine_domain_read_gen(d, d->stored_gen, &g))
 		g = NULL;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	if (!g)
 		return;
 	engine_rotate(d, g);
@@ -629,6 +785,13 @@ static int load_domain_cb(const char *name, void *arg)
 	if (!rc)
 		rc = domain_parse_state(d, &b);
 	util_buf_free(&b);
+	/* No state and nothing else: a mkdir that failed or was killed before
+	 * its first write landed. It was never acknowledged; remove it. */
+	if (rc == -ENOENT && !store_del(e->store, d->key)) {
+		util_info("engine: %s: removed the empty leftover of an unfinished mkdir", name);
+		engine_domain_put(d);
+		return 0;
+	}
 	if (rc) {
 		/* A domain without a readable state is skipped, not fatal: the
 		 * rest of the tree must still come up. */
@@ -659,6 +822,8 @@ int engine_new(const struct conf *c, struct store *s, struct engine **out, char 
 	e->store = s;
 	pthread_mutex_init(&e->conf_lock, NULL);
 	pthread_rwlock_init(&e->table_lock, NULL);
+	pthread_mutex_init(&e->mkdir_lock, NULL);
+	pthread_mutex_init(&e->names_lock, NULL);
 	pthread_mutex_init(&e->observer_lock, NULL);
 	pthread_mutex_init(&e->ca_lock, NULL);
 	pthread_mutex_init(&e->queue_lock, NULL);
@@ -709,6 +874,7 @@ int engine_start(struct engine *e)
 {
 	struct crypto_cert *root;
 	bool local;
+	int rc;
 
 	pthread_mutex_lock(&e->conf_lock);
 	local = e->conf.issuer == CONF_ISSUER_LOCAL;
@@ -721,11 +887,22 @@ int engine_start(struct engine *e)
 		return -EAGAIN;
 	if (engine_acme_start(e))
 		return -EADDRINUSE;
-	return engine_workers_start(e);
+	rc = engine_workers_start(e);
+	/* Revocations a previous run left unfinished. */
+	if (!rc)
+		engine_queue_revoke(e);
+	return rc;
+}
+
+void engine_cancel(struct engine *e)
+{
+	atomic_store(&e->cancel, true);
+	engine_acme_cancel(e);
 }
 
 void engine_stop(struct engine *e)
 {
+	engine_cancel(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);
@@ -749,6 +926,7 @@ void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
+	engine_cancel(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);
@@ -837,9 +1015,10 @@ int engine_name_check(struct engine *e, const char *domain, const char *name, ch
 int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonlen)
 {
 	struct crypto_err cerr = {{0}};
-	struct engine_domain *d, **slot;
+	struct engine_domain *d;
 	struct engine_gen *g = NULL;
 	const struct conf_domain *cd;
+	bool exists;
 	int rc;
 
 	rc = engine_name_check(e, NULL, name, canon, canonlen, cerr.msg, sizeof(cerr.msg));
@@ -873,25 +1052,49 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 		return -ENOMEM;
 	}
 
-	pthread_rwlock_wrlock(&e->table_lock);
-	slot = table_slot(e, canon);
-	if (*slot) {
-		pthread_rwlock_unlock(&e->table_lock);
+	/* Key generation and the store write happen outside the table lock,
+	 * which every lookup takes; mkdir_lock keeps two mkdirs of one name
+	 * from both writing a generation-1 state. */
+	rc = engine_placeholder(d, &g);
+	if (rc) {
 		engine_domain_put(d);
-		return -EEXIST;
+		return rc;
+	}
+	d->cur = g;
+	d->gen_loaded = true;
+	pthread_mutex_lock(&e->mkdir_lock);
+	pthread_rwlock_rdlock(&e->table_lock);
+	exists = *table_slot(e, canon) != NULL;
+	pthread_rwlock_unlock(&e->table_lock);
+	if (exists) {
+		rc = -EEXIST;
+		goto unlock;
 	}
 	/* Durable before it is visible: a mkdir that returned is never lost. */
-	pthread_mutex_lock(&d->lock);
-	rc = engine_domain_store_state(d);
-	if (!rc)
-		rc = engine_placeholder(d, &g);
+	pthread_mutex_lock(&d->store_lock);
+	rc = state_write(d, &d->st, d->names, d->nnames);
+	pthread_mutex_unlock(&d->store_lock);
 	if (!rc) {
-		d->cur = g;
-		d->gen_loaded = true;
+		pthread_rwlock_wrlock(&e->table_lock);
 		rc = table_insert(e, d);
+		pthread_rwlock_unlock(&e->table_lock);
 	}
-	pthread_mutex_unlock(&d->lock);
-	pthread_rwlock_unlock(&e->table_lock);
+	/* A refused mkdir leaves nothing behind: no state, no empty level. */
+	if (rc && rc != -EEXIST) {
+		char key[320];
+
+		int drc;
+
+		snprintf(key, sizeof(key), "%s/state", d->key);
+		drc = store_del(e->store, key); /* -ENOENT when the write failed */
+		if (!drc || drc == -ENOENT)
+			drc = store_del(e->store, d->key);
+		if (drc && drc != -ENOENT)
+			util_warn("engine: %s: cannot remove the refused domain's store level: %s",
+				  canon, strerror(-drc));
+	}
+unlock:
+	pthread_mutex_unlock(&e->mkdir_lock);
 	if (rc) {
 		engine_domain_put(d);
 		return rc;
@@ -902,62 +1105,171 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 }
 
 /*
- * With revoke_on_delete, an ACME certificate is revoked before its domain
- * goes: if the CA cannot be reached the domain stays (and says why), so
- * nothing is left valid and forgotten.
+ * With revoke_on_delete, an ACME certificate is revoked when its domain goes.
+ * The revocation is a network call, so it is not made inside the RMDIR
+ * request (the kernel holds the mount root's lock for as long as that
+ * takes, and every lookup would wait): rmdir leaves a record
+ * revoke/NAME@TIME naming the archived generation, durable before rmdir
+ * returns, and a worker revokes it, again after a failure or a restart
+ * until the CA has it. So nothing is left valid and forgotten.
  */
-static int revoke_first(struct engine *e, struct engine_domain *d)
+#define REVOKE_PREFIX "revoke"
+
+/* The managed ACME generation d would have revoked, or 0. */
+static uint64_t revoke_wanted(struct engine *e, struct engine_domain *d)
 {
-	struct engine_gen *g = NULL;
-	char why[512] = "";
+	uint64_t n = 0;
 	bool revoke;
-	int rc;
 
 	pthread_mutex_lock(&e->conf_lock);
 	revoke = e->conf.acme_revoke_on_delete;
 	pthread_mutex_unlock(&e->conf_lock);
-	if (!revoke)
-		return 0;
 	pthread_mutex_lock(&d->lock);
-	if (d->managed_gen && d->source_managed_acme &&
-	    engine_domain_read_gen(d, d->managed_gen, &g))
-		g = NULL;
+	if (revoke && d->managed_gen && d->source_managed_acme)
+		n = d->managed_gen;
 	pthread_mutex_unlock(&d->lock);
-	if (!g)
-		return 0;
-	rc = engine_acme_revoke(e, g, why, sizeof(why));
-	engine_gen_put(g);
-	pthread_mutex_lock(&d->lock);
-	if (rc)
-		engine_domain_set_error(d, "not removed: revocation failed: %.400s", why);
-	pthread_mutex_unlock(&d->lock);
-	if (rc)
-		util_err("engine: %s: revocation failed: %s", d->name, why);
-	else
-		util_info("engine: %s: certificate revoked", d->name);
+	return n;
+}
+
+/* Write revoke/BASE naming the archived generation n (to is archive/BASE). */
+static int revoke_record(struct engine *e, const char *to, uint64_t n)
+{
+	char key[420], gen[460], *s;
+	json_t *o;
+	int rc;
+
+	snprintf(key, sizeof(key), REVOKE_PREFIX "/%s", to + strlen("archive/"));
+	snprintf(gen, sizeof(gen), "%s/gen/%llu", to, (unsigned long long)n);
+	o = json_pack("{s:s}", "gen", gen);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	rc = s ? store_put(e->store, key, s, strlen(s)) : -ENOMEM;
+	free(s);
 	return rc;
+}
+
+struct name_list {
+	char **v;
+	size_t n, cap;
+};
+
+static int collect_name(const char *name, void *arg)
+{
+	struct name_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(name);
+	return l->v[l->n++] ? 0 : -ENOMEM;
+}
+
+/* Revoke what revoke/name names: 0 done (record removed), or -errno. */
+static int revoke_one(struct engine *e, const char *name)
+{
+	struct engine_gen *g = NULL;
+	struct util_buf b, rec;
+	char key[320], err[300], why[512] = "";
+	json_error_t jerr;
+	json_t *o = NULL, *v;
+	int rc;
+
+	snprintf(key, sizeof(key), REVOKE_PREFIX "/%s", name);
+	util_buf_init(&b, 64 * 1024, false);
+	util_buf_init(&rec, ENGINE_RECORD_MAX, true);
+	rc = store_get(e->store, key, &b);
+	if (rc)
+		goto out;
+	o = json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, &jerr);
+	v = o ? json_object_get(o, "gen") : NULL;
+	rc = json_is_string(v) ? store_get(e->store, json_string_value(v), &rec) : -EINVAL;
+	if (!rc)
+		rc = engine_gen_from_record(e, rec.data, rec.len, &g, err, sizeof(err));
+	if (rc) {
+		/* Nothing to revoke can be found: say so once and forget it. */
+		util_err("engine: %s: revocation impossible, the archived certificate is "
+			 "unreadable: %s", name, strerror(-rc));
+		rc = store_del(e->store, key);
+		goto out;
+	}
+	rc = engine_acme_revoke(e, g, why, sizeof(why));
+	if (rc && strstr(why, "alreadyRevoked"))
+		rc = 0;
+	if (rc) {
+		if (rc != -ECANCELED)
+			util_err("engine: %s: revocation failed (tried again later): %s", name, why);
+		goto out;
+	}
+	util_info("engine: %s: certificate revoked", name);
+	rc = store_del(e->store, key);
+out:
+	json_decref(o);
+	engine_gen_put(g);
+	util_buf_free(&b);
+	util_buf_free(&rec);
+	return rc;
+}
+
+void engine_revoke_pass(struct engine *e)
+{
+	struct name_list l = {0};
+	bool failed = false;
+	time_t now;
+	int rc;
+
+	rc = store_list(e->store, REVOKE_PREFIX, collect_name, &l);
+	if (rc && rc != -ENOENT) {
+		util_err("engine: cannot list pending revocations: %s", strerror(-rc));
+		failed = true;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		if (!failed && !atomic_load(&e->cancel) && revoke_one(e, l.v[i]))
+			failed = true;
+		free(l.v[i]);
+	}
+	free(l.v);
+	now = util_now();
+	pthread_mutex_lock(&e->queue_lock);
+	if (failed && !atomic_load(&e->cancel)) {
+		e->revoke_failures++;
+		e->revoke_next = engine_retry_at(e->revoke_failures, now, 0);
+	} else {
+		e->revoke_failures = 0;
+		e->revoke_next = 0;
+	}
+	pthread_cond_broadcast(&e->sched_cond);
+	pthread_mutex_unlock(&e->queue_lock);
 }
 
 int engine_rmdir(struct engine *e, const char *name)
 {
 	struct engine_domain *d, **slot;
 	char to[400], stamp[32], folded[256];
+	uint64_t revoke;
 	int rc;
 
 	if (!fold_name(name, folded))
 		return -ENOENT;
 	name = folded;
-	pthread_rwlock_wrlock(&e->table_lock);
-	slot = e->table_size ? table_slot(e, name) : NULL;
-	d = slot ? *slot : NULL;
-	if (!d) {
-		pthread_rwlock_unlock(&e->table_lock);
+	d = engine_domain_get(e, name);
+	if (!d)
 		return -ENOENT;
+	/* write_lock: no upload is half judged; store_lock: no record of the
+	 * domain is written after the move (a renewal finishing now gets
+	 * -ENOENT), so nothing re-creates domains/NAME beside the archive. */
+	pthread_mutex_lock(&d->write_lock);
+	pthread_mutex_lock(&d->store_lock);
+	if (d->removed) {
+		rc = -ENOENT;
+		goto unlock;
 	}
-	if (revoke_first(e, d)) {
-		pthread_rwlock_unlock(&e->table_lock);
-		return -EIO;
-	}
+	revoke = revoke_wanted(e, d);
 	util_format_time(util_now(), stamp, sizeof(stamp));
 	for (char *p = stamp; *p; p++)
 		if (*p == ':')
@@ -969,20 +1281,44 @@ int engine_rmdir(struct engine *e, const char *name)
 		rc = store_move(e->store, d->key, to);
 	}
 	if (rc) {
-		pthread_rwlock_unlock(&e->table_lock);
 		util_err("engine: %s: archive: %s", name, strerror(-rc));
-		return rc;
+		goto unlock;
 	}
-	*slot = d->hnext;
-	e->count--;
-	atomic_fetch_add(&e->version, 1);
-	engine_names_free(e->sorted, e->nsorted);
-	e->sorted = NULL;
-	pthread_rwlock_unlock(&e->table_lock);
+	/* The revocation must not be forgotten: without its record, undo. */
+	if (revoke) {
+		rc = revoke_record(e, to, revoke);
+		if (rc) {
+			util_err("engine: %s: cannot record the revocation: %s", name,
+				 strerror(-rc));
+			if (store_move(e->store, to, d->key))
+				util_err("engine: %s: cannot move it back from %s", name, to);
+			goto unlock;
+		}
+	}
 	pthread_mutex_lock(&d->lock);
 	d->removed = true;
 	pthread_mutex_unlock(&d->lock);
+unlock:
+	pthread_mutex_unlock(&d->store_lock);
+	pthread_mutex_unlock(&d->write_lock);
+	if (rc) {
+		engine_domain_put(d);
+		return rc;
+	}
+	pthread_rwlock_wrlock(&e->table_lock);
+	slot = table_slot(e, d->name);
+	if (*slot == d) {
+		*slot = d->hnext;
+		e->count--;
+		atomic_fetch_add(&e->version, 1);
+		engine_names_free(e->sorted, e->nsorted);
+		e->sorted = NULL;
+		engine_domain_put(d); /* the table's reference */
+	}
+	pthread_rwlock_unlock(&e->table_lock);
 	util_info("engine: %s: removed (kept as %s)", name, to);
+	if (revoke)
+		engine_queue_revoke(e);
 	engine_domain_put(d);
 	return 0;
 }
@@ -993,16 +1329,19 @@ uint64_t engine_alloc_number(struct engine_domain *d)
 {
 	uint64_t n;
 
+	/* store_lock too: next_number is part of the state a commit assigns. */
+	pthread_mutex_lock(&d->store_lock);
 	pthread_mutex_lock(&d->lock);
 	n = d->next_number++;
 	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	return n;
 }
 
-/* Is the upload still the one to serve? (d->lock held) */
-static bool upload_servable(const struct engine_domain *d, time_t now)
+/* Is the upload still the one to serve? */
+static bool upload_servable(const struct engine_state *v, time_t now)
 {
-	return d->uploaded_gen && d->uploaded_not_after > now;
+	return v->uploaded_gen && v->uploaded_not_after > now;
 }
 
 static void engine_publish(struct engine *e, struct engine_domain *d, struct engine_gen *g)
@@ -1042,138 +1381,138 @@ static void notify_rotate(struct engine *e, struct engine_domain *d, struct engi
 		obs.published(obs.arg, d);
 }
 
+void engine_state_apply_gen(struct engine_state *v, const struct engine_gen *g, time_t now,
+			    bool *serve)
+{
+	if (g->number >= v->next_number)
+		v->next_number = g->number + 1;
+	if (g->source == ENGINE_SOURCE_UPLOADED) {
+		v->uploaded_gen = g->number;
+		v->uploaded_not_after = g->info.not_after;
+		v->uploaded_warned = false;
+		*serve = true;
+	} else {
+		v->managed_gen = g->number;
+		v->source_managed_acme = g->source == ENGINE_SOURCE_ACME;
+		v->managed_not_before = g->info.not_before;
+		v->managed_not_after = g->info.not_after;
+		v->failures = 0;
+		v->next_attempt = 0;
+		v->last_error[0] = '\0';
+		v->last_error_write = false;
+		v->issued_total++;
+		*serve = !upload_servable(v, now);
+	}
+	if (*serve) {
+		v->stored_gen = g->number;
+		v->not_before = g->info.not_before;
+		v->not_after = g->info.not_after;
+		v->source = g->source;
+	}
+}
+
+/* Old generation n goes from the store unless a lineage still names it. */
+static void prune_gen(struct engine_domain *d, uint64_t n)
+{
+	char key[360];
+	int rc;
+
+	pthread_mutex_lock(&d->store_lock);
+	if (n != d->managed_gen && n != d->uploaded_gen && n != d->stored_gen && !d->removed) {
+		snprintf(key, sizeof(key), "%s/gen/%llu", d->key, (unsigned long long)n);
+		/* Only disk space is at stake: the state no longer names it. */
+		rc = store_del(d->engine->store, key);
+		if (rc && rc != -ENOENT)
+			util_warn("engine: %s: cannot prune generation %llu: %s", d->name,
+				  (unsigned long long)n, strerror(-rc));
+	}
+	pthread_mutex_unlock(&d->store_lock);
+}
+
 int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine *e = d->engine;
-	struct engine_domain saved;
+	struct engine_state v;
 	struct util_buf rec;
 	char key[360];
-	bool serve;
+	bool serve = false;
 	int rc;
 
 	util_buf_init(&rec, ENGINE_RECORD_MAX, true);
 	rc = engine_gen_to_record(g, &rec);
+	if (rc)
+		goto out;
 	engine_gen_set_passphrase(d, g); /* g is not shared yet */
-	pthread_mutex_lock(&d->lock);
+	/* The record, then the state that names it, both under store_lock:
+	 * after rmdir's move (removed) neither is written. Until the state
+	 * lands the domain is exactly as it was (an unnamed record is
+	 * overwritten by the next commit of that number). */
+	engine_state_begin(d, &v);
 	if (d->removed) {
-		pthread_mutex_unlock(&d->lock);
-		util_buf_free(&rec);
-		return -ENOENT;
-	}
-	if (!rc) {
-		snprintf(key, sizeof(key), "%s/gen/%llu", d->key, (unsigned long long)g->number);
-		rc = store_put(e->store, key, rec.data, rec.len);
-	}
-	pthread_mutex_unlock(&d->lock);
-	/* From here until the mounts serve g, status waits (publish_lock). */
-	pthread_rwlock_wrlock(&d->publish_lock);
-	pthread_mutex_lock(&d->lock);
-	if (!rc && d->removed)
+		engine_state_abort(d);
 		rc = -ENOENT;
-	if (!rc) {
-		memcpy(&saved, d, sizeof(saved));
-		if (g->number >= d->next_number)
-			d->next_number = g->number + 1;
-		if (g->source == ENGINE_SOURCE_UPLOADED) {
-			d->uploaded_gen = g->number;
-			d->uploaded_not_after = g->info.not_after;
-			d->uploaded_warned = false;
-			serve = true;
-		} else {
-			d->managed_gen = g->number;
-			d->source_managed_acme = g->source == ENGINE_SOURCE_ACME;
-			d->managed_not_before = g->info.not_before;
-			d->managed_not_after = g->info.not_after;
-			d->failures = 0;
-			d->next_attempt = 0;
-			d->last_error[0] = '\0';
-			d->last_error_write = false;
-			d->issued_total++;
-			serve = !upload_servable(d, util_now());
-		}
-		if (serve) {
-			d->stored_gen = g->number;
-			d->not_before = g->info.not_before;
-			d->not_after = g->info.not_after;
-			d->source = g->source;
-		}
-		rc = engine_domain_store_state(d);
-		if (rc) {
-			/* Put the counters back; the new record stays unnamed. */
-			d->stored_gen = saved.stored_gen;
-			d->not_before = saved.not_before;
-			d->not_after = saved.not_after;
-			d->source = saved.source;
-			d->managed_gen = saved.managed_gen;
-			d->managed_not_before = saved.managed_not_before;
-			d->managed_not_after = saved.managed_not_after;
-			d->uploaded_gen = saved.uploaded_gen;
-			d->uploaded_not_after = saved.uploaded_not_after;
-			d->uploaded_warned = saved.uploaded_warned;
-			d->issued_total = saved.issued_total;
-		} else if (g->number > ENGINE_KEEP_GENERATIONS) {
-			uint64_t old = g->number - ENGINE_KEEP_GENERATIONS;
-
-			if (old != d->managed_gen && old != d->uploaded_gen) {
-				snprintf(key, sizeof(key), "%s/gen/%llu", d->key,
-					 (unsigned long long)old);
-				(void)!store_del(e->store, key);
-			}
-		}
+		goto out;
 	}
-	pthread_mutex_unlock(&d->lock);
+	snprintf(key, sizeof(key), "%s/gen/%llu", d->key, (unsigned long long)g->number);
+	rc = store_put(e->store, key, rec.data, rec.len);
+	if (rc) {
+		engine_state_abort(d);
+		goto out;
+	}
+	engine_state_apply_gen(&v, g, util_now(), &serve);
+	rc = state_commit_publish(d, &v, serve);
+out:
 	util_buf_free(&rec);
 	if (rc) {
-		pthread_rwlock_unlock(&d->publish_lock);
 		if (rc != -ENOENT)
 			util_err("engine: %s: store generation %llu: %s", d->name,
 				 (unsigned long long)g->number, strerror(-rc));
 		return rc;
 	}
-	if (serve)
+	if (serve) {
 		notify_rotate(e, d, g);
-	pthread_rwlock_unlock(&d->publish_lock);
+		pthread_rwlock_unlock(&d->publish_lock);
+	}
+	if (g->number > ENGINE_KEEP_GENERATIONS)
+		prune_gen(d, g->number - ENGINE_KEEP_GENERATIONS);
 	if (g->source != ENGINE_SOURCE_UPLOADED)
 		atomic_fetch_add(&e->issued_total, 1);
 	return 0;
 }
 
-void engine_drop_upload(struct engine_domain *d, const char *why)
+int engine_drop_upload(struct engine_domain *d, const char *why)
 {
 	struct engine *e = d->engine;
+	struct engine_state v;
 	struct engine_gen *g = NULL;
-	uint64_t prev;
+	int rc;
 
-	pthread_rwlock_wrlock(&d->publish_lock);
-	pthread_mutex_lock(&d->lock);
-	if (!d->uploaded_gen || d->removed) {
-		pthread_mutex_unlock(&d->lock);
-		pthread_rwlock_unlock(&d->publish_lock);
-		return;
+	engine_state_begin(d, &v);
+	if (!v.uploaded_gen || d->removed) {
+		engine_state_abort(d);
+		return 0;
 	}
-	prev = d->uploaded_gen;
-	if (d->managed_gen && engine_domain_read_gen(d, d->managed_gen, &g))
+	if (v.managed_gen && engine_domain_read_gen(d, v.managed_gen, &g))
 		g = NULL;
-	d->uploaded_gen = 0;
+	v.uploaded_gen = 0;
 	if (g) {
-		d->stored_gen = g->number;
-		d->not_before = g->info.not_before;
-		d->not_after = g->info.not_after;
-		d->source = g->source;
+		v.stored_gen = g->number;
+		v.not_before = g->info.not_before;
+		v.not_after = g->info.not_after;
+		v.source = g->source;
 	}
-	if (engine_domain_store_state(d)) {
-		d->uploaded_gen = prev;
-		pthread_mutex_unlock(&d->lock);
-		pthread_rwlock_unlock(&d->publish_lock);
+	rc = state_commit_publish(d, &v, g != NULL);
+	if (rc) {
 		engine_gen_put(g);
-		return;
+		return rc;
 	}
-	pthread_mutex_unlock(&d->lock);
 	util_info("engine: %s: uploaded certificate %s; serving the managed one", d->name, why);
-	if (g)
+	if (g) {
 		notify_rotate(e, d, g);
-	pthread_rwlock_unlock(&d->publish_lock);
-	if (!g)
+		pthread_rwlock_unlock(&d->publish_lock);
+	} else {
 		engine_queue(e, d); /* nothing managed (or unreadable): issue now */
+	}
 	engine_gen_put(g);
+	return 0;
 }

@@ -99,6 +99,13 @@ void engine_set_mountpoint(struct engine *e, const char *path);
 void engine_set_deploy_delay(struct engine *e, uint64_t ms);
 /* Start the worker pool and the scheduler (after any fork). */
 int engine_start(struct engine *e) ENGINE_WUR;
+/*
+ * Shutdown is coming: ACME requests and polling in flight end within about
+ * a second (-ECANCELED; a saved order stays resumable), hooks are killed,
+ * and nothing new starts. Any thread; irreversible. engine_stop() does it
+ * first too.
+ */
+void engine_cancel(struct engine *e);
 /* Stop threads; queued work is dropped (it is redone after a restart). */
 void engine_stop(struct engine *e);
 void engine_free(struct engine *e);
@@ -171,7 +178,8 @@ void engine_write_refused(struct engine_domain *d, enum engine_file f, const cha
 /*
  * rm DOMAIN/FILE: removing fullchain.pem or cert.pem removes an uploaded
  * certificate (the managed one is served at once); other files are views and
- * removing them changes nothing. Returns 0.
+ * removing them changes nothing. Returns 0, or -ENOSPC/-EIO when the store
+ * refuses (then nothing changed, and last_error says so).
  */
 int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f);
 

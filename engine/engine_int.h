@@ -2,6 +2,29 @@
 /*
  * Private to engine/: the structures behind the opaque handles and the
  * helpers shared by the engine's files. Never included from another module.
+ *
+ * Lock order: a thread holding a lock takes only locks to its right.
+ *
+ *   d->write_lock -> d->store_lock -> e->table_lock -> d->lock -> leaf locks
+ *
+ * leaf locks: e->conf_lock, e->names_lock, e->queue_lock, e->hook_lock,
+ * e->observer_lock, e->acme_lock, e->ca_lock (-> conf_lock), g->lazy_lock.
+ * fs's own lock (f->lock) is taken under d->write_lock when an upload is
+ * published and itself takes table_lock, d->lock and leaf locks; it is
+ * never held while an engine function takes write_lock or store_lock.
+ *
+ * What may be done under each lock:
+ *  - d->write_lock: one writer of the domain at a time (an upload's whole
+ *    judgement, rmdir); store I/O, never network.
+ *  - d->store_lock: every change of the domain's records (the state, a
+ *    generation, the order, pending halves, the rmdir move). It orders
+ *    state writes, and once `removed` is set under it nothing is written
+ *    below domains/NAME again. Store I/O, never network.
+ *  - e->table_lock, d->lock and the leaf locks are what readers of the tree
+ *    take: memory only (no store write or fsync, no network, no hook). The
+ *    exceptions are one-time: the lazy first read of a generation (a store
+ *    read under d->lock), creating the local CA (ca_lock) and the ACME
+ *    account key (acme_lock).
  */
 #ifndef CERTFS_ENGINE_INT_H
 #define CERTFS_ENGINE_INT_H
@@ -55,6 +78,45 @@ enum engine_job {
 	ENGINE_JOB_ISSUE, /* mkdir, renew, names */
 };
 
+/*
+ * What the domain's state record holds (besides names and created): the
+ * two lineages, the retry state and the counters. It changes only as one
+ * value: engine_state_begin() copies it, the caller edits the copy, and
+ * engine_state_commit() writes the copy and, only if that worked, assigns
+ * it whole (so a failed commit leaves the domain exactly as it was).
+ *
+ * The members are also reachable by name directly in the domain (d->failures
+ * is d->st.failures) through an anonymous struct in a union: the same list,
+ * so the layout is the same, and readers all over the engine stay as they
+ * were.
+ */
+#define ENGINE_STATE_FIELDS                                                          \
+	uint64_t stored_gen;         /* generation named by the stored state */    \
+	uint64_t next_number;        /* next generation number to use */           \
+	time_t not_after;            /* of the served generation */                \
+	time_t not_before;                                                          \
+	enum engine_source source;   /* of the served generation */                \
+	/* Two lineages: what the issuer made, and what a user uploaded. The      \
+	 * upload is served while it is valid; the managed one stays ready. */    \
+	uint64_t managed_gen;                                                       \
+	time_t managed_not_before, managed_not_after;                               \
+	bool source_managed_acme;    /* the managed lineage came from ACME */       \
+	uint64_t uploaded_gen;                                                      \
+	time_t uploaded_not_after;                                                  \
+	bool uploaded_warned;        /* the expiring notice was sent */             \
+	bool has_csr;                /* managed issuance uses the stored CSR */    \
+	char pending[128];           /* what an upload waits for, "" when nothing */ \
+	uint64_t issued_total;                                                      \
+	uint64_t errors_total;                                                      \
+	time_t next_attempt;         /* retry after a failure; 0 = none */          \
+	int failures;                                                               \
+	char last_error[512];                                                       \
+	bool last_error_write;       /* last_error is a refused write's */
+
+struct engine_state {
+	ENGINE_STATE_FIELDS
+};
+
 struct engine_domain {
 	atomic_int refs;
 	struct engine *engine;
@@ -70,39 +132,27 @@ struct engine_domain {
 	 * generation the files do not yet hold. Taken before lock.
 	 */
 	pthread_rwlock_t publish_lock;
+	pthread_mutex_t store_lock;  /* the domain's store records (see the lock order) */
 	pthread_mutex_t lock;        /* everything below */
+	union {
+		struct engine_state st;  /* changed whole, under store_lock and lock */
+		struct {
+			ENGINE_STATE_FIELDS
+		};
+	};
+	int state_unsaved;           /* -errno of a state write still to retry, or 0 */
 	struct engine_gen *cur;      /* published */
-	uint64_t stored_gen;         /* generation named by the stored state */
-	uint64_t next_number;        /* next generation number to use */
 	bool gen_loaded;             /* stored_gen read from the store */
 	time_t created;
-	char **names;                /* SANs; names[0] is the domain */
+	char **names;                /* SANs; names[0] is the domain (store_lock to change) */
 	size_t nnames;
-	char last_error[512];
-	bool last_error_write;       /* last_error is a refused write's */
-	time_t not_after;            /* of the served generation */
-	time_t not_before;
-	enum engine_source source;   /* of the served generation */
-	/* Two lineages: what the issuer made, and what a user uploaded. The
-	 * upload is served while it is valid; the managed one stays ready. */
-	uint64_t managed_gen;
-	time_t managed_not_before, managed_not_after;
-	uint64_t uploaded_gen;
-	time_t uploaded_not_after;
-	bool uploaded_warned;        /* the expiring notice was sent */
-	bool has_csr;                /* managed issuance uses the stored CSR */
-	char pending[128];           /* what an upload waits for, "" when nothing */
 	bool queued;                 /* an issuance job is queued or running */
 	bool again;                  /* asked again while it ran: run once more */
-	bool removed;
-	uint64_t issued_total;
-	uint64_t errors_total;
+	bool removed;                /* set under store_lock too: no store write after it */
 	/* Since this process started (metrics counters may reset). */
 	uint64_t issue_failures;
 	uint64_t upload_refusals;
 	uint64_t hook_failures;
-	time_t next_attempt;         /* retry after a failure; 0 = none */
-	int failures;
 	char hook_error[512];        /* last failed hook, shown in status */
 	/* RFC 9773 renewal information for the managed ACME certificate. */
 	bool ari_unsupported;        /* the directory has no renewalInfo */
@@ -110,7 +160,6 @@ struct engine_domain {
 	time_t ari_next_check;       /* when to ask the CA again */
 	unsigned jitter;             /* random per domain: spreads renewals */
 	bool ari_queued;
-	bool source_managed_acme;    /* the managed lineage came from ACME */
 	/* Pacing (the rules are in acme/acme.h), kept in memory. */
 	bool job_auto;               /* the queued job was started by the daemon */
 	bool held_job;               /* a job was held: run it at hold_until */
@@ -126,6 +175,7 @@ struct engine_job_item {
 	struct engine_job_item *next;
 	struct engine_domain *d;
 	bool ari;                    /* ask for renewal information, not issue */
+	bool revoke;                 /* d is NULL: revoke what removed domains left */
 };
 
 struct engine {
@@ -133,10 +183,12 @@ struct engine {
 	pthread_mutex_t conf_lock;
 	struct conf conf;
 
-	pthread_rwlock_t table_lock; /* table, count, sorted */
+	pthread_mutex_t mkdir_lock;  /* one mkdir at a time: check, write, insert */
+	pthread_rwlock_t table_lock; /* table, count; sorted is reset under the write lock */
 	struct engine_domain **table;
 	size_t table_size;
 	size_t count;
+	pthread_mutex_t names_lock;  /* sorted, filled under the table's read lock */
 	char **sorted;               /* cached sorted names, NULL when stale */
 	size_t nsorted;
 
@@ -157,10 +209,14 @@ struct engine {
 	size_t nworkers;
 	pthread_t scheduler;
 	bool scheduler_running;
+	bool revoke_queued;          /* queue_lock: a revocation pass is queued */
+	int revoke_failures;         /* queue_lock: passes failed in a row */
+	time_t revoke_next;          /* queue_lock: retry the pass then; 0 = none */
 	pthread_cond_t sched_cond;
 	double auto_tokens;          /* automatic orders left in the bucket (queue_lock) */
 	time_t auto_tokens_at;       /* when the bucket was last filled */
 
+	atomic_bool cancel;          /* shutting down: long waits end now */
 	pthread_mutex_t acme_lock;   /* acme, tokens */
 	struct engine_acme *acme;    /* client of the running configuration */
 	struct acme_http01 *http01;
@@ -208,7 +264,35 @@ void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g);
 void engine_rotate(struct engine_domain *d, struct engine_gen *g);
 /* The passphrase changed: serve the stored generation anew, cert.pfx remade. */
 void engine_domain_refresh_pfx(struct engine_domain *d);
-int engine_domain_store_state(struct engine_domain *d);
+/*
+ * A change of d's stored state: begin takes d->store_lock and copies the
+ * state into *v; the caller edits *v (it may do store I/O, never network)
+ * and ends with exactly one of:
+ *  - engine_state_commit: write *v; on success it becomes d's state whole,
+ *    on failure d is unchanged. Returns 0 or -errno.
+ *  - engine_state_record: d's state becomes *v whatever the write does (for
+ *    what status must show: an error, a pending half); a failed write is
+ *    shown in status and retried by the scheduler until it lands.
+ *  - engine_state_abort: no change.
+ * Each releases d->store_lock.
+ */
+void engine_state_begin(struct engine_domain *d, struct engine_state *v);
+int engine_state_commit(struct engine_domain *d, const struct engine_state *v) ENGINE_WUR;
+void engine_state_record(struct engine_domain *d, const struct engine_state *v);
+void engine_state_abort(struct engine_domain *d);
+/* Commit *v with new names; on success *names and *n get the old ones. */
+int engine_state_commit_names(struct engine_domain *d, const struct engine_state *v,
+			      char ***names, size_t *n) ENGINE_WUR;
+/* Write a state the scheduler found unsaved again (no lock held). */
+void engine_state_retry(struct engine_domain *d);
+/*
+ * Put or delete the record domains/NAME/what (order, pending, csr, ...),
+ * under d->store_lock: -ENOENT once the domain is removed, so nothing is
+ * ever re-created beside the archive. del of a missing record is 0.
+ */
+int engine_domain_record_put(struct engine_domain *d, const char *what, const void *data,
+			     size_t len) ENGINE_WUR;
+int engine_domain_record_del(struct engine_domain *d, const char *what) ENGINE_WUR;
 int engine_domain_load_gen(struct engine_domain *d);
 /* A change status shows (d->lock held). */
 void engine_domain_changed(struct engine_domain *d);
@@ -216,11 +300,21 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Store g as d's newest generation and hand it to the observer. */
 int engine_commit_gen(struct engine_domain *d, struct engine_gen *g);
-/* Next generation number of d (takes d->lock). */
+/* Next generation number of d (takes d->store_lock and d->lock). */
 uint64_t engine_alloc_number(struct engine_domain *d);
-/* Stop serving the upload (removed or expired) and serve the managed one. */
-void engine_drop_upload(struct engine_domain *d, const char *why);
-/* Read generation number n of d from the store (d->lock held). */
+/*
+ * Stop serving the upload (removed or expired) and serve the managed one.
+ * 0 (also when there was no upload) or -errno when the store refused: then
+ * the upload is still served.
+ */
+int engine_drop_upload(struct engine_domain *d, const char *why) ENGINE_WUR;
+/*
+ * What committing g does to a domain's state v at time now: the lineage it
+ * joins, the counters, and whether it is the one to serve (*serve).
+ */
+void engine_state_apply_gen(struct engine_state *v, const struct engine_gen *g, time_t now,
+			    bool *serve);
+/* Read generation number n of d from the store (no lock needed). */
 int engine_domain_read_gen(struct engine_domain *d, uint64_t n, struct engine_gen **out);
 void engine_conf_snapshot(struct engine *e, struct conf *out);
 
@@ -243,13 +337,23 @@ void engine_acme_check_ari(struct engine_domain *d);
 char *engine_acme_replaces(struct engine_domain *d);
 /* Revoke the certificate of g (before the domain is removed). */
 int engine_acme_revoke(struct engine *e, struct engine_gen *g, char *why, size_t whylen);
+/*
+ * Revoke the certificates that removed domains left for revocation
+ * (revoke/NAME@TIME records, made by rmdir with revoke_on_delete); a
+ * failure is logged and the pass retried later (worker thread).
+ */
+void engine_revoke_pass(struct engine *e);
+/* Cancel the client's requests in flight and refuse new ones (shutdown). */
+void engine_acme_cancel(struct engine *e);
 void engine_acme_stop(struct engine *e);
 /* SIGHUP: drop the client so the next request uses c; log what needs a restart. */
 void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c);
 
 /* hooks.c */
 struct hook_item;
-int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen);
+/* Run a hook and wait (bounded; killed with its process group at shutdown). */
+int engine_hook_exec(struct engine *e, char *const *argv, char *const *env, char *why,
+		     size_t whylen);
 /* Queue the deploy (deploy=true) or notify hook for d, if configured. */
 void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after);
@@ -270,12 +374,31 @@ void engine_renewal_conf(struct engine *e, const char *name, double *fraction,
 time_t engine_domain_renew_at(const struct engine_domain *d, time_t now, double fraction,
 			      enum conf_issuer issuer, char *why, size_t wl);
 int engine_placeholder(struct engine_domain *d, struct engine_gen **out);
+/*
+ * When to try again after the failures-th failure in a row at now:
+ * exponential back-off from 30 s to 6 h, or the CA's Retry-After when later.
+ */
+time_t engine_retry_at(int failures, time_t now, time_t retry_after);
+/* Does d need a new managed certificate from issuer now? (d->lock held) */
+bool engine_domain_due(const struct engine_domain *d, time_t now, double fraction,
+		       enum conf_issuer issuer);
+enum engine_upload_event {
+	ENGINE_UPLOAD_NONE,
+	ENGINE_UPLOAD_EXPIRING, /* within warn_days of its end, not yet told */
+	ENGINE_UPLOAD_EXPIRED,  /* to be replaced by the managed certificate */
+	ENGINE_PLACEHOLDER_DUE, /* no upload: the placeholder itself is due for renewal */
+};
+/* What happens to a served upload now? (d->lock held) */
+enum engine_upload_event engine_upload_check(const struct engine_domain *d, time_t now,
+					     int warn_days);
 void engine_queue(struct engine *e, struct engine_domain *d);
 void engine_queue_ari(struct engine *e, struct engine_domain *d);
 /* Status fields: next renewal and why, last attempt, failures, next retry. */
 void engine_schedule_json(struct engine_domain *d, json_t *o);
 /* Queue an order the daemon starts by itself (paced, see acme/acme.h). */
 void engine_queue_auto(struct engine *e, struct engine_domain *d);
+/* Queue a revocation pass (engine_revoke_pass) on a worker. */
+void engine_queue_revoke(struct engine *e);
 int engine_workers_start(struct engine *e);
 void engine_workers_stop(struct engine *e);
 int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root);

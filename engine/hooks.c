@@ -109,7 +109,7 @@ static bool hook_run_dir(struct engine_domain *d, const char *dir, char *const *
 
 		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
 		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0) {
-			rc = engine_hook_exec(argv, env, why, sizeof(why));
+			rc = engine_hook_exec(d->engine, argv, env, why, sizeof(why));
 			if (rc) {
 				ok = false;
 				hook_done(d, false, why);
@@ -162,12 +162,16 @@ static bool env_overridden(const char *entry, char *const *env)
 /*
  * Run argv with the daemon's environment plus env (whose CERTFS_* entries
  * win); wait for it (bounded). Hooks need what the administrator gave the
- * daemon: PATH, a DNS hook's server and credentials, proxies.
+ * daemon: PATH, a DNS hook's server and credentials, proxies. A hook runs
+ * in a process group of its own, so that at shutdown (e->cancel) it is
+ * killed with whatever it started and never holds the daemon up.
  * Returns 0 on exit status 0; otherwise -1 with a sentence in why.
  */
-int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whylen)
+int engine_hook_exec(struct engine *e, char *const *argv, char *const *env, char *why,
+		     size_t whylen)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
 	uint64_t deadline = util_mono_ms() + HOOK_TIMEOUT_MS;
 	size_t n = 0, cap = 1;
 	char **envp;
@@ -193,7 +197,12 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 	posix_spawn_file_actions_init(&fa);
 	/* Hooks must not inherit stdin; their output goes to our log stream. */
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+	rc = atomic_load(&e->cancel) ? ECANCELED
+				     : posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 	free(envp); /* the strings belong to environ and the caller */
 	if (rc) {
@@ -209,10 +218,13 @@ int engine_hook_exec(char *const *argv, char *const *env, char *why, size_t whyl
 			snprintf(why, whylen, "hook %s: wait failed", argv[0]);
 			return -1;
 		}
-		if (util_mono_ms() > deadline) {
-			kill(pid, SIGKILL);
+		if (util_mono_ms() > deadline || atomic_load(&e->cancel)) {
+			bool timeout = !atomic_load(&e->cancel);
+
+			kill(-pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			snprintf(why, whylen, "hook %s timed out", argv[0]);
+			snprintf(why, whylen, "hook %s %s", argv[0],
+				 timeout ? "timed out" : "was killed at shutdown");
 			return -1;
 		}
 		/* Poll gently: hooks take milliseconds to seconds. */
@@ -254,6 +266,16 @@ static int renewed_domains(struct engine_domain *d, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+static void hook_item_free(struct hook_item *it)
+{
+	strv_free(it->argv);
+	free(it->dir);
+	for (size_t i = 0; it->env[i]; i++)
+		free(it->env[i]);
+	engine_domain_put(it->d);
+	free(it);
+}
+
 static void *hook_main(void *arg)
 {
 	struct engine *e = arg;
@@ -268,7 +290,8 @@ static void *hook_main(void *arg)
 
 		while (!e->hook_stopping && !e->hook_head)
 			pthread_cond_wait(&e->hook_cond, &e->hook_lock);
-		if (e->hook_stopping && !e->hook_head)
+		/* At shutdown queued hooks are dropped: they would only be killed. */
+		if (e->hook_stopping)
 			break;
 		if (!e->hook_stopping && util_mono_ms() < e->hook_head->not_before) {
 			/* Items wait the same delay, so the head is due first. */
@@ -297,7 +320,7 @@ static void *hook_main(void *arg)
 			(void)!renewed_domains(it->d, &it->env[n]);
 		ok = true;
 		if (it->argv) {
-			rc = engine_hook_exec(it->argv, it->env, why, sizeof(why));
+			rc = engine_hook_exec(e, it->argv, it->env, why, sizeof(why));
 			if (rc) {
 				ok = false;
 				hook_done(it->d, false, why);
@@ -307,12 +330,7 @@ static void *hook_main(void *arg)
 			ok = false;
 		if (ok)
 			hook_done(it->d, true, NULL);
-		strv_free(it->argv);
-		free(it->dir);
-		for (size_t i = 0; it->env[i]; i++)
-			free(it->env[i]);
-		engine_domain_put(it->d);
-		free(it);
+		hook_item_free(it);
 		pthread_mutex_lock(&e->hook_lock);
 	}
 	pthread_mutex_unlock(&e->hook_lock);
@@ -392,4 +410,11 @@ void engine_hooks_stop(struct engine *e)
 	pthread_mutex_unlock(&e->hook_lock);
 	pthread_join(e->hook_thread, NULL);
 	e->hook_running = false;
+	while (e->hook_head) {
+		struct hook_item *it = e->hook_head;
+
+		e->hook_head = it->next;
+		hook_item_free(it);
+	}
+	e->hook_tail = NULL;
 }

@@ -184,6 +184,7 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 	time_t now = util_now();
 	char **names;
 	size_t n;
+	bool csr;
 	int rc;
 
 	rc = engine_ca_get(e, true, &root);
@@ -192,7 +193,10 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 		return rc;
 	}
 	key = reuse ? crypto_key_up_ref(reuse) : NULL;
-	if (!key && d->has_csr) {
+	pthread_mutex_lock(&d->lock);
+	csr = d->has_csr;
+	pthread_mutex_unlock(&d->lock);
+	if (!key && csr) {
 		rc = engine_domain_csr_key(d, &key);
 		if (rc) {
 			snprintf(why, whylen, "the stored CSR is unreadable");
@@ -206,13 +210,15 @@ static int issue_local(struct engine_domain *d, const struct conf *c, enum crypt
 			return rc;
 		}
 	}
-	pthread_mutex_lock(&d->lock);
+	/* store_lock keeps the names still (they change only under it) without
+	 * holding d->lock, which readers need, across the signature. The CA
+	 * lock is not needed: the intermediate never changes once made. */
+	pthread_mutex_lock(&d->store_lock);
 	names = d->names;
 	n = d->nnames;
-	/* The CA lock is not needed: the intermediate never changes once made. */
 	rc = crypto_ca_issue(e->int_key, e->int_cert, key, (const char *const *)names, n,
 			     c->local_cert_lifetime_days, now, &leaf);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	if (rc) {
 		snprintf(why, whylen, "local CA could not sign the certificate");
 		goto out;
@@ -250,11 +256,11 @@ static int issue_selfsigned(struct engine_domain *d, enum crypto_key_type kt,
 	int rc;
 
 	rc = crypto_key_generate(kt, &key);
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&d->store_lock); /* the names, as in issue_local */
 	if (!rc)
 		rc = crypto_selfsigned_new(key, (const char *const *)d->names, d->nnames,
 					   c->local_cert_lifetime_days, now, &cert);
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
 	if (!rc) {
 		chain = crypto_chain_new();
 		rc = chain ? crypto_chain_push(chain, cert) : -ENOMEM;
@@ -383,8 +389,9 @@ static void vfail_record(struct engine_domain *d, time_t now)
  */
 static void due_on_arrival(struct engine *e, struct engine_domain *d, double fraction)
 {
-	time_t now = util_now(), life, left, wait;
-	char date[32];
+	time_t now = util_now(), life, left, wait, not_after;
+	char date[32], reason[200];
+	struct engine_state v;
 
 	pthread_mutex_lock(&d->lock);
 	life = d->managed_not_after - d->managed_not_before;
@@ -401,11 +408,15 @@ static void due_on_arrival(struct engine *e, struct engine_domain *d, double fra
 	     "(is the clock ahead, or the lifetime shorter than the renewal margin?); "
 	     "next automatic order at %s", date);
 	d->held_job = false;
-	engine_domain_set_error(d, "%s", d->hold_reason);
-	(void)!engine_domain_store_state(d);
-	engine_hook_queue(e, d, false, "due-on-arrival", d->managed_not_after);
+	snprintf(reason, sizeof(reason), "%s", d->hold_reason);
+	not_after = d->managed_not_after;
 	pthread_mutex_unlock(&d->lock);
-	util_warn("engine: %s: %s", d->name, d->hold_reason);
+	/* Shown in status and kept across a restart. */
+	engine_state_begin(d, &v);
+	snprintf(v.last_error, sizeof(v.last_error), "%s", reason);
+	engine_state_record(d, &v);
+	engine_hook_queue(e, d, false, "due-on-arrival", not_after);
+	util_warn("engine: %s: %s", d->name, reason);
 }
 
 /*
@@ -432,6 +443,16 @@ static void issue_none(struct engine *e, struct engine_domain *d, const struct c
 		engine_hook_queue(e, d, false, "placeholder", g->info.not_after);
 	}
 	engine_gen_put(g);
+}
+
+time_t engine_retry_at(int failures, time_t now, time_t retry_after)
+{
+	time_t delay = RETRY_BASE << (failures < 1 ? 0 : failures < 10 ? failures - 1 : 9);
+
+	if (delay > RETRY_MAX)
+		delay = RETRY_MAX;
+	/* The CA's Retry-After (clamped by the client) wins when later. */
+	return retry_after > now + delay ? retry_after : now + delay;
 }
 
 static void issue_domain(struct engine *e, struct engine_domain *d)
@@ -511,27 +532,27 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&d->lock);
 		due_on_arrival(e, d, c.renew_fraction);
 	}
-	if (rc && rc != -ENOENT) {
-		time_t delay;
+	/* -ENOENT: removed meanwhile; -ECANCELED: shutting down, and a saved
+	 * order is resumed at the next start. Neither is a failure. */
+	if (rc && rc != -ENOENT && rc != -ECANCELED) {
+		struct engine_state v;
 
+		engine_state_begin(d, &v);
+		v.failures++;
+		v.errors_total++;
+		v.next_attempt = engine_retry_at(v.failures, util_now(), retry_after);
+		snprintf(v.last_error, sizeof(v.last_error), "%s", why);
+		engine_state_record(d, &v);
 		pthread_mutex_lock(&d->lock);
-		d->failures++;
-		d->errors_total++;
 		d->issue_failures++;
-		delay = RETRY_BASE << (d->failures < 10 ? d->failures - 1 : 9);
-		if (delay > RETRY_MAX)
-			delay = RETRY_MAX;
-		d->next_attempt = util_now() + delay;
-		/* The CA's Retry-After (clamped by the client) wins when later. */
-		if (retry_after > d->next_attempt)
-			d->next_attempt = retry_after;
-		if (validation)
-			vfail_record(d, util_now());
-		if (d->failures == 3)
-			engine_hook_queue(e, d, false, "failed", d->not_after);
-		engine_domain_set_error(d, "%s", why);
-		(void)!engine_domain_store_state(d);
 		pthread_mutex_unlock(&d->lock);
+		if (v.failures == 3)
+			engine_hook_queue(e, d, false, "failed", v.not_after);
+		if (validation) {
+			pthread_mutex_lock(&d->lock);
+			vfail_record(d, util_now());
+			pthread_mutex_unlock(&d->lock);
+		}
 		atomic_fetch_add(&e->errors_total, 1);
 		util_err("engine: %s: issuance failed: %s", d->name, why);
 		/* Wake the scheduler: it may be asleep past the first retry. */
@@ -582,6 +603,17 @@ int engine_renew_all(struct engine *e, const void *data, size_t len, char *why, 
 	return 0;
 }
 
+/* Append a job and wake a worker (e->queue_lock held). */
+static void queue_append(struct engine *e, struct engine_job_item *it)
+{
+	if (e->queue_tail)
+		e->queue_tail->next = it;
+	else
+		e->queue_head = it;
+	e->queue_tail = it;
+	pthread_cond_signal(&e->queue_cond);
+}
+
 static void queue_item(struct engine *e, struct engine_domain *d, bool ari, bool automatic)
 {
 	struct engine_job_item *it;
@@ -611,12 +643,7 @@ static void queue_item(struct engine *e, struct engine_domain *d, bool ari, bool
 	it->d = d;
 	it->ari = ari;
 	pthread_mutex_lock(&e->queue_lock);
-	if (e->queue_tail)
-		e->queue_tail->next = it;
-	else
-		e->queue_head = it;
-	e->queue_tail = it;
-	pthread_cond_signal(&e->queue_cond);
+	queue_append(e, it);
 	pthread_mutex_unlock(&e->queue_lock);
 }
 
@@ -633,6 +660,25 @@ void engine_queue_auto(struct engine *e, struct engine_domain *d)
 void engine_queue_ari(struct engine *e, struct engine_domain *d)
 {
 	queue_item(e, d, true, true);
+}
+
+void engine_queue_revoke(struct engine *e)
+{
+	struct engine_job_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return;
+	it->revoke = true;
+	pthread_mutex_lock(&e->queue_lock);
+	if (e->revoke_queued || e->stopping) {
+		pthread_mutex_unlock(&e->queue_lock);
+		free(it);
+		return;
+	}
+	e->revoke_queued = true;
+	e->revoke_next = 0;
+	queue_append(e, it);
+	pthread_mutex_unlock(&e->queue_lock);
 }
 
 static void *worker_main(void *arg)
@@ -656,6 +702,14 @@ static void *worker_main(void *arg)
 			e->queue_tail = NULL;
 		pthread_mutex_unlock(&e->queue_lock);
 
+		if (it->revoke) {
+			engine_revoke_pass(e);
+			pthread_mutex_lock(&e->queue_lock);
+			e->revoke_queued = false;
+			pthread_mutex_unlock(&e->queue_lock);
+			free(it);
+			continue;
+		}
 		if (it->ari)
 			engine_acme_check_ari(it->d);
 		else
@@ -744,8 +798,7 @@ time_t engine_domain_renew_at(const struct engine_domain *d, time_t now, double 
 	       (life > 50 ? (time_t)(d->jitter % (unsigned)(life / 50)) : 0);
 }
 
-/* Does d need a new managed certificate now? (d->lock held) */
-static bool domain_due(struct engine_domain *d, time_t now, double fraction,
+bool engine_domain_due(const struct engine_domain *d, time_t now, double fraction,
 		       enum conf_issuer issuer)
 {
 	time_t at;
@@ -787,8 +840,6 @@ void engine_schedule_json(struct engine_domain *d, json_t *o)
 	pthread_mutex_unlock(&d->lock);
 }
 
-enum upload_event { UPLOAD_NONE, UPLOAD_EXPIRING, UPLOAD_EXPIRED, PLACEHOLDER_DUE };
-
 /*
  * Is the placeholder served while the issuer fails due for renewal, like
  * any certificate, when a fraction of its lifetime is left? (d->lock held)
@@ -804,16 +855,24 @@ static bool placeholder_due(const struct engine_domain *d, time_t now, double fr
 	return left <= (time_t)((double)life * fraction);
 }
 
-/* A fresh placeholder for d, served as any rotation (scheduler thread). */
+/*
+ * A fresh placeholder for d, served as any rotation (scheduler thread).
+ * store_lock keeps the names and the stored state as they are while the key
+ * is made, without holding d->lock, which readers take.
+ */
 static void placeholder_renew(struct engine_domain *d)
 {
 	struct engine_gen *g = NULL;
+	bool wanted;
 	int rc = -EAGAIN;
 
+	pthread_mutex_lock(&d->store_lock);
 	pthread_mutex_lock(&d->lock);
-	if (!d->stored_gen && !d->removed)
-		rc = engine_placeholder(d, &g);
+	wanted = !d->stored_gen && !d->removed;
 	pthread_mutex_unlock(&d->lock);
+	if (wanted)
+		rc = engine_placeholder(d, &g);
+	pthread_mutex_unlock(&d->store_lock);
 	if (rc)
 		return;
 	util_info("engine: %s: self-signed placeholder renewed (the issuer has not delivered yet)",
@@ -822,19 +881,31 @@ static void placeholder_renew(struct engine_domain *d)
 	engine_gen_put(g);
 }
 
-/* What happens to a served upload now? (d->lock held) */
-static enum upload_event upload_check(struct engine_domain *d, time_t now, int warn_days)
+enum engine_upload_event engine_upload_check(const struct engine_domain *d, time_t now,
+					     int warn_days)
 {
 	if (d->removed || !d->uploaded_gen || d->stored_gen != d->uploaded_gen)
-		return UPLOAD_NONE;
+		return ENGINE_UPLOAD_NONE;
 	if (now >= d->uploaded_not_after)
-		return UPLOAD_EXPIRED;
-	if (!d->uploaded_warned && now >= d->uploaded_not_after - (time_t)warn_days * 86400) {
-		d->uploaded_warned = true;
-		(void)!engine_domain_store_state(d);
-		return UPLOAD_EXPIRING;
+		return ENGINE_UPLOAD_EXPIRED;
+	if (!d->uploaded_warned && now >= d->uploaded_not_after - (time_t)warn_days * 86400)
+		return ENGINE_UPLOAD_EXPIRING;
+	return ENGINE_UPLOAD_NONE;
+}
+
+/* The expiring notice, once: false when it was given already. */
+static bool upload_warn_once(struct engine_domain *d)
+{
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
+	if (v.uploaded_warned || d->removed) {
+		engine_state_abort(d);
+		return false;
 	}
-	return UPLOAD_NONE;
+	v.uploaded_warned = true;
+	engine_state_record(d, &v);
+	return true;
 }
 
 /* Returns the earliest future moment something is due (0: none known). */
@@ -842,12 +913,21 @@ static time_t schedule_pass(struct engine *e)
 {
 	time_t next = 0;
 	struct engine_domain **todo = NULL;
-	enum upload_event *events = NULL;
+	enum engine_upload_event *events = NULL;
 	size_t ntodo = 0, cap;
 	time_t now = util_now();
 	double fraction;
 	int warn_days;
 	struct conf c;
+	bool revoke;
+
+	pthread_mutex_lock(&e->queue_lock);
+	revoke = e->revoke_next && now >= e->revoke_next;
+	if (e->revoke_next > now)
+		next = e->revoke_next;
+	pthread_mutex_unlock(&e->queue_lock);
+	if (revoke)
+		engine_queue_revoke(e);
 
 	engine_conf_snapshot(e, &c);
 	fraction = c.renew_fraction;
@@ -860,11 +940,11 @@ static time_t schedule_pass(struct engine *e)
 	for (size_t i = 0; todo && events && i < e->table_size; i++) {
 		for (struct engine_domain *d = e->table[i]; d; d = d->hnext) {
 			enum conf_issuer issuer = issuer_of(&c, d->name);
-			enum upload_event ev;
-			bool due, ari;
+			enum engine_upload_event ev;
+			bool due, ari, unsaved;
 
 			pthread_mutex_lock(&d->lock);
-			due = domain_due(d, now, fraction, issuer);
+			due = engine_domain_due(d, now, fraction, issuer);
 			/* Wake for the earliest retry, hold or renewal window,
 			 * not a fixed period later. */
 			if (d->next_attempt > now && (!next || d->next_attempt < next))
@@ -873,9 +953,10 @@ static time_t schedule_pass(struct engine *e)
 				next = d->hold_until;
 			if (d->ari_renew_at > now && (!next || d->ari_renew_at < next))
 				next = d->ari_renew_at;
-			ev = upload_check(d, now, warn_days);
-			if (ev == UPLOAD_NONE && placeholder_due(d, now, fraction))
-				ev = PLACEHOLDER_DUE;
+			ev = engine_upload_check(d, now, warn_days);
+			if (ev == ENGINE_UPLOAD_NONE && placeholder_due(d, now, fraction))
+				ev = ENGINE_PLACEHOLDER_DUE;
+			unsaved = d->state_unsaved != 0;
 			ari = issuer == CONF_ISSUER_ACME && d->source_managed_acme &&
 			      !d->ari_unsupported && !d->ari_queued && now >= d->ari_next_check &&
 			      now >= d->ari_last_fetch + ACME_ARI_MIN_INTERVAL_S;
@@ -884,7 +965,8 @@ static time_t schedule_pass(struct engine *e)
 				engine_queue_auto(e, d);
 			else if (ari)
 				engine_queue_ari(e, d);
-			if (ev != UPLOAD_NONE && ntodo < cap) {
+			/* A state write that failed earlier is retried too. */
+			if ((ev != ENGINE_UPLOAD_NONE || unsaved) && ntodo < cap) {
 				todo[ntodo] = engine_domain_ref(d);
 				events[ntodo++] = ev;
 			}
@@ -895,21 +977,32 @@ static time_t schedule_pass(struct engine *e)
 	/* Outside the table lock: these write the store and run hooks. */
 	for (size_t i = 0; i < ntodo; i++) {
 		struct engine_domain *d = todo[i];
+		time_t not_after;
 		char date[32];
 
-		util_format_date(d->uploaded_not_after, date, sizeof(date));
-		if (events[i] == PLACEHOLDER_DUE) {
+		engine_state_retry(d);
+		pthread_mutex_lock(&d->lock);
+		not_after = d->uploaded_not_after;
+		pthread_mutex_unlock(&d->lock);
+		util_format_date(not_after, date, sizeof(date));
+		if (events[i] == ENGINE_PLACEHOLDER_DUE) {
 			placeholder_renew(d);
-		} else if (events[i] == UPLOAD_EXPIRING) {
+		} else if (events[i] == ENGINE_UPLOAD_EXPIRING && upload_warn_once(d)) {
 			util_warn("engine: %s: uploaded certificate expires on %s; certfs cannot renew it",
 				  d->name, date);
-			engine_hook_queue(e, d, false, "expiring", d->uploaded_not_after);
-		} else {
+			engine_hook_queue(e, d, false, "expiring", not_after);
+		} else if (events[i] == ENGINE_UPLOAD_EXPIRED) {
 			char why[64];
+			int rc;
 
 			snprintf(why, sizeof(why), "expired on %s", date);
-			engine_drop_upload(d, why);
-			engine_hook_queue(e, d, false, "expired", d->uploaded_not_after);
+			/* Refused by the store: still served, and tried again next pass. */
+			rc = engine_drop_upload(d, why);
+			if (rc)
+				util_err("engine: %s: cannot stop serving the expired upload: %s",
+					 d->name, strerror(-rc));
+			else
+				engine_hook_queue(e, d, false, "expired", not_after);
 		}
 		engine_domain_put(d);
 	}
@@ -994,7 +1087,7 @@ void engine_workers_stop(struct engine *e)
 	e->scheduler_running = false;
 	for (it = e->queue_head; it; it = next) {
 		next = it->next;
-		engine_domain_put(it->d);
+		engine_domain_put(it->d); /* NULL for a revocation pass */
 		free(it);
 	}
 	e->queue_head = e->queue_tail = NULL;

@@ -63,6 +63,11 @@ static void domain_view(const struct engine_domain *d, struct domain_view *v, ti
 	v->upload_refusals = d->upload_refusals;
 	v->hook_failures = d->hook_failures;
 	snprintf(v->last_error, sizeof(v->last_error), "%s", d->last_error);
+	/* A state write the store refused: memory and store disagree until the
+	 * scheduler's retry lands, and status says so. */
+	if (d->state_unsaved)
+		snprintf(v->last_error, sizeof(v->last_error), "%.400s%sstate not saved: %s",
+			 d->last_error, d->last_error[0] ? "; " : "", strerror(-d->state_unsaved));
 	if (!d->stored_gen && d->cur) {
 		v->not_before = d->cur->info.not_before;
 		v->not_after = d->cur->info.not_after;

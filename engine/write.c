@@ -92,16 +92,12 @@ static int pending_load(struct engine_domain *d, struct pending *p)
 static int pending_store(struct engine_domain *d, const struct pending *p)
 {
 	struct util_buf chain, key;
-	char skey[320];
 	json_t *o;
 	char *s = NULL;
 	int rc = 0;
 
-	snprintf(skey, sizeof(skey), "%s/pending", d->key);
-	if (!p->chain && !p->key) {
-		rc = store_del(d->engine->store, skey);
-		return rc == -ENOENT ? 0 : rc;
-	}
+	if (!p->chain && !p->key)
+		return engine_domain_record_del(d, "pending");
 	util_buf_init(&chain, ENGINE_RECORD_MAX, false);
 	util_buf_init(&key, 64 * 1024, true);
 	if (p->chain)
@@ -118,7 +114,7 @@ static int pending_store(struct engine_domain *d, const struct pending *p)
 		s = json_dumps(o, JSON_COMPACT);
 	}
 	if (!rc)
-		rc = s ? store_put(d->engine->store, skey, s, strlen(s)) : -ENOMEM;
+		rc = s ? engine_domain_record_put(d, "pending", s, strlen(s)) : -ENOMEM;
 	if (s) {
 		util_wipe(s, strlen(s));
 		free(s);
@@ -131,20 +127,21 @@ static int pending_store(struct engine_domain *d, const struct pending *p)
 
 static void pending_describe(struct engine_domain *d, const struct pending *p)
 {
-	pthread_mutex_lock(&d->lock);
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
 	if (p->chain && p->key)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "certificate and private key that do not match each other");
 	else if (p->chain)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "certificate waiting for its private key (write privkey.pem)");
 	else if (p->key)
-		snprintf(d->pending, sizeof(d->pending),
+		snprintf(v.pending, sizeof(v.pending),
 			 "private key waiting for its certificate (write fullchain.pem)");
 	else
-		d->pending[0] = '\0';
-	(void)!engine_domain_store_state(d); /* status shows it after a restart too */
-	pthread_mutex_unlock(&d->lock);
+		v.pending[0] = '\0';
+	engine_state_record(d, &v); /* status shows it after a restart too */
 }
 
 /* Keep *sorted (taken) as p's pending certificate, in the store too. */
@@ -637,31 +634,18 @@ static int upload_pfx(struct engine_domain *d, const void *data, size_t len, cha
 /* Replace d's names (d->lock held by nobody). */
 static int set_names(struct engine_domain *d, char **names, size_t n, bool csr)
 {
-	char **old;
-	size_t oldn;
-	bool oldcsr;
+	struct engine_state v;
 	int rc;
 
-	pthread_mutex_lock(&d->lock);
-	old = d->names;
-	oldn = d->nnames;
-	oldcsr = d->has_csr;
-	d->names = names;
-	d->nnames = n;
-	d->has_csr = csr;
-	d->next_attempt = 0;
-	d->failures = 0;
-	rc = engine_domain_store_state(d);
-	if (rc) {
-		d->names = old;
-		d->nnames = oldn;
-		d->has_csr = oldcsr;
-		pthread_mutex_unlock(&d->lock);
-		return rc;
-	}
-	pthread_mutex_unlock(&d->lock);
-	crypto_strv_free(old, oldn);
-	return 0;
+	engine_state_begin(d, &v);
+	v.has_csr = csr;
+	v.next_attempt = 0;
+	v.failures = 0;
+	/* On success names and n become the old ones, freed here. */
+	rc = engine_state_commit_names(d, &v, &names, &n);
+	if (!rc)
+		crypto_strv_free(names, n);
+	return rc;
 }
 
 int engine_domain_csr_key(struct engine_domain *d, struct crypto_key **key)
@@ -689,7 +673,7 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 {
 	struct crypto_err cerr = {{0}};
 	struct crypto_csr *csr = NULL;
-	char **names = NULL, skey[320];
+	char **names = NULL;
 	size_t n = 0;
 	int rc;
 
@@ -723,8 +707,7 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 		if (rc)
 			goto out;
 	}
-	snprintf(skey, sizeof(skey), "%s/csr", d->key);
-	rc = store_put(e->store, skey, data, len);
+	rc = engine_domain_record_put(d, "csr", data, len);
 	if (!rc)
 		rc = set_names(d, names, n, true);
 	if (rc) {
@@ -801,12 +784,11 @@ out:
 static int write_passphrase(struct engine *e, struct engine_domain *d, const char *data,
 			    size_t len, char *why, size_t whylen)
 {
-	char skey[320], *old;
+	char *old;
 	size_t n = trim_len(data, len);
 	bool same;
 	int rc;
 
-	snprintf(skey, sizeof(skey), "%s/passphrase", d->key);
 	if (n && memchr(data, '\0', n)) {
 		snprintf(why, whylen, "passphrase contains a NUL byte");
 		return -EINVAL;
@@ -819,12 +801,10 @@ static int write_passphrase(struct engine *e, struct engine_domain *d, const cha
 	old = engine_domain_passphrase(d);
 	same = old ? strlen(old) == n && crypto_secret_equal(old, data, n) : !n;
 	util_secret_str_free(old);
-	if (!n) {
-		rc = store_del(e->store, skey);
-		rc = rc == -ENOENT ? 0 : rc;
-	} else {
-		rc = store_put(e->store, skey, data, n);
-	}
+	if (!n)
+		rc = engine_domain_record_del(d, "passphrase");
+	else
+		rc = engine_domain_record_put(d, "passphrase", data, n);
 	if (rc) {
 		snprintf(why, whylen, "cannot store the passphrase: %s", strerror(-rc));
 		return rc;
@@ -844,6 +824,30 @@ static void one_line(char *s)
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			*s = ' ';
+}
+
+/*
+ * A refused write is history once a later one succeeds (an issuance error
+ * stays until an issuance succeeds).
+ */
+static void write_error_clear(struct engine_domain *d)
+{
+	struct engine_state v;
+	bool set;
+
+	pthread_mutex_lock(&d->lock);
+	set = d->last_error_write;
+	pthread_mutex_unlock(&d->lock);
+	if (!set)
+		return;
+	engine_state_begin(d, &v);
+	if (!v.last_error_write) {
+		engine_state_abort(d);
+		return;
+	}
+	v.last_error[0] = '\0';
+	v.last_error_write = false;
+	engine_state_record(d, &v);
 }
 
 int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
@@ -925,23 +929,10 @@ unlock:
 	pthread_mutex_unlock(&d->write_lock);
 done:
 	one_line(reason);
-	pthread_mutex_lock(&d->lock);
-	if (rc) {
-		snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f),
-			 reason[0] ? reason : strerror(-rc));
-		d->last_error_write = true;
-		d->errors_total++;
-		d->upload_refusals++;
-		(void)!engine_domain_store_state(d);
-		util_info("engine: %s: %s", d->name, d->last_error);
-	} else if (d->last_error_write) {
-		/* A refused write is history once a later one succeeds (an
-		 * issuance error stays until an issuance succeeds). */
-		d->last_error[0] = '\0';
-		d->last_error_write = false;
-		(void)!engine_domain_store_state(d);
-	}
-	pthread_mutex_unlock(&d->lock);
+	if (rc)
+		engine_write_refused(d, f, reason[0] ? reason : strerror(-rc));
+	else
+		write_error_clear(d);
 	if (why)
 		snprintf(why, whylen, "%.480s", reason);
 	return rc;
@@ -949,14 +940,17 @@ done:
 
 void engine_write_refused(struct engine_domain *d, enum engine_file f, const char *why)
 {
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
+	snprintf(v.last_error, sizeof(v.last_error), "%s: %.480s", engine_file_name(f), why);
+	one_line(v.last_error);
+	v.last_error_write = true;
+	v.errors_total++;
+	util_info("engine: %s: %s", d->name, v.last_error);
+	engine_state_record(d, &v);
 	pthread_mutex_lock(&d->lock);
-	snprintf(d->last_error, sizeof(d->last_error), "%s: %.480s", engine_file_name(f), why);
-	one_line(d->last_error);
-	d->last_error_write = true;
-	d->errors_total++;
 	d->upload_refusals++;
-	engine_domain_changed(d);
-	(void)!engine_domain_store_state(d);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -966,6 +960,7 @@ int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)
 	bool cert = f == ENGINE_FILE_FULLCHAIN || f == ENGINE_FILE_CERT ||
 		    f == ENGINE_FILE_BUNDLE || f == ENGINE_FILE_PFX;
 	struct pending p;
+	int rc = 0;
 
 	(void)e;
 	/* Every file that an upload can be written to removes it; chain.pem
@@ -973,7 +968,9 @@ int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)
 	if (!key && !cert && f != ENGINE_FILE_PRIVKEY)
 		return 0;
 	pthread_mutex_lock(&d->write_lock);
-	/* ... and with it the pending half that file would hold. */
+	/* Removing a file an upload is written to removes the upload, and with
+	 * it the pending half that file would hold. A store that refuses makes
+	 * rm fail: nothing changed. */
 	if (!pending_load(d, &p) && ((cert && p.chain) || (key && p.key))) {
 		if (cert) {
 			crypto_chain_free(p.chain);
@@ -983,11 +980,16 @@ int engine_unlink(struct engine *e, struct engine_domain *d, enum engine_file f)
 			crypto_key_free(p.key);
 			p.key = NULL;
 		}
-		(void)!pending_store(d, &p);
-		pending_describe(d, &p);
+		rc = pending_store(d, &p);
+		if (!rc)
+			pending_describe(d, &p);
 	}
 	pending_clear(&p);
-	engine_drop_upload(d, "removed");
+	if (!rc)
+		rc = engine_drop_upload(d, "removed");
 	pthread_mutex_unlock(&d->write_lock);
-	return 0;
+	if (rc)
+		engine_write_refused(d, f, rc == -ENOSPC ? "cannot remove: store is full"
+							 : "cannot remove: the store refused");
+	return rc == -ENOENT ? 0 : rc;
 }

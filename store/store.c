@@ -82,6 +82,13 @@ out:
 	return rc;
 }
 
+int store_lock(struct store *s, const char *owner, char *err, size_t errlen)
+{
+	if (!s->ops->lock)
+		return 0;
+	return s->ops->lock(s, owner, err, errlen);
+}
+
 void store_close(struct store *s)
 {
 	if (!s)

@@ -38,6 +38,8 @@ struct store_ops {
 	int (*del)(struct store *s, const char *key);
 	int (*list)(struct store *s, const char *prefix, store_list_cb cb, void *arg);
 	int (*move)(struct store *s, const char *from, const char *to);
+	/* One writer per store; NULL when the back end lets many share it. */
+	int (*lock)(struct store *s, const char *owner, char *err, size_t errlen);
 	void (*close)(struct store *s);
 };
 
@@ -69,6 +71,15 @@ int store_del(struct store *s, const char *key) STORE_WUR;
 int store_list(struct store *s, const char *prefix, store_list_cb cb, void *arg) STORE_WUR;
 /* Atomically rename a key or a whole prefix to a new, unused name (-EEXIST). */
 int store_move(struct store *s, const char *from, const char *to) STORE_WUR;
+/*
+ * Make this process the store's only writer, until store_close() or the
+ * process ends (a crash or SIGKILL frees it at once: no stale lock).
+ * owner is one line saying who holds it ("pid 12, mounted on /x"); calling
+ * again updates it (after a fork). -EBUSY when another process holds the
+ * store, with a sentence naming that owner in err. A back end that lets
+ * several daemons share a store coherently has no lock op: 0.
+ */
+int store_lock(struct store *s, const char *owner, char *err, size_t errlen) STORE_WUR;
 /*
  * Check a key as above. Besides these checks, a symlink found inside a
  * directory store is never followed: the operation fails with -EINVAL.

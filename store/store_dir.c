@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,10 +27,14 @@
 #define TMP_PREFIX ".tmp."
 /* Keys are a few levels deep; a deeper tree was not made by us. */
 #define SWEEP_DEPTH_MAX 32
+/* Hidden, so no key can name it and no listing shows it. */
+#define LOCK_NAME ".lock"
+#define LOCK_OWNER_MAX 512
 
 struct store_dir {
 	struct store base; /* first: a struct store * is a struct store_dir * */
 	int rootfd;
+	int lockfd;        /* holds the flock while open; -1 until store_lock */
 };
 
 static struct store_dir *to_dir(struct store *s)
@@ -312,12 +317,66 @@ out:
 	return rc;
 }
 
+/*
+ * One writer per directory: flock(2) on ROOT/.lock. The lock belongs to the
+ * open file description, so it survives fuse_daemonize()'s fork, is dropped
+ * by the kernel when the process dies however it dies (a file left by a
+ * SIGKILLed daemon blocks nobody), and conflicts between two opens in one
+ * process too. The file is never removed: unlinking it would let a second
+ * daemon lock a new file while a third still holds the old one. Its text
+ * only names the holder for the refusal message.
+ */
+static int dir_lock(struct store *s, const char *owner, char *err, size_t errlen)
+{
+	struct store_dir *d = to_dir(s);
+	char held[LOCK_OWNER_MAX];
+	size_t len = strlen(owner);
+	ssize_t n;
+	int fd = d->lockfd, rc;
+
+	if (fd < 0) {
+		fd = openat(d->rootfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			    FILE_MODE);
+		if (fd < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "store %s: cannot open its lock file: %s", s->spec,
+				 strerror(-rc));
+			return rc;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			rc = -errno;
+			if (rc == -EWOULDBLOCK) {
+				n = pread(fd, held, sizeof(held) - 1, 0);
+				held[n > 0 ? n : 0] = '\0';
+				held[strcspn(held, "\n")] = '\0';
+				snprintf(err, errlen, "store %s is in use by another certfs (%s)",
+					 s->spec, held[0] ? held : "owner unknown");
+				rc = -EBUSY;
+			} else {
+				snprintf(err, errlen, "store %s: cannot lock: %s", s->spec,
+					 strerror(-rc));
+			}
+			close(fd);
+			return rc;
+		}
+		d->lockfd = fd;
+	}
+	/* Write, then cut: a reader sees the old or the new line up to '\n'.
+	 * A full disk costs only the name in a later refusal, not the lock. */
+	if (pwrite(fd, owner, len, 0) != (ssize_t)len || pwrite(fd, "\n", 1, (off_t)len) != 1 ||
+	    ftruncate(fd, (off_t)len + 1) < 0)
+		util_warn("store %s: cannot record the lock's owner: %m", s->spec);
+	return 0;
+}
+
 static void dir_close(struct store *s)
 {
 	struct store_dir *d = to_dir(s);
 
 	if (d->rootfd >= 0)
 		close(d->rootfd);
+	if (d->lockfd >= 0)
+		close(d->lockfd);
 	free(d);
 }
 
@@ -328,6 +387,7 @@ static const struct store_ops store_dir_ops = {
 	.del = dir_del,
 	.list = dir_list,
 	.move = dir_move,
+	.lock = dir_lock,
 	.close = dir_close,
 };
 
@@ -474,6 +534,7 @@ int store_dir_open(const char *path, struct store **out, char *err, size_t errle
 	sweep(fd, path, 0);
 	d->base.ops = &store_dir_ops;
 	d->rootfd = fd;
+	d->lockfd = -1;
 	fd = -1;
 	*out = &d->base;
 	d = NULL;

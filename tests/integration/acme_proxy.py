@@ -20,6 +20,10 @@ Switches (plain attributes, safe to flip while it runs):
                         GET renewalInfo/<id> (RFC 9773): a window in the
                         past for ids in `ari_due`, else one a month ahead,
                         with `Retry-After: ari_retry_after`
+  freeze                a frozen CA: every request is read and then held,
+                        never answered, until `thaw()` (or stop)
+  freeze_after_new_order  freeze once a newOrder has been answered (so the
+                        order exists and the client is mid-order)
 
 It records what it saw: `requests` [(method, path)], `new_orders` (the
 decoded JWS payloads of newOrder requests, answered or not), `ari_ids`
@@ -92,6 +96,10 @@ class AcmeProxy:
         self.ari_due = set()
         self._t0 = datetime.datetime.now(datetime.timezone.utc)
         self.ari_retry_after = 1
+        self.freeze = False
+        self.freeze_after_new_order = False
+        self.frozen = 0
+        self._thaw = threading.Event()
         self.requests = []
         self.new_orders = []
         self.ari_ids = []
@@ -194,7 +202,14 @@ class AcmeProxy:
         self.thread.start()
         return self
 
+    def thaw(self):
+        """Stop freezing; held requests are dropped unanswered."""
+        self.freeze = False
+        self.freeze_after_new_order = False
+        self._thaw.set()
+
     def stop(self):
+        self._thaw.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -258,6 +273,12 @@ class AcmeProxy:
         body = h.rfile.read(n) if n else None
         with self.lock:
             self.requests.append((method, path))
+        if self.freeze:
+            with self.lock:
+                self.frozen += 1
+            self._thaw.wait(120)
+            h.close_connection = True
+            return
 
         if self.ari and method == "GET" and path.startswith(RENEWAL_INFO_PATH + "/"):
             cid = path[len(RENEWAL_INFO_PATH) + 1:]
@@ -299,6 +320,8 @@ class AcmeProxy:
         except (http.client.HTTPException, OSError) as e:
             self._send(h, 502, [("Content-Type", "text/plain")], ("proxy: %s\n" % e).encode())
             return
+        if self.freeze_after_new_order and path.startswith("/order-plz") and status == 201:
+            self.freeze = True
         hdrs = [(k, self.rewrite(v)) for k, v in hdrs]
         ctype = dict((k.lower(), v) for k, v in hdrs).get("content-type", "")
         if "json" in ctype or "pem" in ctype or path == "/dir":

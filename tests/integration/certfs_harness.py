@@ -20,7 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 POLL = 0.02
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                     "WARNING: ThreadSanitizer")
 FSTYPE = "fuse.certfs"
 DOMAIN_FILES = ("fullchain.pem", "cert.pem", "chain.pem", "privkey.pem",
                 "bundle.pem", "cert.pfx", "status", "status.json")
@@ -64,6 +65,13 @@ def missing_prerequisite(reason):
     if in_ci():
         pytest.fail("CI=true and a prerequisite is missing: " + reason, pytrace=False)
     pytest.skip(reason)
+
+
+def need_pebble():
+    import pebble_env
+    for b in (pebble_env.PEBBLE, pebble_env.CHALLTESTSRV):
+        if not pebble_env.which(b):
+            missing_prerequisite("%s is missing (apt install pebble)" % b)
 
 
 def certfs_bin():

@@ -49,6 +49,37 @@ def fuse_available():
     return h.certfs_bin()
 
 
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory):
+    """The session's Pebble (default settings), started on first use."""
+    import pebble_env
+    h.need_pebble()
+    env = pebble_env.PebbleEnv(str(tmp_path_factory.mktemp("pebble")))
+    with env:
+        env.root_file = env.write_root(0)
+        yield env
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    """Factory: proxy(pebble, **kw) -> a started acme_proxy.AcmeProxy."""
+    import acme_proxy
+    made = []
+
+    def start(env, **kw):
+        d = tmp_path / ("proxy%d" % len(made))
+        d.mkdir()
+        p = acme_proxy.AcmeProxy(str(d), env, **kw)
+        made.append(p)
+        return p.start()
+
+    try:
+        yield start
+    finally:
+        for p in made:
+            p.stop()
+
+
 @pytest.fixture
 def certfs_bin(fuse_available):
     return fuse_available

@@ -2,7 +2,7 @@
 """The daemon issuing from a real ACME server: certfs --issuer acme against
 Pebble 2.4 + pebble-challtestsrv (PebbleEnv) on loopback.
 
-One Pebble serves the whole module; tests that need Pebble started with
+One Pebble serves the whole session (conftest.py); tests that need Pebble started with
 other settings (EAB, nonce rejection, alternate roots, short validity) start
 their own. Issued chains are checked with `openssl verify` against the root
 Pebble serves. Nothing sleeps for a fixed time: every wait is a condition
@@ -42,20 +42,7 @@ pytestmark = pytest.mark.acme
 
 # ---------------------------------------------------------------- Pebble
 
-def _need_pebble():
-    for b in (pebble_env.PEBBLE, pebble_env.CHALLTESTSRV):
-        if not pebble_env.which(b):
-            h.missing_prerequisite("%s is missing (apt install pebble)" % b)
-
-
-@pytest.fixture(scope="module")
-def pebble(tmp_path_factory):
-    """The module's Pebble (default settings)."""
-    _need_pebble()
-    env = pebble_env.PebbleEnv(str(tmp_path_factory.mktemp("pebble")))
-    with env:
-        env.root_file = env.write_root(0)
-        yield env
+_need_pebble = h.need_pebble
 
 
 @pytest.fixture
@@ -528,24 +515,6 @@ def test_renews_when_a_third_is_left_and_runs_deploy_hook(own_pebble, certfs, tm
 
 
 # ---------------------------------------------------------------- 11. 429 + Retry-After
-
-@pytest.fixture
-def proxy(tmp_path):
-    made = []
-
-    def start(env, **kw):
-        d = tmp_path / ("proxy%d" % len(made))
-        d.mkdir()
-        p = acme_proxy.AcmeProxy(str(d), env, **kw)
-        made.append(p)
-        return p.start()
-
-    try:
-        yield start
-    finally:
-        for p in made:
-            p.stop()
-
 
 def read_state(fs, name):
     with open(store_file(fs, name, "state")) as f:

@@ -138,8 +138,9 @@ def check_startup_failure(m, argv, expect=None):
     assert len(lines) == 1, "one line on stderr expected, got %r" % (r.stderr,)
     if expect:
         assert re.search(expect, lines[0]), lines[0]
-    # Only this test's mounts: other suites may mount certfs meanwhile.
-    assert not any(x[1] == h.FSTYPE and x not in before and x[0].startswith(m.dir)
+    # Only this daemon's mounts: other mounts come and go on a shared machine.
+    mine = (os.path.realpath(m.mount), m.store)
+    assert not any(x[1] == h.FSTYPE and x not in before and (x[0] in mine or x[2] in mine)
                    for x in h.mounts()), "a mount was left behind"
     assert not h.pids_of(m.binary, m.mount), "a daemon was left behind"
     return lines[0]
@@ -203,6 +204,51 @@ def test_startup_mountpoint_busy(certfs):
     assert h.mount_entries(first.mount) == entries, "the busy mountpoint changed"
     assert first.running()
     assert h.pem_certs(first.read(D, "fullchain.pem"))
+
+
+@pytest.mark.timeout(60)
+def test_second_daemon_on_a_store_is_refused(certfs):
+    """One writer per store: a second daemon on the same store, in the
+    foreground or detaching, is refused with one line naming the first
+    one's pid and mountpoint, and the first keeps serving unchanged."""
+    first = certfs()
+    first.mkdir(D)
+    served = first.read(D, "fullchain.pem")
+    for fg in (True, False):
+        second = certfs(start=False, store=first.store)
+        line = check_startup_failure(second, second.argv(foreground=fg))
+        assert "pid %d" % first.proc.pid in line, line
+        assert os.path.realpath(first.mount) in line, line
+        assert "in use" in line, line
+        assert not h.is_any_mounted(second.mount)
+    assert first.running()
+    assert first.read(D, "fullchain.pem") == served
+    assert [n for n in os.listdir(first.mount) if "." in n and n not in h.ROOT_FILES] == [D]
+
+
+@pytest.mark.timeout(90)
+def test_store_lock_of_a_killed_daemon_does_not_block(certfs):
+    """A daemon killed with SIGKILL leaves its lock file, naming a dead
+    pid; the next daemon on the store starts anyway, and its own detached
+    child is then named in a refusal."""
+    m = certfs()
+    m.mkdir(D)
+    dead = m.proc.pid
+    m.kill9()
+    with open(os.path.join(m.store, ".lock")) as f:
+        assert ("pid %d" % dead) in f.read()
+    subprocess.run(["fusermount3", "-u", "-z", m.mount], check=True)
+    h.wait_for(lambda: not h.is_any_mounted(m.mount), 10, "stale mount to go")
+    # Detaching: the lock passes through the fork to the daemon that stays.
+    r = subprocess.run(m.argv(foreground=False), capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL, env=m.env())
+    assert r.returncode == 0, r.stderr
+    pids = h.wait_for(lambda: h.pids_of(m.binary, m.mount), 10, "the detached daemon")
+    m.daemon_pids += pids
+    h.wait_state(m.mount, D, state="valid", source="local")
+    second = certfs(start=False, store=m.store)
+    line = check_startup_failure(second, second.argv())
+    assert "pid %d" % pids[0] in line, line
 
 
 @pytest.mark.timeout(60)

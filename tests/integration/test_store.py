@@ -96,6 +96,9 @@ def test_full_store_refuses_and_keeps_everything(certfs, small_store, tmp_path):
             os.mkdir(m.path("other.example.com"))
         assert e.value.errno == errno.ENOSPC
         assert "other.example.com" not in os.listdir(m.mount)
+        # Not even an empty level, which a later start would call unreadable.
+        assert not os.path.exists(os.path.join(str(small_store / "store"), "domains",
+                                               "other.example.com"))
     finally:
         os.unlink(filler)
         for name in os.listdir(str(small_store)):
@@ -117,6 +120,48 @@ def test_full_store_refuses_and_keeps_everything(certfs, small_store, tmp_path):
     h.wait_for(lambda: m.status_json(D)["source"] == "uploaded", 10, "the upload to be served")
     os.mkdir(m.path("other.example.com"))
     m.wait_state("other.example.com", state="valid", source="local")
+
+
+@pytest.mark.timeout(60)
+def test_rm_of_an_upload_on_a_full_store_fails(certfs, small_store, tmp_path):
+    """rm fullchain.pem removes an upload; on a full store it fails with
+    ENOSPC and changes nothing (never exit 0 with no change), and works
+    once there is room."""
+    m = certfs(store=str(small_store / "store"))
+    os.mkdir(m.path(D))
+    m.wait_state(D, state="valid", source="local")
+    # Another certificate: writing back what is served changes nothing.
+    from test_upload import valid_upload
+    (tmp_path / "b.pem").write_bytes(valid_upload(names=(D,))[3])
+    r = subprocess.run(["cp", str(tmp_path / "b.pem"), m.path(D, "bundle.pem")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    h.wait_for(lambda: m.status_json(D)["source"] == "uploaded", 10, "the upload to be served")
+    served = m.read(D, "fullchain.pem")
+    gen = m.status_json(D)["generation"]
+
+    filler = fill(str(small_store))
+    try:
+        r = subprocess.run(["rm", m.path(D, "fullchain.pem")], capture_output=True, text=True)
+        assert r.returncode != 0, "rm succeeded on a full store"
+        assert "No space left on device" in r.stderr, r.stderr
+        st = m.status_json(D)
+        assert st["source"] == "uploaded" and st["generation"] == gen, st
+        assert "store is full" in (st["last_error"] or ""), st["last_error"]
+        assert m.read(D, "fullchain.pem") == served
+    finally:
+        os.unlink(filler)
+        for name in os.listdir(str(small_store)):
+            if name.startswith("filler."):
+                os.unlink(os.path.join(str(small_store), name))
+
+    r = subprocess.run(["rm", m.path(D, "fullchain.pem")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    h.wait_for(lambda: m.status_json(D)["source"] == "local", 10, "the managed certificate")
+    # Restarted, the store agrees.
+    assert m.stop() == 0
+    m.start()
+    assert m.wait_state(D, state="valid")["source"] == "local"
 
 
 @pytest.mark.timeout(30)

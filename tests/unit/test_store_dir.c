@@ -4,7 +4,8 @@
  * modes on disk under umask 0, key checks, symlinks planted in the store,
  * leftover temporaries, size limits, open failures, and kill -9 in the
  * middle of a stream of puts (every value found afterwards is complete and
- * no acknowledged value is lost). A full disk is left to the integration
+ * no acknowledged value is lost), and the one-writer lock (a second holder
+ * is refused with the first one's name; a killed holder frees it). A full disk is left to the integration
  * suite: a small file system needs root to mount.
  */
 #include <errno.h>
@@ -584,6 +585,62 @@ static void rm_rf(const char *path)
 		fprintf(stderr, "cleanup of %s failed\n", path);
 }
 
+static void test_lock(void)
+{
+	struct store *a = NULL, *b = NULL;
+	char err[600] = "";
+	pid_t pid;
+	int status, pipefd[2];
+
+	CHECK_INT(store_open(root, &a, err, sizeof(err)), 0);
+	CHECK_INT(store_open(root, &b, err, sizeof(err)), 0);
+	if (!a || !b)
+		goto out;
+	CHECK_INT(store_lock(a, "pid 1, mounted on /first", err, sizeof(err)), 0);
+	/* Again, with a new owner line (after a fork): still held. */
+	CHECK_INT(store_lock(a, "pid 2, mounted on /a", err, sizeof(err)), 0);
+	CHECK_INT(store_lock(b, "pid 3, mounted on /b", err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "in use by another certfs (pid 2, mounted on /a)") != NULL);
+	/* The lock file is not a key. */
+	CHECK_INT(mode_of(".lock"), 0600);
+	store_close(a);
+	a = NULL;
+	CHECK_INT(store_lock(b, "pid 3, mounted on /b", err, sizeof(err)), 0);
+	store_close(b);
+	b = NULL;
+
+	/* A holder killed with SIGKILL leaves the file but not the lock. */
+	if (pipe(pipefd) < 0)
+		goto out;
+	pid = fork();
+	if (pid == 0) {
+		struct store *c = NULL;
+		char e2[600];
+
+		if (store_open(root, &c, e2, sizeof(e2)) || store_lock(c, "pid x", e2, sizeof(e2)))
+			_exit(1);
+		if (write(pipefd[1], "l", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pipefd[1]);
+	{
+		char ch = 0;
+
+		CHECK_INT((int)read(pipefd[0], &ch, 1), 1);
+	}
+	close(pipefd[0]);
+	CHECK_INT(store_open(root, &b, err, sizeof(err)), 0);
+	CHECK_INT(store_lock(b, "pid 4", err, sizeof(err)), -EBUSY);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	CHECK_INT(store_lock(b, "pid 4", err, sizeof(err)), 0);
+out:
+	store_close(a);
+	store_close(b);
+}
+
 int main(void)
 {
 	char err[256];
@@ -615,6 +672,7 @@ int main(void)
 	test_open_errors();
 	test_tmp_cleanup();
 	test_kill9();
+	test_lock();
 	rm_rf(tmpdir);
 	CHECK_DONE();
 }
