@@ -5,13 +5,15 @@
  *
  * Lock order: a thread holding a lock takes only locks to its right.
  *
- *   d->write_lock -> d->store_lock -> e->table_lock -> d->lock -> leaf locks
+ *   d->write_lock -> d->store_lock -> d->publish_lock -> e->table_lock -> d->lock
+ *     -> leaf locks
  *
  * leaf locks: e->conf_lock, e->names_lock, e->queue_lock, e->hook_lock,
  * e->observer_lock, e->acme_lock, e->ca_lock (-> conf_lock), g->lazy_lock.
  * fs's own lock (f->lock) is taken under d->write_lock when an upload is
  * published and itself takes table_lock, d->lock and leaf locks; it is
- * never held while an engine function takes write_lock or store_lock.
+ * never held while an engine function takes write_lock, store_lock or
+ * publish_lock.
  *
  * What may be done under each lock:
  *  - d->write_lock: one writer of the domain at a time (an upload's whole
@@ -20,6 +22,10 @@
  *    generation, the order, pending halves, the rmdir move). It orders
  *    state writes, and once `removed` is set under it nothing is written
  *    below domains/NAME again. Store I/O, never network.
+ *  - d->publish_lock: held for writing from the assignment of a state that
+ *    names a new generation until every mount serves it (the observer
+ *    runs under it and takes f->lock), for reading while status is
+ *    rendered. Memory only; store_lock may be released while it is held.
  *  - e->table_lock, d->lock and the leaf locks are what readers of the tree
  *    take: memory only (no store write or fsync, no network, no hook). The
  *    exceptions are one-time: the lazy first read of a generation (a store
