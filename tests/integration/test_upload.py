@@ -673,6 +673,42 @@ def test_writer_killed_mid_write(mounted, tmp_path):
     assert_serves_upload(mounted, leaf, key)
 
 
+FORKED_WRITER = r"""
+import os, signal, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, sys.stdin.buffer.read())
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    os.close(r)
+    os.write(w, b"x")  # holds the inherited fd until killed
+    signal.pause()
+os.close(w)
+os.read(r, 1)
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)  # the child's copy is closed first (a FLUSH of a dead writer)
+try:
+    os.close(fd)
+except OSError as e:
+    print("close failed: %s" % e)
+    sys.exit(3)
+print("closed")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_forked_child_killed_before_writer_closes(mounted, tmp_path):
+    """A shell or a server forks with the upload open; the child is killed
+    first. The parent's own close() says 0, and then the upload is served
+    (an acknowledged write is never lost)."""
+    managed(mounted)
+    key, leaf, _, bundle = valid_upload()
+    r = subprocess.run([sys.executable, "-c", FORKED_WRITER, mounted.path(D, "bundle.pem")],
+                       input=bundle, capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == b"closed\n", (r.returncode, r.stdout, r.stderr)
+    assert_serves_upload(mounted, leaf, key)
+
+
 @pytest.mark.timeout(60)
 def test_rm_fullchain_falls_back(mounted, tmp_path):
     before = managed(mounted)
