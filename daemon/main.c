@@ -609,6 +609,9 @@ out:
 		fuse_session_exit(fs_session(fs));
 		pthread_join(watcher, NULL);
 	}
+	/* An upload being judged uses the engine: it ends (bounded) first. */
+	if (fs)
+		fs_stop_judging(fs);
 	if (engine)
 		engine_stop(engine);
 	if (serve) {

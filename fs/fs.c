@@ -28,6 +28,7 @@
 
 #include "fs/fs.h"
 #include "fs/fs_int.h"
+#include "fs/judge.h"
 
 #define CACHE_FOREVER 86400.0
 
@@ -1295,6 +1296,55 @@ static int writer_killed_by(pid_t tid)
 	return (int)(code & 0x7f);
 }
 
+struct upload_job {
+	struct fs *f;
+	fuse_req_t req;
+	struct fs_handle *h; /* reference */
+};
+
+/* On the judging pool: the verdict on h's bytes answers the FLUSH req. */
+static void upload_judged(void *arg, bool cancelled)
+{
+	struct upload_job *u = arg;
+	struct fs_handle *h = u->h;
+	char why[512] = "";
+	int rc = -ECANCELED;
+
+	if (!cancelled) {
+		rc = engine_write(u->f->engine, h->dom, h->file, h->buf.data, h->buf.len, why,
+				  sizeof(why));
+		if (rc)
+			util_info("fs: %s/%s: write refused: %s", engine_domain_name(h->dom),
+				  engine_file_name(h->file), why);
+	}
+	h->dirty = false;
+	fuse_reply_err(u->req, -rc);
+	handle_put(h);
+	free(u);
+}
+
+/* Queue h's upload for judging; 0 when req will be answered from there. */
+static int upload_judge(struct fs *f, fuse_req_t req, struct fs_handle *h)
+{
+	struct upload_job *u = calloc(1, sizeof(*u));
+	int rc;
+
+	if (!u || !f->judge) {
+		free(u);
+		return -ENOMEM;
+	}
+	u->f = f;
+	u->req = req;
+	u->h = h;
+	atomic_fetch_add(&h->refs, 1);
+	rc = judge_submit(f->judge, upload_judged, u);
+	if (rc) {
+		handle_put(h);
+		free(u);
+	}
+	return rc;
+}
+
 /*
  * close(2) of a writer: the upload is judged whole and the verdict is what
  * close returns. A FLUSH from a writer being killed (or from a killed child
@@ -1339,11 +1389,11 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	} else if (h->dirty) {
-		rc = engine_write(f->engine, h->dom, h->file, h->buf.data, h->buf.len, why,
-				  sizeof(why));
-		if (rc)
-			util_info("fs: %s/%s: write refused: %s", engine_domain_name(h->dom),
-				  engine_file_name(h->file), why);
+		/* Answered from the judging pool: a costly upload must not
+		 * hold a FUSE thread that other readers need. */
+		if (!upload_judge(f, req, h))
+			return;
+		rc = -ENOMEM;
 	}
 	h->dirty = false;
 	fuse_reply_err(req, -rc);
@@ -1620,12 +1670,26 @@ struct fuse_session *fs_session(struct fs *f)
 
 int fs_start(struct fs *f)
 {
-	int rc = pthread_create(&f->notify_thread, NULL, notify_main, f);
+	int rc;
 
+	if (!f->serving) {
+		rc = judge_new(FS_JUDGE_THREADS, &f->judge);
+		if (rc)
+			return rc;
+	}
+	rc = pthread_create(&f->notify_thread, NULL, notify_main, f);
 	if (rc)
 		return -rc;
 	f->notify_running = true;
 	return 0;
+}
+
+void fs_stop_judging(struct fs *f)
+{
+	struct judge *j = f->judge;
+
+	f->judge = NULL;
+	judge_free(j);
 }
 
 void fs_reload(struct fs *f)
@@ -1665,6 +1729,7 @@ void fs_reload(struct fs *f)
 
 bool fs_shutdown(struct fs *f)
 {
+	fs_stop_judging(f);
 	if (f->notify_running) {
 		struct timespec ts;
 

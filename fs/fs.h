@@ -48,6 +48,12 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 struct fuse_session *fs_session(struct fs *f);
 /* Start the front end's own thread (after any fork). */
 int fs_start(struct fs *f) __attribute__((warn_unused_result));
+/*
+ * No more judging of uploads (after the session loop ended, before
+ * engine_stop): a judgement under way finishes, queued ones are answered
+ * ECANCELED and nothing of them is installed.
+ */
+void fs_stop_judging(struct fs *f);
 /* After a configuration reload: refresh key-file modes and PFX contents
  * (of this mount and the mounts made with it as primary). */
 void fs_reload(struct fs *f);

@@ -135,9 +135,14 @@ struct fs_handle {
 
 #define FS_DOM_BUCKETS 4096u
 
+/* Threads that judge uploads (see judge.h); more would only compete for
+ * the CPU: a judgement is computation. */
+#define FS_JUDGE_THREADS 2
+
 struct fs {
 	struct engine *engine;
 	struct fuse_session *se;
+	struct judge *judge;  /* uploads are judged here, off the FUSE threads */
 	bool serving;         /* read-only, opens unseen (see fs.h) */
 	bool ready;           /* the kernel has answered INIT */
 	struct fs *next_mount; /* another mount of the same engine */
