@@ -125,6 +125,8 @@ static void usage(const char *prog)
 	       "  -c, --config FILE          configuration (default " DEFAULT_CONFIG
 	       " if present)\n"
 	       "  --store DIR                backing store directory\n"
+	       "  --store etcd://HOST:PORT[,HOST:PORT...]/PREFIX\n"
+	       "                             shared store in an etcd v3 cluster\n"
 	       "  --issuer local|acme|selfsigned\n"
 	       "                             who issues certificates for new domains\n"
 	       "  --acme-directory URL       ACME server directory\n"
@@ -392,7 +394,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	if (store_open(c.store, &store, err, sizeof(err))) {
+	if (store_open_opts(c.store,
+			    &(struct store_opts){.ca_bundle = c.etcd_ca_bundle,
+						 .cert = c.etcd_cert,
+						 .key = c.etcd_key,
+						 .user = c.etcd_user,
+						 .password_file = c.etcd_password_file,
+						 .key_encryption_key_file = c.etcd_kek_file,
+						 .lease_ttl = c.etcd_lease_ttl},
+			    &store, err, sizeof(err))) {
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
 	}
