@@ -411,7 +411,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	engine_set_mountpoint(engine, fopts.mountpoint);
-	snprintf(fsname, sizeof(fsname), "-ofsname=%s", c.store);
+	{
+		/* fuse_opt splits -o at commas (an etcd URL has them): escape. */
+		size_t n = (size_t)snprintf(fsname, sizeof(fsname), "-ofsname=");
+
+		for (const char *p = c.store; *p && n + 3 < sizeof(fsname); p++) {
+			if (*p == ',' || *p == '\\')
+				fsname[n++] = '\\';
+			fsname[n++] = *p;
+		}
+		fsname[n] = '\0';
+	}
 	fso.serving = o.read_only;
 	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
 	    (o.serve && args_copy(&args, &serve_args)) || fs_new(engine, &fso, &args, &fs)) {

@@ -317,8 +317,19 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 	engine_domain_changed(d);
 }
 
+static int state_put(struct engine_domain *d, bool create);
+
 /* Write the domain's state record (d->lock held). */
 int engine_domain_store_state(struct engine_domain *d)
+{
+	return state_put(d, false);
+}
+
+/*
+ * create: only if no state is stored yet (mkdir), so that two nodes of a
+ * shared store making the same domain at once cannot both succeed.
+ */
+static int state_put(struct engine_domain *d, bool create)
 {
 	char key[320];
 	json_t *o, *names;
@@ -358,14 +369,15 @@ int engine_domain_store_state(struct engine_domain *d)
 		return -ENOMEM;
 	engine_domain_changed(d);
 	snprintf(key, sizeof(key), "%s/state", d->key);
-	rc = store_put(d->engine->store, key, s, strlen(s));
+	rc = create ? store_put_if(d->engine->store, key, s, strlen(s), 0)
+		    : store_put(d->engine->store, key, s, strlen(s));
 	free(s);
-	if (rc)
+	if (rc && rc != -EEXIST)
 		util_err("engine: %s: store state: %s", d->name, strerror(-rc));
 	return rc;
 }
 
-static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
+int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 {
 	json_t *o, *names, *v;
 	json_error_t jerr;
@@ -376,6 +388,12 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 		json_decref(o);
 		return -EINVAL;
 	}
+	/* Parsed again when another node changed the domain (cluster.c). */
+	crypto_strv_free(d->names, d->nnames);
+	d->names = NULL;
+	d->nnames = 0;
+	d->pending[0] = '\0';
+	d->last_error[0] = '\0';
 	names = json_object_get(o, "names");
 	if (json_is_array(names) && json_array_size(names) > 0) {
 		d->names = calloc(json_array_size(names) + 1, sizeof(char *));
@@ -493,40 +511,45 @@ struct load_ctx {
 	size_t errlen;
 };
 
-static int load_domain_cb(const char *name, void *arg)
+int engine_domain_load(struct engine *e, const char *name)
 {
-	struct load_ctx *ctx = arg;
-	struct engine *e = ctx->e;
 	struct engine_domain *d;
 	struct util_buf b;
 	char key[320];
 	int rc;
 
 	d = domain_new(e, name);
-	if (!d) {
-		ctx->rc = -ENOMEM;
-		return 1;
-	}
+	if (!d)
+		return -ENOMEM;
 	util_buf_init(&b, ENGINE_RECORD_MAX, false);
 	snprintf(key, sizeof(key), "domains/%s/state", name);
 	rc = store_get(e->store, key, &b);
 	if (!rc)
-		rc = domain_parse_state(d, &b);
+		rc = engine_domain_parse_state(d, &b);
 	util_buf_free(&b);
 	if (rc) {
 		/* A domain without a readable state is skipped, not fatal: the
 		 * rest of the tree must still come up. */
 		util_err("engine: %s: state unreadable (%s), skipped", name, strerror(-rc));
 		engine_domain_put(d);
-		return 0;
+		return rc == -ENOMEM ? rc : 0;
 	}
-	rc = table_insert(e, d);
-	if (rc) {
-		engine_domain_put(d);
-		ctx->rc = rc;
-		return 1;
-	}
-	return 0;
+	pthread_rwlock_wrlock(&e->table_lock);
+	/* Another node's domain may arrive twice (listing and watch). */
+	rc = *table_slot(e, name) ? 0 : table_insert(e, d);
+	if (!rc && *table_slot(e, name) == d)
+		d = NULL;
+	pthread_rwlock_unlock(&e->table_lock);
+	engine_domain_put(d);
+	return rc;
+}
+
+static int load_domain_cb(const char *name, void *arg)
+{
+	struct load_ctx *ctx = arg;
+
+	ctx->rc = engine_domain_load(ctx->e, name);
+	return ctx->rc ? 1 : 0;
 }
 
 int engine_new(const struct conf *c, struct store *s, struct engine **out, char *err,
@@ -605,11 +628,14 @@ int engine_start(struct engine *e)
 		return -EAGAIN;
 	if (engine_acme_start(e))
 		return -EADDRINUSE;
+	if (engine_cluster_start(e))
+		return -EAGAIN;
 	return engine_workers_start(e);
 }
 
 void engine_stop(struct engine *e)
 {
+	engine_cluster_stop(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);
@@ -741,7 +767,7 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	}
 	/* Durable before it is visible: a mkdir that returned is never lost. */
 	pthread_mutex_lock(&d->lock);
-	rc = engine_domain_store_state(d);
+	rc = state_put(d, true);
 	if (!rc)
 		rc = engine_placeholder(d, &g);
 	if (!rc) {
@@ -750,13 +776,19 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 		rc = table_insert(e, d);
 	}
 	pthread_mutex_unlock(&d->lock);
+	/* Queued before anyone else can see it, so the scheduler cannot
+	 * queue it too (which would issue it twice). */
+	if (!rc)
+		engine_queue(e, d);
 	pthread_rwlock_unlock(&e->table_lock);
 	if (rc) {
 		engine_domain_put(d);
+		/* Made by another node a moment ago: show it here at once. */
+		if (rc == -EEXIST && store_shared(e->store))
+			(void)!engine_domain_load(e, canon);
 		return rc;
 	}
 	util_info("engine: %s: created", canon);
-	engine_queue(e, d);
 	return 0;
 }
 
@@ -797,6 +829,23 @@ static int revoke_first(struct engine *e, struct engine_domain *d)
 	return rc;
 }
 
+/* Take *slot's domain out of the table (write lock held, released here). */
+static void table_remove(struct engine *e, struct engine_domain **slot)
+{
+	struct engine_domain *d = *slot;
+
+	*slot = d->hnext;
+	e->count--;
+	atomic_fetch_add(&e->version, 1);
+	engine_names_free(e->sorted, e->nsorted);
+	e->sorted = NULL;
+	pthread_rwlock_unlock(&e->table_lock);
+	pthread_mutex_lock(&d->lock);
+	d->removed = true;
+	pthread_mutex_unlock(&d->lock);
+	engine_domain_put(d);
+}
+
 int engine_rmdir(struct engine *e, const char *name)
 {
 	struct engine_domain *d, **slot;
@@ -829,17 +878,22 @@ int engine_rmdir(struct engine *e, const char *name)
 		util_err("engine: %s: archive: %s", name, strerror(-rc));
 		return rc;
 	}
-	*slot = d->hnext;
-	e->count--;
-	atomic_fetch_add(&e->version, 1);
-	engine_names_free(e->sorted, e->nsorted);
-	e->sorted = NULL;
-	pthread_rwlock_unlock(&e->table_lock);
-	pthread_mutex_lock(&d->lock);
-	d->removed = true;
-	pthread_mutex_unlock(&d->lock);
+	table_remove(e, slot);
 	util_info("engine: %s: removed (kept as %s)", name, to);
-	engine_domain_put(d);
+	return 0;
+}
+
+int engine_domain_forget(struct engine *e, const char *name)
+{
+	struct engine_domain **slot;
+
+	pthread_rwlock_wrlock(&e->table_lock);
+	slot = e->table_size ? table_slot(e, name) : NULL;
+	if (!slot || !*slot) {
+		pthread_rwlock_unlock(&e->table_lock);
+		return -ENOENT;
+	}
+	table_remove(e, slot);
 	return 0;
 }
 
@@ -885,7 +939,7 @@ static void engine_publish(struct engine *e, struct engine_domain *d, struct eng
 }
 
 /* Publish g and tell the front end, which keeps readers' pairs together. */
-static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
+void engine_notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine_observer obs;
 
@@ -978,7 +1032,7 @@ int engine_commit_gen(struct engine_domain *d, struct engine_gen *g)
 	if (g->source != ENGINE_SOURCE_UPLOADED)
 		atomic_fetch_add(&e->issued_total, 1);
 	if (serve)
-		notify_rotate(e, d, g);
+		engine_notify_rotate(e, d, g);
 	return 0;
 }
 
@@ -1012,7 +1066,7 @@ void engine_drop_upload(struct engine_domain *d, const char *why)
 	pthread_mutex_unlock(&d->lock);
 	util_info("engine: %s: uploaded certificate %s; serving the managed one", d->name, why);
 	if (g)
-		notify_rotate(e, d, g);
+		engine_notify_rotate(e, d, g);
 	else
 		engine_queue(e, d); /* nothing managed (or unreadable): issue now */
 	engine_gen_put(g);

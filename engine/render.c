@@ -80,6 +80,11 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 	int rc = 0;
 
 	n = engine_names(e, &names);
+	/* A shared store that does not answer: what is served is what was
+	 * last known, and changes are refused until it is back. */
+	if (f == ENGINE_FILE_STATUS && !engine_cluster_reachable(e))
+		rc = util_buf_printf(out, "# store %s unreachable: serving what was last known, "
+				     "changes refused\n", e->store->spec);
 	if (f == ENGINE_FILE_STATUS_JSON) {
 		arr = json_array();
 		if (!arr) {
@@ -88,6 +93,11 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		}
 	}
 	if (f == ENGINE_FILE_METRICS)
+		rc = util_buf_printf(out,
+				     "# HELP certfs_store_up 1 while the store answers.\n"
+				     "# TYPE certfs_store_up gauge\ncertfs_store_up %d\n",
+				     engine_cluster_reachable(e) ? 1 : 0);
+	if (!rc && f == ENGINE_FILE_METRICS)
 		rc = util_buf_printf(out,
 				     "# HELP certfs_domains Number of domains served.\n"
 				     "# TYPE certfs_domains gauge\ncertfs_domains %zu\n"
@@ -143,7 +153,8 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 	}
 	engine_names_free(names, n);
 	if (!rc && f == ENGINE_FILE_STATUS_JSON) {
-		json_t *o = json_pack("{s:o}", "domains", arr);
+		json_t *o = json_pack("{s:o, s:s}", "domains", arr, "store",
+				      engine_cluster_reachable(e) ? "reachable" : "unreachable");
 		char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 
 		arr = NULL;
