@@ -73,7 +73,12 @@ def same_everywhere(nodes, domain, source=None):
 def test_change_on_one_node_is_served_by_all(nodes):
     a, b, c = nodes(3)
     d = "shared.example.com"
+    for n in (b, c):  # listings cached by the kernel must learn of it too
+        assert d not in os.listdir(n.mount)
     a.mkdir(d)
+    for n in (b, c):
+        h.wait_for(lambda n=n: d in os.listdir(n.mount), timeout=20,
+                   what="%s listed on %s" % (d, n.mount))
     cert, key = same_everywhere([a, b, c], d, source="local")
     assert h.key_matches_cert(h.load_key(key), h.pem_certs(cert)[0])
     gen = {n.status_json(d)["generation"] for n in (a, b, c)}
