@@ -71,10 +71,14 @@ class Tool:
         self.answers.put(None)
 
     def stderr(self):
-        try:
-            return self.proc.stderr.read() if self.proc.poll() is not None else ""
-        except ValueError:
+        if self.proc.poll() is None:
             return ""
+        if not hasattr(self, "_stderr"):
+            try:
+                self._stderr = self.proc.stderr.read()
+            except ValueError:
+                self._stderr = ""
+        return self._stderr
 
     def cmd(self, line, timeout=20):
         self.proc.stdin.write(line + "\n")
@@ -106,6 +110,7 @@ class Tool:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.stderr()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
@@ -129,13 +134,16 @@ def tools(etcd, tmp_path):
         return t
 
     yield make
+    problems = []
     for t in made:
-        if t.proc.poll() is None or t.proc.returncode in (None,):
-            try:
-                t.proc.send_signal(signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        t.close()
+        if t.proc.poll() is None:
+            t.proc.send_signal(signal.SIGCONT)
+        killed = t.proc.returncode == -signal.SIGKILL
+        rc = t.close()
+        # A clean exit, and no sanitizer report (LeakSanitizer exits non-zero).
+        if not killed and rc != 0:
+            problems.append("store-tool exited with %s: %s" % (rc, t.stderr()[-2000:]))
+    assert not problems, problems
 
 
 def test_put_get_list_move_delete(etcd, tools):

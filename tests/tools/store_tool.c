@@ -134,6 +134,11 @@ static void run(struct store *s, char *line)
 	} else if (!strcmp(cmd, "lock") && a) {
 		struct store_lock **slot = lock_slot(a, true);
 
+		/* Taken again (after its lease was lost): the old handle goes. */
+		if (slot && *slot) {
+			store_lock_release(*slot);
+			*slot = NULL;
+		}
 		rc = slot ? store_lock_try(s, a, slot) : -ENOSPC;
 		if (rc)
 			result(rc);
