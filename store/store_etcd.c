@@ -327,8 +327,10 @@ static enum call_result judge_error(long status, const struct util_buf *b, int *
 		msg = json_string_value(json_object_get(o, "error"));
 	snprintf(why, whylen, "HTTP %ld: %s", status, msg ? msg : "no message");
 	*rc = -EIO;
-	if (msg && (strstr(msg, "invalid auth token") || strstr(msg, "user name is empty")))
+	if (msg && (strstr(msg, "invalid auth token") || strstr(msg, "user name is empty"))) {
 		r = CALL_AUTH;
+		*rc = -EACCES;
+	}
 	else if (code == 14 || status == 503 || (msg && (strstr(msg, "no leader") ||
 							 strstr(msg, "timed out") ||
 							 strstr(msg, "not capable"))))
@@ -424,7 +426,8 @@ static int call_ex(struct store_etcd *s, const char *path, json_t *req, json_t *
 			continue;
 		}
 		atomic_store(&s->reachable, true);
-		if (rc != -ERANGE && rc != -ENOLINK)
+		/* (At open the caller reports the failure in one line.) */
+		if (rc != -ERANGE && rc != -ENOLINK && s->base.spec)
 			util_err("store etcd: %s: %s", path, why);
 		goto out;
 	}

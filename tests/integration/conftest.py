@@ -139,6 +139,28 @@ def etcd_session():
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def etcd_tls(tmp_path_factory):
+    """One etcd member serving https with a certificate made by the test,
+    with auth enabled (user root); stopped at the end of the session."""
+    import pebble_env
+
+    if not etcd_env.which(etcd_env.ETCD):
+        h.missing_prerequisite("etcd is missing (Debian package etcd-server)")
+    d = tmp_path_factory.mktemp("etcd-tls")
+    ca, cert, key = pebble_env.make_tls_ca(str(d))
+    cluster = etcd_env.EtcdCluster(size=1, tls=(ca, cert, key))
+    try:
+        cluster.start(timeout=90)
+        cluster.enable_auth("root", "s3cret-pw")
+    except Exception:
+        cluster.stop()
+        raise
+    cluster.ca = ca
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def etcd(etcd_session, request):
     """The session's cluster with every member up, and a fresh key prefix

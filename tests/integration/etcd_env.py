@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -49,7 +50,7 @@ def prefix_end(prefix):
 
 
 class Member:
-    def __init__(self, name, base, client_port, peer_port):
+    def __init__(self, name, base, client_port, peer_port, scheme="http"):
         self.name = name
         self.data = os.path.join(base, name + ".etcd")
         self.log_path = os.path.join(base, name + ".log")
@@ -57,6 +58,7 @@ class Member:
         self.peer_port = peer_port
         self.proc = None
         self.log = None
+        self.scheme = scheme
 
     @property
     def endpoint(self):
@@ -64,7 +66,7 @@ class Member:
 
     @property
     def url(self):
-        return "http://" + self.endpoint
+        return "%s://%s" % (self.scheme, self.endpoint)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -72,15 +74,21 @@ class Member:
 
 class EtcdCluster:
     """Three etcd members on 127.0.0.1; start(), stop(), and the helpers
-    below. `endpoints` is "HOST:PORT,HOST:PORT,HOST:PORT" for a store URL."""
+    below. `endpoints` is "HOST:PORT,HOST:PORT,HOST:PORT" for a store URL.
+    tls=(ca, cert, key) serves clients over https with that certificate;
+    auth_token (after enable_auth) is sent with the test's own requests."""
 
-    def __init__(self, size=3, base=None):
+    def __init__(self, size=3, base=None, tls=None):
         self.base = base or tempfile.mkdtemp(prefix="certfs-etcd-")
         self.own_base = base is None
+        self.tls = tls
         self.members = []
         for i in range(size):
-            self.members.append(Member("m%d" % i, self.base, free_port(), free_port()))
-        self.token = "certfs-test-%d" % os.getpid()
+            self.members.append(Member("m%d" % i, self.base, free_port(), free_port(),
+                                       "https" if tls else "http"))
+        self.token = "certfs-test-%d-%d" % (os.getpid(), id(self))
+        self.auth_token = None
+        self.ctx = ssl.create_default_context(cafile=tls[0]) if tls else None
 
     @property
     def endpoints(self):
@@ -104,7 +112,8 @@ class EtcdCluster:
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--logger", "zap", "--log-outputs", m.log_path,
                 "--auto-compaction-retention", "0",
-                "--quota-backend-bytes", str(1 << 30)]
+                "--quota-backend-bytes", str(1 << 30)] + (
+                    ["--cert-file", self.tls[1], "--key-file", self.tls[2]] if self.tls else [])
 
     def start_member(self, m):
         if m.running():
@@ -123,7 +132,7 @@ class EtcdCluster:
         if not m.running():
             return False
         try:
-            with urllib.request.urlopen(m.url + "/health", timeout=2) as r:
+            with urllib.request.urlopen(m.url + "/health", timeout=2, context=self.ctx) as r:
                 return json.loads(r.read()).get("health") == "true"
         except (OSError, ValueError):
             return False
@@ -186,10 +195,13 @@ class EtcdCluster:
         for m in self.members:
             if not m.running():
                 continue
+            hdrs = {"Content-Type": "application/json"}
+            if self.auth_token:
+                hdrs["Authorization"] = self.auth_token
             req = urllib.request.Request(m.url + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+                                         headers=hdrs)
             try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:
+                with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as r:
                     return json.loads(r.read())
             except (OSError, ValueError) as e:
                 last = e
@@ -220,3 +232,12 @@ class EtcdCluster:
         rev = self.revision()
         self.call("/v3/kv/compaction", {"revision": str(rev), "physical": True})
         return rev
+
+    def enable_auth(self, user, password):
+        """Create user (with the root role) and turn etcd's auth on; the
+        test's own requests then authenticate as that user."""
+        self.call("/v3/auth/user/add", {"name": user, "password": password})
+        self.call("/v3/auth/user/grant", {"user": user, "role": "root"})
+        self.call("/v3/auth/enable", {})
+        self.auth_token = self.call("/v3/auth/authenticate",
+                                    {"name": user, "password": password})["token"]

@@ -280,3 +280,21 @@ def test_start_refused_without_key_file(certfs, etcd):
     with pytest.raises(h.DaemonDied) as ei:
         n.start()
     assert "key_encryption_key_file is required" in str(ei.value)
+
+
+def test_node_over_tls_with_password(certfs, etcd_tls, kek, tmp_path):
+    pw = str(tmp_path / "pw")
+    with open(pw, "w") as f:
+        f.write("s3cret-pw\n")
+    os.chmod(pw, 0o600)
+    conf = ("[etcd]\nkey_encryption_key_file = %s\nca_bundle = %s\nuser = root\n"
+            "password_file = %s\n" % (kek, etcd_tls.ca, pw))
+    n = certfs(config=conf, store=etcd_tls.store_url("node-tls"))
+    n.mkdir("tls.example.com")
+    assert etcd_tls.keys("node-tls/domains/tls.example.com/")
+    # A password file others can read is refused at start.
+    os.chmod(pw, 0o644)
+    m = certfs(config=conf, store=etcd_tls.store_url("node-tls"), start=False)
+    with pytest.raises(h.DaemonDied) as ei:
+        m.start()
+    assert "readable by others" in str(ei.value)

@@ -296,3 +296,39 @@ def test_open_refuses_bad_specs_and_keys(etcd, tmp_path):
         assert r.returncode == 1, (argv, r.stdout, r.stderr)
         assert want in r.stderr, (argv, r.stderr)
         assert r.stderr.count("\n") == 1, r.stderr
+
+
+def test_tls_with_ca_and_password_auth(etcd_tls, tmp_path):
+    kek = write_kek(str(tmp_path / "kek"))
+    pw = str(tmp_path / "pw")
+    with open(pw, "w") as f:
+        f.write("s3cret-pw\n")
+    os.chmod(pw, 0o600)
+    url = etcd_tls.store_url("tls")
+    env = {"STORE_TOOL_CA": etcd_tls.ca, "STORE_TOOL_USER": "root",
+           "STORE_TOOL_PASSWORD_FILE": pw}
+    t = Tool(url, kek, env=env)
+    try:
+        t.ok("put domains/t.example/state over-tls")
+        assert t.ok("get domains/t.example/state") == "over-tls"
+        t.ok("lock issue/t.example")
+    finally:
+        assert t.close() == 0, t.stderr()
+    assert etcd_tls.get("tls/domains/t.example/state").startswith(b"cfs1")
+
+    b = store_tool_bin()
+    bad_pw = str(tmp_path / "bad")
+    with open(bad_pw, "w") as f:
+        f.write("wrong\n")
+    os.chmod(bad_pw, 0o600)
+    cases = [
+        (dict(env, STORE_TOOL_PASSWORD_FILE=bad_pw), "authentication refused"),
+        ({k: v for k, v in env.items() if k != "STORE_TOOL_USER"}, "access refused"),
+        # Without the CA the server's certificate is not trusted.
+        ({"STORE_TOOL_CA": "/etc/ssl/certs/ca-certificates.crt", "STORE_TOOL_USER": "root",
+          "STORE_TOOL_PASSWORD_FILE": pw}, "no endpoint answers"),
+    ]
+    for e, want in cases:
+        r = subprocess.run([b, url, kek], input="", capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, **e))
+        assert r.returncode == 1 and want in r.stderr, (e, r.stderr)
