@@ -298,3 +298,18 @@ def test_node_over_tls_with_password(certfs, etcd_tls, kek, tmp_path):
     with pytest.raises(h.DaemonDied) as ei:
         m.start()
     assert "readable by others" in str(ei.value)
+
+
+def test_http01_tokens_in_the_store_answered_by_every_node(nodes, etcd, kek):
+    a, b = nodes(2)
+    token = "tok-123_ABCdef"
+    t = Tool(etcd.store_url(etcd.prefix), kek)
+    try:
+        # What an issuing node does for a pending http-01 challenge.
+        t.ok("put challenges/%s %s.thumbprint" % (token, token))
+        for n in (a, b):
+            with open(n.path(".well-known", "acme-challenge", token)) as f:
+                assert f.read() == token + ".thumbprint"
+        assert not os.path.exists(a.path(".well-known", "acme-challenge", "other-token"))
+    finally:
+        assert t.close() == 0
