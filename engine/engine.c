@@ -504,32 +504,24 @@ placeholder:
 	return 0;
 }
 
-struct load_ctx {
-	struct engine *e;
-	int rc;
-	char *err;
-	size_t errlen;
-};
-
-int engine_domain_load(struct engine *e, const char *name)
+/*
+ * Add name with its stored state (got: 0 with data, or why it could not be
+ * read). A domain without a readable state is skipped, not fatal: the rest
+ * of the tree must still come up.
+ */
+static int domain_add(struct engine *e, const char *name, int got, const void *data,
+		      size_t len)
 {
+	struct util_buf b = {.data = (unsigned char *)(uintptr_t)data, .len = len};
 	struct engine_domain *d;
-	struct util_buf b;
-	char key[320];
-	int rc;
+	int rc = got;
 
 	d = domain_new(e, name);
 	if (!d)
 		return -ENOMEM;
-	util_buf_init(&b, ENGINE_RECORD_MAX, false);
-	snprintf(key, sizeof(key), "domains/%s/state", name);
-	rc = store_get(e->store, key, &b);
 	if (!rc)
 		rc = engine_domain_parse_state(d, &b);
-	util_buf_free(&b);
 	if (rc) {
-		/* A domain without a readable state is skipped, not fatal: the
-		 * rest of the tree must still come up. */
 		util_err("engine: %s: state unreadable (%s), skipped", name, strerror(-rc));
 		engine_domain_put(d);
 		return rc == -ENOMEM ? rc : 0;
@@ -544,12 +536,60 @@ int engine_domain_load(struct engine *e, const char *name)
 	return rc;
 }
 
-static int load_domain_cb(const char *name, void *arg)
+int engine_domain_load(struct engine *e, const char *name)
+{
+	struct util_buf b;
+	char key[320];
+	int rc;
+
+	util_buf_init(&b, ENGINE_RECORD_MAX, false);
+	snprintf(key, sizeof(key), "domains/%s/state", name);
+	rc = store_get(e->store, key, &b);
+	rc = domain_add(e, name, rc, b.data, b.len);
+	util_buf_free(&b);
+	return rc;
+}
+
+/* The stored domain names, then their states read in batches. */
+struct load_ctx {
+	struct engine *e;
+	char **names, **keys;
+	size_t n, cap;
+};
+
+static int collect_cb(const char *name, void *arg)
 {
 	struct load_ctx *ctx = arg;
 
-	ctx->rc = engine_domain_load(ctx->e, name);
-	return ctx->rc ? 1 : 0;
+	if (ctx->n == ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 256;
+		char **nn = realloc(ctx->names, cap * sizeof(*nn));
+
+		if (nn)
+			ctx->names = nn;
+		nn = nn ? realloc(ctx->keys, cap * sizeof(*nn)) : NULL;
+		if (!nn)
+			return -ENOMEM;
+		ctx->keys = nn;
+		ctx->cap = cap;
+	}
+	ctx->names[ctx->n] = strdup(name);
+	if (!ctx->names[ctx->n])
+		return -ENOMEM;
+	if (asprintf(&ctx->keys[ctx->n], "domains/%s/state", name) < 0) {
+		free(ctx->names[ctx->n]);
+		return -ENOMEM;
+	}
+	ctx->n++;
+	return 0;
+}
+
+static int loaded_cb(size_t i, int got, const void *data, size_t len, void *arg)
+{
+	struct load_ctx *ctx = arg;
+	int rc = domain_add(ctx->e, ctx->names[i], got, data, len);
+
+	return rc < 0 ? rc : 0;
 }
 
 int engine_new(const struct conf *c, struct store *s, struct engine **out, char *err,
@@ -584,13 +624,14 @@ int engine_new(const struct conf *c, struct store *s, struct engine **out, char 
 	if (rc)
 		goto fail;
 	ctx.e = e;
-	ctx.err = err;
-	ctx.errlen = errlen;
-	rc = store_list(s, "domains", load_domain_cb, &ctx);
+	rc = store_list(s, "domains", collect_cb, &ctx);
 	if (rc == -ENOENT)
 		rc = 0;
 	if (!rc)
-		rc = ctx.rc;
+		rc = store_get_many(s, (const char *const *)ctx.keys, ctx.n, ENGINE_RECORD_MAX,
+				    loaded_cb, &ctx);
+	engine_names_free(ctx.names, ctx.n);
+	engine_names_free(ctx.keys, ctx.n);
 	if (rc) {
 		snprintf(err, errlen, "store %s: cannot list domains: %s", s->spec, strerror(-rc));
 		goto fail;

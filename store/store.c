@@ -112,6 +112,29 @@ int store_get(struct store *s, const char *key, struct util_buf *out)
 	return s->ops->get(s, key, out);
 }
 
+int store_get_many(struct store *s, const char *const *keys, size_t n, size_t max,
+		   store_value_cb cb, void *arg)
+{
+	struct util_buf b;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!store_key_valid(keys[i]))
+			return -EINVAL;
+	if (s->ops->get_many)
+		return s->ops->get_many(s, keys, n, max, cb, arg);
+	util_buf_init(&b, max, true);
+	for (size_t i = 0; !rc && i < n; i++) {
+		int got;
+
+		util_buf_reset(&b);
+		got = s->ops->get(s, keys[i], &b);
+		rc = cb(i, got, b.data, b.len, arg);
+	}
+	util_buf_free(&b);
+	return rc < 0 ? rc : 0;
+}
+
 int store_put(struct store *s, const char *key, const void *data, size_t len)
 {
 	if (!store_key_valid(key))

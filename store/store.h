@@ -53,6 +53,13 @@ struct store_event {
 	int64_t rev;        /* PUT, DEL: the store revision of the change */
 };
 
+/*
+ * One value of store_get_many: i is the key's index, rc 0 (data, len: the
+ * value, valid during the call) or -errno (-ENOENT when missing). Return
+ * non-zero to stop (a negative value is returned by store_get_many).
+ */
+typedef int (*store_value_cb)(size_t i, int rc, const void *data, size_t len, void *arg);
+
 /* Runs on the store's watch thread, one event at a time, in order. */
 typedef void (*store_watch_cb)(const struct store_event *ev, void *arg);
 
@@ -86,6 +93,8 @@ struct store_ops {
 	int (*lock_try)(struct store *s, const char *name, struct store_lock **out);
 	void (*lock_release)(struct store_lock *l);
 	bool (*reachable)(struct store *s);
+	int (*get_many)(struct store *s, const char *const *keys, size_t n, size_t max,
+			store_value_cb cb, void *arg);
 };
 
 struct store {
@@ -110,6 +119,13 @@ bool store_spec_is_etcd(const char *spec);
 
 /* Value of key appended to out (-ENOENT if missing, -EFBIG past out->max). */
 int store_get(struct store *s, const char *key, struct util_buf *out) STORE_WUR;
+/*
+ * The values of n keys (each at most max bytes), handed to cb in key order:
+ * what start-up reads for every domain. A shared store asks for many keys
+ * per round trip; a directory store reads them one by one.
+ */
+int store_get_many(struct store *s, const char *const *keys, size_t n, size_t max,
+		   store_value_cb cb, void *arg) STORE_WUR;
 /* Atomically replace key's value; creates intermediate levels. -ENOSPC when full. */
 int store_put(struct store *s, const char *key, const void *data, size_t len) STORE_WUR;
 /* Remove key (a value, or an empty level). -ENOENT if missing. */

@@ -561,6 +561,55 @@ static int etcd_get(struct store *st, const char *rel, struct util_buf *out)
 	return etcd_get_rev(st, rel, out, NULL);
 }
 
+/* Keys per read-only txn: under etcd's default --max-txn-ops (128). */
+#define ETCD_BATCH 100
+
+static int etcd_get_many(struct store *st, const char *const *keys, size_t n, size_t max,
+			 store_value_cb cb, void *arg)
+{
+	struct store_etcd *s = to_etcd(st);
+	struct util_buf b;
+	int rc = 0;
+
+	util_buf_init(&b, max, true);
+	for (size_t at = 0; !rc && at < n; at += ETCD_BATCH) {
+		size_t k = n - at < ETCD_BATCH ? n - at : ETCD_BATCH;
+		json_t *ops = json_array(), *req = NULL, *resp = NULL, *rs;
+
+		for (size_t j = 0; ops && j < k; j++) {
+			char *full = full_key(s, keys[at + j], NULL);
+
+			if (!full || json_array_append_new(ops, json_pack("{s:{s:o}}", "request_range",
+								      "key", jb64(full, strlen(full))))) {
+				free(full);
+				json_decref(ops);
+				ops = NULL;
+				break;
+			}
+			free(full);
+		}
+		req = ops ? json_pack("{s:o}", "success", ops) : NULL;
+		rc = req ? call(s, "/v3/kv/txn", req, &resp) : -ENOMEM;
+		json_decref(req);
+		rs = json_object_get(resp, "responses");
+		for (size_t j = 0; !rc && j < k; j++) {
+			json_t *kv = json_array_get(
+				json_object_get(json_object_get(json_array_get(rs, j), "response_range"),
+						"kvs"),
+				0);
+			int got = -ENOENT;
+
+			util_buf_reset(&b);
+			if (kv)
+				got = open_value(s, keys[at + j], json_object_get(kv, "value"), &b);
+			rc = cb(at + j, got, b.data, b.len, arg);
+		}
+		json_decref(resp);
+	}
+	util_buf_free(&b);
+	return rc < 0 ? rc : 0;
+}
+
 /* A compare that holds while the calling thread's fence lock is held. */
 static json_t *fence_compare(struct store_etcd *s)
 {
@@ -1444,6 +1493,7 @@ static const struct store_ops etcd_ops = {
 	.lock_try = etcd_lock_try,
 	.lock_release = etcd_lock_release,
 	.reachable = etcd_reachable,
+	.get_many = etcd_get_many,
 };
 
 /*
