@@ -518,7 +518,11 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&d->lock);
 		due_on_arrival(e, d, c.renew_fraction);
 	}
-	if (rc && rc != -ENOENT) {
+	if (rc == -ESTALE) {
+		/* Fenced out: another node took the domain over; not a failure. */
+		util_warn("engine: %s: lock lost while issuing; the new holder's certificate "
+			  "stands", d->name);
+	} else if (rc && rc != -ENOENT) {
 		time_t delay;
 
 		pthread_mutex_lock(&d->lock);

@@ -66,6 +66,7 @@ struct store_etcd {
 	char *user, *password; /* password secret */
 	unsigned char kek[CRYPTO_SEAL_KEY_LEN];
 	int ttl;
+	char holder[300]; /* "HOST PID": a lock's value, so people can see who holds it */
 	atomic_bool reachable;
 	int64_t open_rev;
 
@@ -1105,7 +1106,8 @@ static int etcd_lock_try(struct store *st, const char *name, struct store_lock *
 		cmp = json_pack("[{s:o, s:s, s:s, s:s}]", "key", jb64(k, strlen(k)), "target",
 				"CREATE", "result", "EQUAL", "create_revision", "0");
 		ops = json_pack("[{s:{s:o, s:o, s:o}}]", "request_put", "key", jb64(k, strlen(k)),
-				"value", jb64("", 0), "lease", jstr64(lease));
+				"value", jb64(s->holder, strlen(s->holder)), "lease",
+				jstr64(lease));
 		req = cmp && ops ? json_pack("{s:o, s:o}", "compare", cmp, "success", ops) : NULL;
 		if (!req) {
 			json_decref(cmp);
@@ -1688,6 +1690,12 @@ int store_etcd_open(const char *spec, const struct store_opts *o, struct store *
 	pthread_cond_init(&s->keepalive_cond, NULL);
 	atomic_store(&s->reachable, true);
 	s->ttl = o->lease_ttl > 0 ? o->lease_ttl : STORE_LEASE_TTL_DEFAULT;
+	{
+		char host[256] = "";
+
+		(void)gethostname(host, sizeof(host) - 1);
+		snprintf(s->holder, sizeof(s->holder), "%s %ld", host, (long)getpid());
+	}
 	util_buf_init(&pw, 4096, true);
 	rc = parse_spec(s, spec, o->ca_bundle || o->cert, err, errlen);
 	if (rc)
