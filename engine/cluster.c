@@ -99,6 +99,12 @@ static void apply_state(struct engine *e, const char *name, const void *value, s
 	 * an older event never undoes this node's newer write. */
 	if (rc || d->removed || (rev && store_superseded(e->store, key, rev)))
 		goto out;
+	/* Nor does a state read earlier undo one applied since (a re-read
+	 * that raced the watch). */
+	if (rev && rev <= d->cluster_state_rev)
+		goto out;
+	if (rev)
+		d->cluster_state_rev = rev;
 	before = d->stored_gen;
 	rc = engine_domain_parse_state(d, &b);
 	if (rc) {

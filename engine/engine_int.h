@@ -111,6 +111,7 @@ struct engine_domain {
 	 * domain's lock again after another node held it. */
 	uint64_t cluster_queued_gen;
 	time_t cluster_retry_at;
+	int64_t cluster_state_rev;   /* store revision of the last state applied */
 	uint64_t state_version;      /* bumped on every change status shows */
 };
 

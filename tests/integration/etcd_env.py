@@ -88,6 +88,7 @@ class EtcdCluster:
                                        "https" if tls else "http"))
         self.token = "certfs-test-%d-%d" % (os.getpid(), id(self))
         self.auth_token = None
+        self.auth = None
         self.ctx = ssl.create_default_context(cafile=tls[0]) if tls else None
 
     @property
@@ -203,6 +204,14 @@ class EtcdCluster:
             try:
                 with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as r:
                     return json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                # etcd's simple tokens expire after 5 idle minutes.
+                if e.code == 401 and self.auth and path != "/v3/auth/authenticate":
+                    self.auth_token = None
+                    self.auth_token = self.call("/v3/auth/authenticate", {
+                        "name": self.auth[0], "password": self.auth[1]})["token"]
+                    return self.call(path, body, timeout)
+                last = e
             except (OSError, ValueError) as e:
                 last = e
         raise RuntimeError("etcd %s: no member answered (%r)" % (path, last))
@@ -239,5 +248,6 @@ class EtcdCluster:
         self.call("/v3/auth/user/add", {"name": user, "password": password})
         self.call("/v3/auth/user/grant", {"user": user, "role": "root"})
         self.call("/v3/auth/enable", {})
+        self.auth = (user, password)
         self.auth_token = self.call("/v3/auth/authenticate",
                                     {"name": user, "password": password})["token"]
