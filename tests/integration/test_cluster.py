@@ -56,7 +56,7 @@ def served(node, domain):
     return node.read(domain, "fullchain.pem"), node.read(domain, "privkey.pem")
 
 
-def same_everywhere(nodes, domain, source=None):
+def same_everywhere(nodes, domain, source=None, timeout=20):
     """Every node serves the same certificate and key for domain."""
     def check():
         seen = set()
@@ -66,7 +66,7 @@ def same_everywhere(nodes, domain, source=None):
                 return False
             seen.add(served(n, domain))
         return len(seen) == 1
-    h.wait_for(check, timeout=20, what="%s served alike on every node" % domain)
+    h.wait_for(check, timeout=timeout, what="%s served alike on every node" % domain)
     return served(nodes[0], domain)
 
 
@@ -219,7 +219,7 @@ def test_sigkill_node_mid_issuance_is_taken_over(nodes, etcd):
         pytest.skip("issuance finished before the lock could be seen")
     other = b if holder is a else a
     holder.kill9()
-    other_st = same_everywhere([other], d, source="local")
+    other_st = same_everywhere([other], d, source="local", timeout=120)
     assert other_st
     assert h.load_key(other.read(d, "privkey.pem")).key_size == 4096
     h.lazy_unmount(holder.mount)
@@ -241,7 +241,8 @@ def test_sigstop_node_past_lease_its_late_writes_refused(nodes, etcd):
     other = b if holder is a else a
     holder.signal(signal.SIGSTOP)
     try:
-        same_everywhere([other], d, source="local")
+        # (RSA-4096 keys take tens of seconds on a loaded machine.)
+        same_everywhere([other], d, source="local", timeout=120)
     finally:
         holder.signal(signal.SIGCONT)
     winner = served(other, d)
