@@ -612,7 +612,14 @@ int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 				d->names[d->nnames++] = strdup(json_string_value(v));
 		}
 	}
-	d->created = (time_t)json_integer_value(json_object_get(o, "created"));
+	{
+		/* Set once: lookups read it without a lock, and a state from
+		 * another node names the same creation time. */
+		time_t created = (time_t)json_integer_value(json_object_get(o, "created"));
+
+		if (d->created != created)
+			d->created = created;
+	}
 	d->stored_gen = (uint64_t)json_integer_value(json_object_get(o, "generation"));
 	d->not_before = (time_t)json_integer_value(json_object_get(o, "not_before"));
 	d->not_after = (time_t)json_integer_value(json_object_get(o, "not_after"));
@@ -817,8 +824,13 @@ int engine_domain_load(struct engine *e, const char *name)
 	name_to_store(name, stored, sizeof(stored));
 	util_buf_init(&b, ENGINE_RECORD_MAX, false);
 	snprintf(key, sizeof(key), "domains/%s/state", stored);
+	/* mkdir_lock: the watch may bring this node's own mkdir back before
+	 * that mkdir has put its domain in the table; it must find it there
+	 * rather than add a second one. */
+	pthread_mutex_lock(&e->mkdir_lock);
 	rc = store_get(e->store, key, &b);
 	rc = domain_add(e, stored, rc, b.data, b.len);
+	pthread_mutex_unlock(&e->mkdir_lock);
 	util_buf_free(&b);
 	return rc;
 }
@@ -1137,7 +1149,7 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	pthread_mutex_unlock(&d->store_lock);
 	if (!rc) {
 		pthread_rwlock_wrlock(&e->table_lock);
-		rc = table_insert(e, d);
+		rc = *table_slot(e, canon) ? -EEXIST : table_insert(e, d);
 		/* Queued before anyone else can see it, so the scheduler cannot
 		 * queue it too (which would issue it twice). */
 		if (!rc)

@@ -7,6 +7,7 @@
  *
  *   d->write_lock -> d->store_lock -> d->publish_lock -> e->table_lock -> d->lock
  *     -> leaf locks
+ *   e->mkdir_lock -> d->store_lock (mkdir; a domain another node added)
  *
  * leaf locks: e->conf_lock, e->names_lock, e->queue_lock, e->hook_lock,
  * e->observer_lock, e->acme_lock, e->ca_lock (-> conf_lock), g->lazy_lock.
