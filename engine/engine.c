@@ -356,8 +356,11 @@ uint64_t engine_state_version(struct engine *e, struct engine_domain *d)
 {
 	uint64_t v;
 
+	/* The root's files also say whether a shared store answers: that
+	 * changes with any request, not only with the watch's events. */
 	if (!d)
-		return atomic_load(&e->state_version) + atomic_load(&e->version);
+		return (atomic_load(&e->state_version) + atomic_load(&e->version)) * 2 +
+		       (engine_cluster_reachable(e) ? 1 : 0);
 	pthread_mutex_lock(&d->lock);
 	v = d->state_version;
 	pthread_mutex_unlock(&d->lock);

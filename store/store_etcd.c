@@ -1188,6 +1188,7 @@ struct watch_ctx {
 	int64_t compacted;    /* > 0: history before it is gone */
 	bool created;
 	bool was_down;
+	uint64_t started;     /* when the request went out (monotonic ms) */
 };
 
 static void deliver(struct store_etcd *s, enum store_event_type t, const char *rel,
@@ -1283,7 +1284,14 @@ static int on_watch_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t
 {
 	struct watch_ctx *w = arg;
 
-	return atomic_load(&w->s->watch_stop) ? 1 : 0;
+	if (atomic_load(&w->s->watch_stop))
+		return 1;
+	/*
+	 * A member that is still starting (no leader yet) takes the request
+	 * and may never answer it: without "created" in time, try the next
+	 * endpoint, or the node would neither follow nor notice the store.
+	 */
+	return !w->created && util_mono_ms() - w->started > ETCD_TIMEOUT_MS ? 1 : 0;
 }
 
 /* The store's current revision (header of an empty range). */
@@ -1347,6 +1355,7 @@ static void *watch_main(void *arg)
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_watch_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
 		w.created = false;
+		w.started = util_mono_ms();
 		w.compacted = 0;
 		util_buf_reset(&w.line);
 		(void)curl_easy_perform(h);
