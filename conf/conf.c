@@ -41,6 +41,7 @@ enum conf_sect {
 	SECT_ACME,
 	SECT_HOOKS,
 	SECT_LOCAL,
+	SECT_ETCD,
 	SECT_DOMAIN,
 };
 
@@ -61,6 +62,7 @@ enum conf_type {
 	T_B64URL,
 	T_PATH,
 	T_DIR,
+	T_FILE, /* a path that must name a readable regular file */
 	T_CHALLENGE,
 	T_LISTEN,
 	T_ARGV,
@@ -113,6 +115,14 @@ static const struct conf_key conf_keys[] = {
 
 	KI(SECT_LOCAL, "ca_lifetime_days", local_ca_lifetime_days, 1, 36500),
 	KI(SECT_LOCAL, "cert_lifetime_days", local_cert_lifetime_days, 1, 3650),
+
+	K(SECT_ETCD, "ca_bundle", T_FILE, etcd_ca_bundle),
+	K(SECT_ETCD, "cert", T_FILE, etcd_cert),
+	K(SECT_ETCD, "key", T_FILE, etcd_key),
+	K(SECT_ETCD, "user", T_STR, etcd_user),
+	K(SECT_ETCD, "password_file", T_FILE, etcd_password_file),
+	K(SECT_ETCD, "key_encryption_key_file", T_FILE, etcd_kek_file),
+	KI(SECT_ETCD, "lease_ttl", etcd_lease_ttl, 2, 300),
 
 	KD("names", T_NAMES, names),
 	KD("key_type", T_KEYTYPE, key_type),
@@ -171,6 +181,7 @@ void conf_init(struct conf *c)
 	c->acme_challenge = CONF_CHALLENGE_HTTP01;
 	c->acme_revoke_on_delete = false;
 	c->local_ca_lifetime_days = 3650;
+	c->etcd_lease_ttl = 10;
 	c->local_cert_lifetime_days = 90;
 	/*
 	 * key_type and pfx_password have non-NULL defaults ("ec256", ""); they
@@ -220,6 +231,12 @@ void conf_clear(struct conf *c)
 	free(c->acme_dns_resolver);
 	free(c->acme_preferred_chain);
 	free(c->acme_profile);
+	free(c->etcd_ca_bundle);
+	free(c->etcd_cert);
+	free(c->etcd_key);
+	free(c->etcd_user);
+	free(c->etcd_password_file);
+	free(c->etcd_kek_file);
 	argv_free(c->hook_deploy);
 	argv_free(c->hook_notify);
 	argv_free(c->hook_dns);
@@ -276,6 +293,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	d.acme_tls_alpn01_listen = NULL;
 	d.acme_dns_resolver = NULL;
 	d.acme_preferred_chain = d.acme_profile = NULL;
+	d.etcd_ca_bundle = d.etcd_cert = d.etcd_key = d.etcd_user = NULL;
+	d.etcd_password_file = d.etcd_kek_file = NULL;
 	d.hook_deploy = d.hook_notify = d.hook_dns = NULL;
 	d.hook_deploy_dir = NULL;
 	d.domains = NULL;
@@ -294,6 +313,11 @@ int conf_dup(const struct conf *src, struct conf *dst)
 	    str_dup(src->acme_dns_resolver, &d.acme_dns_resolver) ||
 	    str_dup(src->acme_preferred_chain, &d.acme_preferred_chain) ||
 	    str_dup(src->acme_profile, &d.acme_profile) ||
+	    str_dup(src->etcd_ca_bundle, &d.etcd_ca_bundle) ||
+	    str_dup(src->etcd_cert, &d.etcd_cert) || str_dup(src->etcd_key, &d.etcd_key) ||
+	    str_dup(src->etcd_user, &d.etcd_user) ||
+	    str_dup(src->etcd_password_file, &d.etcd_password_file) ||
+	    str_dup(src->etcd_kek_file, &d.etcd_kek_file) ||
 	    argv_dup(src->hook_deploy, &d.hook_deploy) ||
 	    argv_dup(src->hook_notify, &d.hook_notify) ||
 	    argv_dup(src->hook_dns, &d.hook_dns) ||
@@ -911,6 +935,15 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		if (*v && (rc = check_path(k->name, v, true, why, wl)))
 			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
+	case T_FILE: {
+		struct stat st;
+
+		if (*v && stat(v, &st))
+			return why_set(why, wl, "%s: %.128s: %s", k->name, v, strerror(errno));
+		if (*v && !S_ISREG(st.st_mode))
+			return why_set(why, wl, "%s: %.128s: not a regular file", k->name, v);
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
+	}
 	case T_LISTEN:
 		if (!*v)
 			return set_str((char **)(void *)fp, NULL, false);
@@ -967,6 +1000,8 @@ static const char *sect_name(enum conf_sect s)
 		return "hooks";
 	case SECT_LOCAL:
 		return "local";
+	case SECT_ETCD:
+		return "etcd";
 	case SECT_DOMAIN:
 		return "domain";
 	case SECT_NONE:
@@ -981,7 +1016,8 @@ static const char *sect_name(enum conf_sect s)
  */
 static int sect_parse(const char *s, enum conf_sect *out, char **dname, char *why, size_t wl)
 {
-	static const enum conf_sect fixed[] = { SECT_CERTFS, SECT_ACME, SECT_HOOKS, SECT_LOCAL };
+	static const enum conf_sect fixed[] = { SECT_CERTFS, SECT_ACME, SECT_HOOKS, SECT_LOCAL,
+						SECT_ETCD };
 	char *name;
 
 	*dname = NULL;

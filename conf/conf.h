@@ -79,6 +79,14 @@ struct conf {
 	char **hook_dns;
 	char *hook_deploy_dir;   /* NULL; executables run in name order after deploy */
 
+	/* [etcd]: the etcd store (paths checked to exist when set) */
+	char *etcd_ca_bundle;     /* NULL: plain http to etcd */
+	char *etcd_cert, *etcd_key; /* TLS client certificate, NULL: none */
+	char *etcd_user;          /* NULL: etcd auth off */
+	char *etcd_password_file; /* first line is the password */
+	char *etcd_kek_file;      /* key_encryption_key_file: 32 bytes, root-only */
+	int etcd_lease_ttl;       /* 10 (2..300): seconds a dead node keeps its locks */
+
 	/* [local] */
 	int local_ca_lifetime_days;   /* 3650 (1..36500) */
 	int local_cert_lifetime_days; /* 90 (1..3650) */

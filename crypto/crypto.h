@@ -398,4 +398,33 @@ int crypto_tls_alpn_new(crypto_tls_alpn_lookup lookup, void *arg,
 int crypto_tls_alpn_serve(struct crypto_tls_alpn *t, int fd) CRYPTO_WUR;
 void crypto_tls_alpn_free(struct crypto_tls_alpn *t);
 
+/* ---- base64 and sealed values (the etcd store) ---------------------------- */
+
+/* Standard base64 with padding (RFC 4648 4), appended to out. */
+int crypto_b64(const void *data, size_t len, struct util_buf *out) CRYPTO_WUR;
+/* Decode standard base64 (padding optional) into out; -EINVAL for any
+ * character outside the alphabet (including whitespace). */
+int crypto_b64_decode(const char *s, size_t len, struct util_buf *out) CRYPTO_WUR;
+
+#define CRYPTO_SEAL_KEY_LEN 32
+/* Bytes a sealed value has besides the plaintext (magic, nonce, tag). */
+#define CRYPTO_SEAL_OVERHEAD (4 + 12 + 16)
+/*
+ * AES-256-GCM: append "cfs1" || random 96-bit nonce || ciphertext || tag to
+ * out. aad (the value's name) is authenticated, so a sealed value cannot be
+ * moved to another name unnoticed. out should be a secret buffer when the
+ * caller cares about the plaintext lingering in no other place.
+ */
+int crypto_seal(const unsigned char key[CRYPTO_SEAL_KEY_LEN], const void *aad, size_t aadlen,
+		const void *in, size_t len, struct util_buf *out) CRYPTO_WUR;
+/*
+ * Reverse of crypto_seal: the plaintext appended to out (make it secret).
+ * -EINVAL when in is not a sealed value or fails authentication (wrong key,
+ * wrong aad, altered bytes); nothing is appended then.
+ */
+int crypto_unseal(const unsigned char key[CRYPTO_SEAL_KEY_LEN], const void *aad,
+		  size_t aadlen, const void *in, size_t len, struct util_buf *out) CRYPTO_WUR;
+/* Does in start like a sealed value? */
+bool crypto_is_sealed(const void *in, size_t len);
+
 #endif

@@ -20,7 +20,8 @@
 #define B64_IN 3072
 #define B64_OUT (B64_IN / 3 * 4)
 
-int crypto_b64url(const void *data, size_t len, struct util_buf *out)
+/* Standard base64 (RFC 4648 4) or base64url without padding (RFC 7515 2). */
+static int b64_encode(const void *data, size_t len, bool url, struct util_buf *out)
 {
 	const unsigned char *p = data;
 	unsigned char enc[B64_OUT + 1];
@@ -30,30 +31,46 @@ int crypto_b64url(const void *data, size_t len, struct util_buf *out)
 	while (len && !rc) {
 		chunk = len > B64_IN ? B64_IN : len;
 		n = EVP_EncodeBlock(enc, p, (int)chunk);
-		/* Standard alphabet to URL alphabet; padding dropped (RFC 7515 2). */
-		while (n > 0 && enc[n - 1] == '=')
-			n--;
-		for (i = 0; i < n; i++) {
+		for (i = 0; url && i < n; i++) {
 			if (enc[i] == '+')
 				enc[i] = '-';
 			else if (enc[i] == '/')
 				enc[i] = '_';
 		}
+		while (url && n > 0 && enc[n - 1] == '=')
+			n--;
 		rc = util_buf_append(out, enc, (size_t)n);
 		p += chunk;
 		len -= chunk;
 	}
-	/* Callers encode secrets too (EAB keys, key thumbprint input). */
+	/* Callers encode secrets too (EAB keys, key thumbprint input, keys
+	 * sealed for the etcd store). */
 	OPENSSL_cleanse(enc, sizeof(enc));
 	return rc;
 }
 
-int crypto_b64url_decode(const char *s, size_t len, struct util_buf *out)
+int crypto_b64url(const void *data, size_t len, struct util_buf *out)
+{
+	return b64_encode(data, len, true, out);
+}
+
+int crypto_b64(const void *data, size_t len, struct util_buf *out)
+{
+	return b64_encode(data, len, false, out);
+}
+
+static bool b64_char_ok(char c, bool url)
+{
+	if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+		return true;
+	return url ? (c == '-' || c == '_') : (c == '+' || c == '/');
+}
+
+static int b64_decode(const char *s, size_t len, bool url, struct util_buf *out)
 {
 	unsigned char std[B64_OUT + 4], dec[B64_OUT / 4 * 3 + 3];
 	size_t pad = 0, i, chunk, k;
 	int n, rc = 0;
-	char c;
 
 	/* Optional '=' padding, but then the length must be whole quads. */
 	while (len > 0 && s[len - 1] == '=') {
@@ -62,12 +79,9 @@ int crypto_b64url_decode(const char *s, size_t len, struct util_buf *out)
 	}
 	if (pad > 2 || (pad && (len + pad) % 4) || len % 4 == 1)
 		return -EINVAL;
-	for (i = 0; i < len; i++) {
-		c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_'))
+	for (i = 0; i < len; i++)
+		if (!b64_char_ok(s[i], url))
 			return -EINVAL;
-	}
 	while (len && !rc) {
 		chunk = len > B64_OUT ? B64_OUT : len;
 		for (k = 0; k < chunk; k++)
@@ -88,6 +102,16 @@ int crypto_b64url_decode(const char *s, size_t len, struct util_buf *out)
 	OPENSSL_cleanse(std, sizeof(std));
 	OPENSSL_cleanse(dec, sizeof(dec));
 	return rc;
+}
+
+int crypto_b64url_decode(const char *s, size_t len, struct util_buf *out)
+{
+	return b64_decode(s, len, true, out);
+}
+
+int crypto_b64_decode(const char *s, size_t len, struct util_buf *out)
+{
+	return b64_decode(s, len, false, out);
 }
 
 static int ec_size(const EVP_PKEY *pkey)

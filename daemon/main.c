@@ -135,6 +135,8 @@ static void usage(const char *prog)
 	       "  -c, --config FILE          configuration (default " DEFAULT_CONFIG
 	       " if present)\n"
 	       "  --store DIR                backing store directory\n"
+	       "  --store etcd://HOST:PORT[,HOST:PORT...]/PREFIX\n"
+	       "                             shared store in an etcd v3 cluster\n"
 	       "  --issuer local|acme|selfsigned\n"
 	       "                             who issues certificates for new domains\n"
 	       "  --acme-directory URL       ACME server directory\n"
@@ -485,7 +487,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	if (store_open(c.store, &store, err, sizeof(err))) {
+	if (store_open_opts(c.store,
+			    &(struct store_opts){.ca_bundle = c.etcd_ca_bundle,
+						 .cert = c.etcd_cert,
+						 .key = c.etcd_key,
+						 .user = c.etcd_user,
+						 .password_file = c.etcd_password_file,
+						 .key_encryption_key_file = c.etcd_kek_file,
+						 .lease_ttl = c.etcd_lease_ttl},
+			    &store, err, sizeof(err))) {
 		fprintf(stderr, "certfs: %s\n", err);
 		goto out;
 	}
@@ -500,7 +510,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	engine_set_mountpoint(engine, fopts.mountpoint);
-	snprintf(fsname, sizeof(fsname), "-ofsname=%s", c.store);
+	{
+		/* fuse_opt splits -o at commas (an etcd URL has them): escape. */
+		size_t n = (size_t)snprintf(fsname, sizeof(fsname), "-ofsname=");
+
+		for (const char *p = c.store; *p && n + 3 < sizeof(fsname); p++) {
+			if (*p == ',' || *p == '\\')
+				fsname[n++] = '\\';
+			fsname[n++] = *p;
+		}
+		fsname[n] = '\0';
+	}
 	fso.serving = o.read_only;
 	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
 	    (o.serve && args_copy(&args, &serve_args)) || fs_new(engine, &fso, &args, &fs)) {

@@ -55,6 +55,13 @@ static int token_publish(void *arg, const char *token, const char *keyauth)
 	t->next = e->tokens;
 	e->tokens = t;
 	pthread_mutex_unlock(&e->acme_lock);
+	{
+		/* In a shared store too: the CA may ask any node. */
+		int rc = engine_cluster_token_put(e, token, keyauth);
+
+		if (rc)
+			return rc;
+	}
 	if (e->http01) {
 		int rc = acme_http01_publish(e->http01, token, keyauth);
 
@@ -80,6 +87,7 @@ static void token_unpublish(void *arg, const char *token)
 		}
 	}
 	pthread_mutex_unlock(&e->acme_lock);
+	engine_cluster_token_del(e, token);
 	if (e->http01)
 		acme_http01_unpublish(e->http01, token);
 }
@@ -96,6 +104,8 @@ int engine_challenge_get(struct engine *e, const char *token, struct util_buf *o
 		}
 	}
 	pthread_mutex_unlock(&e->acme_lock);
+	if (rc == -ENOENT)
+		rc = engine_cluster_token_get(e, token, out);
 	return rc;
 }
 

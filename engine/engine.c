@@ -176,7 +176,7 @@ static void name_to_store(const char *name, char *out, size_t len)
 			*p = '+';
 }
 
-static void name_from_store(const char *key, char *out, size_t len)
+void engine_name_from_store(const char *key, char *out, size_t len)
 {
 	snprintf(out, len, "%s", key);
 	for (char *p = out; *p; p++)
@@ -356,8 +356,11 @@ uint64_t engine_state_version(struct engine *e, struct engine_domain *d)
 {
 	uint64_t v;
 
+	/* The root's files also say whether a shared store answers: that
+	 * changes with any request, not only with the watch's events. */
 	if (!d)
-		return atomic_load(&e->state_version) + atomic_load(&e->version);
+		return (atomic_load(&e->state_version) + atomic_load(&e->version)) * 2 +
+		       (engine_cluster_reachable(e) ? 1 : 0);
 	pthread_mutex_lock(&d->lock);
 	v = d->state_version;
 	pthread_mutex_unlock(&d->lock);
@@ -430,7 +433,7 @@ static char *state_json(const struct engine_domain *d, const struct engine_state
 
 /* Write v as d's state record (d->store_lock held, d->lock not held). */
 static int state_write(struct engine_domain *d, const struct engine_state *v,
-		       char *const *names, size_t nnames)
+		       char *const *names, size_t nnames, bool create)
 {
 	char key[320], *s;
 	int rc;
@@ -439,9 +442,10 @@ static int state_write(struct engine_domain *d, const struct engine_state *v,
 	if (!s)
 		return -ENOMEM;
 	snprintf(key, sizeof(key), "%s/state", d->key);
-	rc = store_put(d->engine->store, key, s, strlen(s));
+	rc = create ? store_put_if(d->engine->store, key, s, strlen(s), 0)
+		    : store_put(d->engine->store, key, s, strlen(s));
 	free(s);
-	if (rc)
+	if (rc && rc != -EEXIST)
 		util_err("engine: %s: store state: %s", d->name, strerror(-rc));
 	return rc;
 }
@@ -480,7 +484,7 @@ static int state_commit_locked(struct engine_domain *d, const struct engine_stat
 	/* d->removed and d->names change only under store_lock, held here. */
 	if (d->removed)
 		return -ENOENT;
-	rc = state_write(d, v, names ? *names : d->names, names ? *n : d->nnames);
+	rc = state_write(d, v, names ? *names : d->names, names ? *n : d->nnames, false);
 	if (rc)
 		return rc;
 	/* A state that names a generation to serve: status waits until the
@@ -529,7 +533,7 @@ int engine_state_commit(struct engine_domain *d, const struct engine_state *v)
 
 void engine_state_record(struct engine_domain *d, const struct engine_state *v)
 {
-	int rc = d->removed ? 0 : state_write(d, v, d->names, d->nnames);
+	int rc = d->removed ? 0 : state_write(d, v, d->names, d->nnames, false);
 
 	state_assign(d, v, rc);
 	pthread_mutex_unlock(&d->store_lock);
@@ -545,7 +549,7 @@ void engine_state_retry(struct engine_domain *d)
 		engine_state_abort(d);
 		return;
 	}
-	rc = state_write(d, &v, d->names, d->nnames);
+	rc = state_write(d, &v, d->names, d->nnames, false);
 	state_assign(d, &v, rc);
 	pthread_mutex_unlock(&d->store_lock);
 	if (!rc)
@@ -582,7 +586,7 @@ int engine_domain_record_del(struct engine_domain *d, const char *what)
 	return rc;
 }
 
-static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
+int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 {
 	json_t *o, *names, *v;
 	json_error_t jerr;
@@ -593,6 +597,12 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 		json_decref(o);
 		return -EINVAL;
 	}
+	/* Parsed again when another node changed the domain (cluster.c). */
+	crypto_strv_free(d->names, d->nnames);
+	d->names = NULL;
+	d->nnames = 0;
+	d->pending[0] = '\0';
+	d->last_error[0] = '\0';
 	names = json_object_get(o, "names");
 	if (json_is_array(names) && json_array_size(names) > 0) {
 		d->names = calloc(json_array_size(names) + 1, sizeof(char *));
@@ -605,7 +615,14 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 				d->names[d->nnames++] = strdup(json_string_value(v));
 		}
 	}
-	d->created = (time_t)json_integer_value(json_object_get(o, "created"));
+	{
+		/* Set once: lookups read it without a lock, and a state from
+		 * another node names the same creation time. */
+		time_t created = (time_t)json_integer_value(json_object_get(o, "created"));
+
+		if (d->created != created)
+			d->created = created;
+	}
 	d->stored_gen = (uint64_t)json_integer_value(json_object_get(o, "generation"));
 	d->not_before = (time_t)json_integer_value(json_object_get(o, "not_before"));
 	d->not_after = (time_t)json_integer_value(json_object_get(o, "not_after"));
@@ -651,7 +668,6 @@ static int domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	return 0;
 }
 
-static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g);
 
 char *engine_domain_passphrase(struct engine_domain *d)
 {
@@ -679,7 +695,7 @@ void engine_gen_set_passphrase(struct engine_domain *d, struct engine_gen *g)
 void engine_rotate(struct engine_domain *d, struct engine_gen *g)
 {
 	pthread_rwlock_wrlock(&d->publish_lock);
-	notify_rotate(d->engine, d, g);
+	engine_notify_rotate(d->engine, d, g);
 	pthread_rwlock_unlock(&d->publish_lock);
 }
 
@@ -757,55 +773,111 @@ placeholder:
 	return 0;
 }
 
-struct load_ctx {
-	struct engine *e;
-	int rc;
-	char *err;
-	size_t errlen;
-};
-
-static int load_domain_cb(const char *name, void *arg)
+/*
+ * Add the domain stored under stored (its name in the store) with its
+ * state (got: 0 with data, or why it could not be read). A domain without
+ * a readable state is skipped, not fatal: the rest of the tree must still
+ * come up.
+ */
+static int domain_add(struct engine *e, const char *stored, int got, const void *data,
+		      size_t len)
 {
-	struct load_ctx *ctx = arg;
-	struct engine *e = ctx->e;
+	struct util_buf b = {.data = (unsigned char *)(uintptr_t)data, .len = len};
 	struct engine_domain *d;
-	struct util_buf b;
-	char key[320], domain[256];
-	int rc;
+	char name[256], key[320];
+	int rc = got;
 
-	name_from_store(name, domain, sizeof(domain));
-	d = domain_new(e, domain);
-	if (!d) {
-		ctx->rc = -ENOMEM;
-		return 1;
-	}
-	util_buf_init(&b, ENGINE_RECORD_MAX, false);
-	snprintf(key, sizeof(key), "domains/%s/state", name);
-	rc = store_get(e->store, key, &b);
-	if (!rc)
-		rc = domain_parse_state(d, &b);
-	util_buf_free(&b);
+	engine_name_from_store(stored, name, sizeof(name));
 	/* No state and nothing else: a mkdir that failed or was killed before
 	 * its first write landed. It was never acknowledged; remove it. */
-	if (rc == -ENOENT && !store_del(e->store, d->key)) {
-		util_info("engine: %s: removed the empty leftover of an unfinished mkdir", name);
-		engine_domain_put(d);
-		return 0;
+	if (rc == -ENOENT) {
+		snprintf(key, sizeof(key), "domains/%s", stored);
+		if (!store_del(e->store, key)) {
+			util_info("engine: %s: removed the empty leftover of an unfinished mkdir",
+				  name);
+			return 0;
+		}
 	}
+	d = domain_new(e, name);
+	if (!d)
+		return -ENOMEM;
+	if (!rc)
+		rc = engine_domain_parse_state(d, &b);
 	if (rc) {
-		/* A domain without a readable state is skipped, not fatal: the
-		 * rest of the tree must still come up. */
 		util_err("engine: %s: state unreadable (%s), skipped", name, strerror(-rc));
 		engine_domain_put(d);
-		return 0;
+		return rc == -ENOMEM ? rc : 0;
 	}
-	rc = table_insert(e, d);
-	if (rc) {
-		engine_domain_put(d);
-		ctx->rc = rc;
-		return 1;
+	pthread_rwlock_wrlock(&e->table_lock);
+	/* Another node's domain may arrive twice (listing and watch). */
+	rc = *table_slot(e, name) ? 0 : table_insert(e, d);
+	if (!rc && *table_slot(e, name) == d)
+		d = NULL;
+	pthread_rwlock_unlock(&e->table_lock);
+	engine_domain_put(d);
+	return rc;
+}
+
+int engine_domain_load(struct engine *e, const char *name)
+{
+	struct util_buf b;
+	char key[320], stored[256];
+	int rc;
+
+	name_to_store(name, stored, sizeof(stored));
+	util_buf_init(&b, ENGINE_RECORD_MAX, false);
+	snprintf(key, sizeof(key), "domains/%s/state", stored);
+	/* mkdir_lock: the watch may bring this node's own mkdir back before
+	 * that mkdir has put its domain in the table; it must find it there
+	 * rather than add a second one. */
+	pthread_mutex_lock(&e->mkdir_lock);
+	rc = store_get(e->store, key, &b);
+	rc = domain_add(e, stored, rc, b.data, b.len);
+	pthread_mutex_unlock(&e->mkdir_lock);
+	util_buf_free(&b);
+	return rc;
+}
+
+/* The stored domain names, then their states read in batches. */
+struct load_ctx {
+	struct engine *e;
+	char **names, **keys;
+	size_t n, cap;
+};
+
+static int collect_cb(const char *name, void *arg)
+{
+	struct load_ctx *ctx = arg;
+
+	if (ctx->n == ctx->cap) {
+		size_t cap = ctx->cap ? ctx->cap * 2 : 256;
+		char **nn = realloc(ctx->names, cap * sizeof(*nn));
+
+		if (nn)
+			ctx->names = nn;
+		nn = nn ? realloc(ctx->keys, cap * sizeof(*nn)) : NULL;
+		if (!nn)
+			return -ENOMEM;
+		ctx->keys = nn;
+		ctx->cap = cap;
 	}
+	ctx->names[ctx->n] = strdup(name);
+	if (!ctx->names[ctx->n])
+		return -ENOMEM;
+	if (asprintf(&ctx->keys[ctx->n], "domains/%s/state", name) < 0) {
+		free(ctx->names[ctx->n]);
+		return -ENOMEM;
+	}
+	ctx->n++;
 	return 0;
+}
+
+static int loaded_cb(size_t i, int got, const void *data, size_t len, void *arg)
+{
+	struct load_ctx *ctx = arg;
+	int rc = domain_add(ctx->e, ctx->names[i], got, data, len);
+
+	return rc < 0 ? rc : 0;
 }
 
 int engine_new(const struct conf *c, struct store *s, struct engine **out, char *err,
@@ -842,13 +914,14 @@ int engine_new(const struct conf *c, struct store *s, struct engine **out, char 
 	if (rc)
 		goto fail;
 	ctx.e = e;
-	ctx.err = err;
-	ctx.errlen = errlen;
-	rc = store_list(s, "domains", load_domain_cb, &ctx);
+	rc = store_list(s, "domains", collect_cb, &ctx);
 	if (rc == -ENOENT)
 		rc = 0;
 	if (!rc)
-		rc = ctx.rc;
+		rc = store_get_many(s, (const char *const *)ctx.keys, ctx.n, ENGINE_RECORD_MAX,
+				    loaded_cb, &ctx);
+	engine_names_free(ctx.names, ctx.n);
+	engine_names_free(ctx.keys, ctx.n);
 	if (rc) {
 		snprintf(err, errlen, "store %s: cannot list domains: %s", s->spec, strerror(-rc));
 		goto fail;
@@ -887,6 +960,8 @@ int engine_start(struct engine *e)
 		return -EAGAIN;
 	if (engine_acme_start(e))
 		return -EADDRINUSE;
+	if (engine_cluster_start(e))
+		return -EAGAIN;
 	rc = engine_workers_start(e);
 	/* Revocations a previous run left unfinished. */
 	if (!rc)
@@ -903,6 +978,7 @@ void engine_cancel(struct engine *e)
 void engine_stop(struct engine *e)
 {
 	engine_cancel(e);
+	engine_cluster_stop(e);
 	engine_workers_stop(e);
 	engine_hooks_stop(e);
 	engine_acme_stop(e);
@@ -1072,11 +1148,15 @@ int engine_mkdir(struct engine *e, const char *name, char *canon, size_t canonle
 	}
 	/* Durable before it is visible: a mkdir that returned is never lost. */
 	pthread_mutex_lock(&d->store_lock);
-	rc = state_write(d, &d->st, d->names, d->nnames);
+	rc = state_write(d, &d->st, d->names, d->nnames, true);
 	pthread_mutex_unlock(&d->store_lock);
 	if (!rc) {
 		pthread_rwlock_wrlock(&e->table_lock);
-		rc = table_insert(e, d);
+		rc = *table_slot(e, canon) ? -EEXIST : table_insert(e, d);
+		/* Queued before anyone else can see it, so the scheduler cannot
+		 * queue it too (which would issue it twice). */
+		if (!rc)
+			engine_queue(e, d);
 		pthread_rwlock_unlock(&e->table_lock);
 	}
 	/* A refused mkdir leaves nothing behind: no state, no empty level. */
@@ -1097,10 +1177,12 @@ unlock:
 	pthread_mutex_unlock(&e->mkdir_lock);
 	if (rc) {
 		engine_domain_put(d);
+		/* Made by another node a moment ago: show it here at once. */
+		if (rc == -EEXIST && store_shared(e->store))
+			(void)!engine_domain_load(e, canon);
 		return rc;
 	}
 	util_info("engine: %s: created", canon);
-	engine_queue(e, d);
 	return 0;
 }
 
@@ -1247,9 +1329,27 @@ void engine_revoke_pass(struct engine *e)
 	pthread_mutex_unlock(&e->queue_lock);
 }
 
+/* Take d out of the table, if it is still there. */
+static void table_remove(struct engine *e, struct engine_domain *d)
+{
+	struct engine_domain **slot;
+
+	pthread_rwlock_wrlock(&e->table_lock);
+	slot = table_slot(e, d->name);
+	if (*slot == d) {
+		*slot = d->hnext;
+		e->count--;
+		atomic_fetch_add(&e->version, 1);
+		engine_names_free(e->sorted, e->nsorted);
+		e->sorted = NULL;
+		engine_domain_put(d); /* the table's reference */
+	}
+	pthread_rwlock_unlock(&e->table_lock);
+}
+
 int engine_rmdir(struct engine *e, const char *name)
 {
-	struct engine_domain *d, **slot;
+	struct engine_domain *d;
 	char to[400], stamp[32], folded[256];
 	uint64_t revoke;
 	int rc;
@@ -1305,20 +1405,28 @@ unlock:
 		engine_domain_put(d);
 		return rc;
 	}
-	pthread_rwlock_wrlock(&e->table_lock);
-	slot = table_slot(e, d->name);
-	if (*slot == d) {
-		*slot = d->hnext;
-		e->count--;
-		atomic_fetch_add(&e->version, 1);
-		engine_names_free(e->sorted, e->nsorted);
-		e->sorted = NULL;
-		engine_domain_put(d); /* the table's reference */
-	}
-	pthread_rwlock_unlock(&e->table_lock);
+	table_remove(e, d);
 	util_info("engine: %s: removed (kept as %s)", name, to);
 	if (revoke)
 		engine_queue_revoke(e);
+	engine_domain_put(d);
+	return 0;
+}
+
+int engine_domain_forget(struct engine *e, const char *name)
+{
+	struct engine_domain *d = engine_domain_get(e, name);
+
+	if (!d)
+		return -ENOENT;
+	/* As rmdir: once removed is set under store_lock nothing of this
+	 * node writes below domains/NAME again. */
+	pthread_mutex_lock(&d->store_lock);
+	pthread_mutex_lock(&d->lock);
+	d->removed = true;
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
+	table_remove(e, d);
 	engine_domain_put(d);
 	return 0;
 }
@@ -1369,7 +1477,7 @@ static void engine_publish(struct engine *e, struct engine_domain *d, struct eng
 
 /* Publish g and tell the front end, which keeps readers' pairs together
  * (d->publish_lock held for writing). */
-static void notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
+void engine_notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g)
 {
 	struct engine_observer obs;
 
@@ -1470,7 +1578,7 @@ out:
 		return rc;
 	}
 	if (serve) {
-		notify_rotate(e, d, g);
+		engine_notify_rotate(e, d, g);
 		pthread_rwlock_unlock(&d->publish_lock);
 	}
 	if (g->number > ENGINE_KEEP_GENERATIONS)
@@ -1508,7 +1616,7 @@ int engine_drop_upload(struct engine_domain *d, const char *why)
 	}
 	util_info("engine: %s: uploaded certificate %s; serving the managed one", d->name, why);
 	if (g) {
-		notify_rotate(e, d, g);
+		engine_notify_rotate(e, d, g);
 		pthread_rwlock_unlock(&d->publish_lock);
 	} else {
 		engine_queue(e, d); /* nothing managed (or unreadable): issue now */

@@ -80,6 +80,9 @@ struct engine_observer {
 	 * uploaded or removed a certificate) with no engine lock held.
 	 */
 	void (*published)(void *arg, struct engine_domain *d);
+	/* Another node added or removed a domain (cached listings and, when
+	 * removed, the name's entry must go). Called on the store's thread. */
+	void (*names_changed)(void *arg, const char *name, bool removed);
 };
 
 /*

@@ -7,6 +7,7 @@
  *
  *   d->write_lock -> d->store_lock -> d->publish_lock -> e->table_lock -> d->lock
  *     -> leaf locks
+ *   e->mkdir_lock -> d->store_lock (mkdir; a domain another node added)
  *
  * leaf locks: e->conf_lock, e->names_lock, e->queue_lock, e->hook_lock,
  * e->observer_lock, e->acme_lock, e->ca_lock (-> conf_lock), g->lazy_lock.
@@ -174,6 +175,12 @@ struct engine_domain {
 	char hold_reason[200];       /* why, for status */
 	time_t vfail[ACME_FAILED_VALIDATIONS_PER_HOUR]; /* recent failed validations */
 	time_t ari_last_fetch;       /* last renewalInfo request */
+	/* cluster.c: managed_gen when the issuance job was queued (to see
+	 * that another node issued meanwhile), and when to ask for the
+	 * domain's lock again after another node held it. */
+	uint64_t cluster_queued_gen;
+	time_t cluster_retry_at;
+	int64_t cluster_state_rev;   /* store revision of the last state applied */
 	uint64_t state_version;      /* bumped on every change status shows */
 };
 
@@ -299,6 +306,18 @@ void engine_state_retry(struct engine_domain *d);
 int engine_domain_record_put(struct engine_domain *d, const char *what, const void *data,
 			     size_t len) ENGINE_WUR;
 int engine_domain_record_del(struct engine_domain *d, const char *what) ENGINE_WUR;
+/* Parse a stored state record into d (d->store_lock and d->lock held, or d
+ * not yet shared). */
+int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b);
+/* Add the domain name, stored in the store, to the table (no-op if there;
+ * skipped with a log line if its state is unreadable). */
+int engine_domain_load(struct engine *e, const char *name);
+/* Take name out of the table without touching the store (removed elsewhere). */
+int engine_domain_forget(struct engine *e, const char *name);
+/* Publish g and hand it to the observer (d->publish_lock held for writing). */
+void engine_notify_rotate(struct engine *e, struct engine_domain *d, struct engine_gen *g);
+/* The domain name of a store key's NAME part (domains/NAME). */
+void engine_name_from_store(const char *key, char *out, size_t len);
 int engine_domain_load_gen(struct engine_domain *d);
 /* A change status shows (d->lock held). */
 void engine_domain_changed(struct engine_domain *d);
@@ -354,6 +373,26 @@ void engine_acme_cancel(struct engine *e);
 void engine_acme_stop(struct engine *e);
 /* SIGHUP: drop the client so the next request uses c; log what needs a restart. */
 void engine_acme_reload(struct engine *e, const struct conf *old, const struct conf *c);
+
+/* cluster.c: several nodes on one shared (etcd) store; no-ops otherwise */
+/* Follow other nodes' changes (after the workers could be started). */
+int engine_cluster_start(struct engine *e);
+void engine_cluster_stop(struct engine *e);
+/*
+ * Before issuing d: take the domain's cluster-wide lock and fence this
+ * thread's writes on it, and re-read d's state. 0: go on (*lock to give to
+ * engine_cluster_issue_end, NULL on a local store); -EBUSY: another node
+ * issues it (retried shortly); -EALREADY: another node issued it since this
+ * job was queued.
+ */
+int engine_cluster_issue_begin(struct engine_domain *d, struct store_lock **lock);
+void engine_cluster_issue_end(struct engine_domain *d, struct store_lock *lock);
+/* Is the shared store reachable (always true for a local one)? */
+bool engine_cluster_reachable(struct engine *e);
+/* http-01 tokens kept in a shared store, so any node answers the CA. */
+int engine_cluster_token_put(struct engine *e, const char *token, const char *keyauth);
+void engine_cluster_token_del(struct engine *e, const char *token);
+int engine_cluster_token_get(struct engine *e, const char *token, struct util_buf *out);
 
 /* hooks.c */
 struct hook_item;

@@ -131,7 +131,8 @@ static int ca_create(struct engine *e)
 		      (char *)rc_.data, rc_.len, "int_key", (char *)ik.data, ik.len, "int_cert",
 		      (char *)ic.data, ic.len);
 	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-	rc = s ? store_put(e->store, CA_KEY, s, strlen(s)) : -ENOMEM;
+	/* Create-only: on a shared store the first node's CA is everyone's. */
+	rc = s ? store_put_if(e->store, CA_KEY, s, strlen(s), 0) : -ENOMEM;
 	if (!rc)
 		util_info("engine: local CA: created (root and intermediate)");
 out:
@@ -165,6 +166,8 @@ int engine_ca_get(struct engine *e, bool create, struct crypto_cert **root)
 		rc = ca_load(e);
 		if (rc == -ENOENT && create)
 			rc = ca_create(e);
+		if (rc == -EEXIST) /* another node made it first */
+			rc = ca_load(e);
 	}
 	*root = e->ca_cert;
 	pthread_mutex_unlock(&e->ca_lock);
@@ -466,6 +469,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	char why[512] = "";
 	time_t retry_after = 0;
 	bool validation = false;
+	struct store_lock *lock = NULL;
 	struct conf c;
 	int rc;
 
@@ -489,6 +493,11 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		d->last_attempt = util_now();
 		d->held_job = false;
 		pthread_mutex_unlock(&d->lock);
+	}
+	/* On a shared store, one node at a time issues a domain. */
+	if (engine_cluster_issue_begin(d, &lock)) {
+		conf_clear(&c);
+		return;
 	}
 	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
 		kt = CRYPTO_KEY_EC256;
@@ -532,9 +541,11 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&d->lock);
 		due_on_arrival(e, d, c.renew_fraction);
 	}
-	/* -ENOENT: removed meanwhile; -ECANCELED: shutting down, and a saved
-	 * order is resumed at the next start. Neither is a failure. */
-	if (rc && rc != -ENOENT && rc != -ECANCELED) {
+	if (rc == -ESTALE) {
+		/* Fenced out: another node took the domain over; not a failure. */
+		util_warn("engine: %s: lock lost while issuing; the new holder's certificate "
+			  "stands", d->name);
+	} else if (rc && rc != -ENOENT && rc != -ECANCELED) {
 		struct engine_state v;
 
 		engine_state_begin(d, &v);
@@ -561,6 +572,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		pthread_mutex_unlock(&e->queue_lock);
 	}
 	conf_clear(&c);
+	engine_cluster_issue_end(d, lock);
 }
 
 /* ---- worker pool and scheduler -------------------------------------------------- */
@@ -629,8 +641,10 @@ static void queue_item(struct engine *e, struct engine_domain *d, bool ari, bool
 		return;
 	}
 	*flag = true;
-	if (!ari)
+	if (!ari) {
 		d->job_auto = automatic;
+		d->cluster_queued_gen = d->managed_gen;
+	}
 	pthread_mutex_unlock(&d->lock);
 	it = calloc(1, sizeof(*it));
 	if (!it) {
@@ -807,6 +821,8 @@ bool engine_domain_due(const struct engine_domain *d, time_t now, double fractio
 		return false;
 	if (d->held_job && !(d->hold_until && now < d->hold_until))
 		return true; /* held by the pacing rules, now free to go */
+	if (d->cluster_retry_at && now < d->cluster_retry_at)
+		return false; /* another node holds its lock */
 	at = engine_domain_renew_at(d, now, fraction, issuer, NULL, 0);
 	return at && now >= at;
 }
@@ -953,6 +969,8 @@ static time_t schedule_pass(struct engine *e)
 				next = d->hold_until;
 			if (d->ari_renew_at > now && (!next || d->ari_renew_at < next))
 				next = d->ari_renew_at;
+			if (d->cluster_retry_at > now && (!next || d->cluster_retry_at < next))
+				next = d->cluster_retry_at;
 			ev = engine_upload_check(d, now, warn_days);
 			if (ev == ENGINE_UPLOAD_NONE && placeholder_due(d, now, fraction))
 				ev = ENGINE_PLACEHOLDER_DUE;

@@ -198,17 +198,20 @@ static const struct metric domain_metrics[] = {
 	 sample_hook_failures},
 };
 
-static int render_metrics(char **names, const struct domain_view *views,
+static int render_metrics(struct engine *e, char **names, const struct domain_view *views,
 			  size_t n, struct util_buf *out)
 {
 	int rc = util_buf_printf(out,
 				 "# HELP certfs_build_info certfs version (the value is always 1).\n"
 				 "# TYPE certfs_build_info gauge\n"
 				 "certfs_build_info{version=\"%s\"} 1\n"
+				 "# HELP certfs_store_up 1 while the store answers.\n"
+				 "# TYPE certfs_store_up gauge\n"
+				 "certfs_store_up %d\n"
 				 "# HELP certfs_domains Domains in the tree.\n"
 				 "# TYPE certfs_domains gauge\n"
 				 "certfs_domains %zu\n",
-				 CERTFS_VERSION, n);
+				 CERTFS_VERSION, engine_cluster_reachable(e) ? 1 : 0, n);
 
 	for (size_t m = 0; !rc && m < sizeof(domain_metrics) / sizeof(domain_metrics[0]); m++) {
 		const struct metric *mt = &domain_metrics[m];
@@ -276,13 +279,18 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		engine_domain_put(d);
 	}
 	if (f == ENGINE_FILE_METRICS) {
-		rc = render_metrics(names, views, n, out);
+		rc = render_metrics(e, names, views, n, out);
 		goto out;
 	}
 	if (f == ENGINE_FILE_CRT_LIST) {
 		rc = render_crt_list(e, names, views, n, out);
 		goto out;
 	}
+	/* A shared store that does not answer: what is served is what was
+	 * last known, and changes are refused until it is back. */
+	if (f == ENGINE_FILE_STATUS && !engine_cluster_reachable(e))
+		rc = util_buf_printf(out, "# store %s unreachable: serving what was last known, "
+				     "changes refused\n", e->store->spec);
 	if (f == ENGINE_FILE_STATUS_JSON) {
 		arr = json_array();
 		if (!arr) {
@@ -317,7 +325,8 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		}
 	}
 	if (!rc && f == ENGINE_FILE_STATUS_JSON) {
-		json_t *o = json_pack("{s:o}", "domains", arr);
+		json_t *o = json_pack("{s:o, s:s}", "domains", arr, "store",
+				      engine_cluster_reachable(e) ? "reachable" : "unreachable");
 		char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 
 		arr = NULL;

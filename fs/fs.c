@@ -257,6 +257,23 @@ static void dom_put(struct fs *f, struct fs_dom *fd)
 	free(fd);
 }
 
+/*
+ * Another node added or removed a domain: the kernel keeps the root's
+ * listing and its entries cached, so tell every mount (from the store's
+ * watch thread, never inside a request, so the kernel's directory lock is
+ * free).
+ */
+static void fs_names_changed(void *arg, const char *name, bool removed)
+{
+	for (struct fs *f = arg; f; f = f->next_mount) {
+		if (!__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE))
+			continue;
+		fuse_lowlevel_notify_inval_inode(f->se, FUSE_ROOT_ID, 0, 0);
+		if (removed)
+			fuse_lowlevel_notify_inval_entry(f->se, FUSE_ROOT_ID, name, strlen(name));
+	}
+}
+
 /* Reply with an entry for i and count the lookup (f->lock held). */
 static void reply_entry(fuse_req_t req, struct fs *f, struct fs_inode *i, double entry_timeout)
 {
@@ -1657,6 +1674,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	} else {
 		obs.arg = f;
 		obs.published = fs_published;
+		obs.names_changed = fs_names_changed;
 		engine_set_observer(e, &obs);
 	}
 	*out = f;

@@ -135,6 +135,8 @@ int util_dir_sync(int dirfd) UTIL_WUR;
 time_t util_now(void);
 /* Monotonic milliseconds, for waits and timeouts. */
 uint64_t util_mono_ms(void);
+/* ts = now + ms on CLOCK_REALTIME, for pthread_cond_timedwait. */
+void util_deadline_ms(struct timespec *ts, long ms);
 /* Format t as "2025-01-03" (UTC) into out (at least 11 bytes). */
 void util_format_date(time_t t, char *out, size_t len);
 /* Format t as RFC 3339 "2025-01-03T04:05:06Z" into out (at least 21 bytes). */

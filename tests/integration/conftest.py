@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import certfs_harness as h  # noqa: E402
+import etcd_env  # noqa: E402
 
 
 in_ci = h.in_ci
@@ -151,6 +152,56 @@ def certfs(tmp_path, certfs_bin, request):
 def mounted(certfs):
     """A default mount: local issuer, no config file."""
     return certfs()
+
+
+@pytest.fixture(scope="session")
+def etcd_session():
+    """A three-member etcd cluster on loopback, started once per session
+    (only when a test asks for it) and always stopped."""
+    if not etcd_env.which(etcd_env.ETCD):
+        missing_prerequisite("etcd is missing (Debian package etcd-server)")
+    cluster = etcd_env.EtcdCluster(size=3)
+    try:
+        cluster.start(timeout=90)
+    except Exception:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_tls(tmp_path_factory):
+    """One etcd member serving https with a certificate made by the test,
+    with auth enabled (user root); stopped at the end of the session."""
+    import pebble_env
+
+    if not etcd_env.which(etcd_env.ETCD):
+        h.missing_prerequisite("etcd is missing (Debian package etcd-server)")
+    d = tmp_path_factory.mktemp("etcd-tls")
+    ca, cert, key = pebble_env.make_tls_ca(str(d))
+    cluster = etcd_env.EtcdCluster(size=1, tls=(ca, cert, key))
+    try:
+        cluster.start(timeout=90)
+        cluster.enable_auth("root", "s3cret-pw")
+    except Exception:
+        cluster.stop()
+        raise
+    cluster.ca = ca
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd(etcd_session, request):
+    """The session's cluster with every member up, and a fresh key prefix
+    for this test (etcd.prefix) so tests never see each other's keys."""
+    etcd_session.start_all(timeout=90)
+    etcd_session.prefix = "t%d-%s" % (os.getpid(), request.node.name.replace("[", "-")
+                                      .replace("]", "").replace("_", "-")[:60])
+    yield etcd_session
+    # A test that stopped members leaves them stopped for the next one to
+    # restart; a test that failed half-way leaves nothing else behind.
 
 
 @pytest.hookimpl(hookwrapper=True)
