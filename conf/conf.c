@@ -92,6 +92,7 @@ static const struct conf_key conf_keys[] = {
 	KI(SECT_CERTFS, "warn_days", warn_days, 0, 365),
 	K(SECT_CERTFS, "renew_fraction", T_FRACTION, renew_fraction),
 	KI(SECT_CERTFS, "workers", workers, 1, 64),
+	K(SECT_CERTFS, "track_readers", T_BOOL, track_readers),
 
 	K(SECT_ACME, "directory", T_URL, acme_directory),
 	K(SECT_ACME, "email", T_EMAIL, acme_email),
@@ -110,6 +111,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_HOOKS, "deploy_dir", T_DIR, hook_deploy_dir),
 	K(SECT_HOOKS, "notify", T_ARGV, hook_notify),
 	K(SECT_HOOKS, "dns", T_ARGV, hook_dns),
+	KI(SECT_HOOKS, "stale_after", hook_stale_after, 0, 30 * 86400),
 
 	KI(SECT_LOCAL, "ca_lifetime_days", local_ca_lifetime_days, 1, 36500),
 	KI(SECT_LOCAL, "cert_lifetime_days", local_cert_lifetime_days, 1, 3650),
@@ -168,6 +170,8 @@ void conf_init(struct conf *c)
 	c->warn_days = 14;
 	c->renew_fraction = 1.0 / 3.0;
 	c->workers = 4;
+	c->track_readers = true;
+	c->hook_stale_after = 600;
 	c->acme_challenge = CONF_CHALLENGE_HTTP01;
 	c->acme_revoke_on_delete = false;
 	c->local_ca_lifetime_days = 3650;

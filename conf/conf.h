@@ -58,6 +58,7 @@ struct conf {
 	int warn_days;       /* 14 (0..365) */
 	double renew_fraction; /* 0.3333 (0 < f < 1): renew when this much lifetime is left */
 	int workers;         /* 4 (1..64) */
+	bool track_readers;  /* true: note which processes read which generation */
 
 	/* [acme] */
 	char *acme_directory;    /* NULL */
@@ -78,6 +79,8 @@ struct conf {
 	char **hook_notify;
 	char **hook_dns;
 	char *hook_deploy_dir;   /* NULL; executables run in name order after deploy */
+	int hook_stale_after;    /* 600 s (0: never): notify "stale" this long after a
+				  * rotation while a process still reads an old generation */
 
 	/* [local] */
 	int local_ca_lifetime_days;   /* 3650 (1..36500) */

@@ -502,6 +502,7 @@ int main(int argc, char **argv)
 	engine_set_mountpoint(engine, fopts.mountpoint);
 	snprintf(fsname, sizeof(fsname), "-ofsname=%s", c.store);
 	fso.serving = o.read_only;
+	fso.track_readers = c.track_readers;
 	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
 	    (o.serve && args_copy(&args, &serve_args)) || fs_new(engine, &fso, &args, &fs)) {
 		fprintf(stderr, "certfs: cannot set up the FUSE session (bad -o option?)\n");

@@ -365,6 +365,10 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after);
 int engine_hooks_start(struct engine *e);
 void engine_hooks_stop(struct engine *e);
+/* The observer's stale readers of d, which serves generation cur (see
+ * struct engine_observer); 0 when none or unseen. No engine lock held. */
+size_t engine_stale_readers(struct engine *e, struct engine_domain *d, uint64_t cur,
+			    struct engine_stale_reader *out, size_t max);
 
 /* issue.c */
 /* The renewal fraction and the issuer configured for the domain name

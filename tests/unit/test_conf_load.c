@@ -164,6 +164,8 @@ static void test_defaults(void)
 	CHECK_INT(c.warn_days, 14);
 	CHECK(c.renew_fraction > 0.333 && c.renew_fraction < 0.334);
 	CHECK_INT(c.workers, 4);
+	CHECK(c.track_readers);
+	CHECK_INT(c.hook_stale_after, 600);
 	CHECK(c.acme_directory == NULL && c.acme_email == NULL && c.acme_eab_kid == NULL);
 	CHECK(c.acme_eab_hmac_key == NULL && c.acme_ca_bundle == NULL);
 	CHECK_INT(c.acme_challenge, CONF_CHALLENGE_HTTP01);
@@ -211,6 +213,7 @@ static void test_good_all_keys(void)
 			  "warn_days = 30\n"
 			  "renew_fraction = 0.25\n"
 			  "workers: 16\n"
+			  "track_readers = off\n"
 			  "\n"
 			  "; the ACME account\n"
 			  "[ acme ]\n"
@@ -228,6 +231,7 @@ static void test_good_all_keys(void)
 			  "deploy = %s reload \"nginx service\" \"a \\\"b\\\" c\" \"\" x\\y\n"
 			  "notify = %s --to=ops\n"
 			  "dns = \"%s\" add\n"
+			  "stale_after = 30\n"
 			  "[local]\n"
 			  "ca_lifetime_days = 7300\n"
 			  "cert_lifetime_days = 30\n"
@@ -257,6 +261,8 @@ static void test_good_all_keys(void)
 	CHECK_INT(c.warn_days, 30);
 	CHECK(c.renew_fraction == 0.25);
 	CHECK_INT(c.workers, 16);
+	CHECK(!c.track_readers);
+	CHECK_INT(c.hook_stale_after, 30);
 	CHECK_STR(c.acme_directory, "https://acme.example.net/dir");
 	CHECK_STR(c.acme_email, "admin@example.com");
 	CHECK_STR(c.acme_eab_kid, "kid-1");
@@ -397,6 +403,9 @@ static const struct bad_case bad_cases[] = {
 	{ "[certfs]\nwarn_days = 10d\n", 2, "not a number" },
 	{ "[certfs]\nworkers = 0\n", 2, "out of range 1..64" },
 	{ "[certfs]\nworkers = 65\n", 2, "out of range 1..64" },
+	{ "[hooks]\nstale_after = -1\n", 2, "out of range 0..2592000" },
+	{ "[hooks]\nstale_after = 10m\n", 2, "stale_after" },
+	{ "[certfs]\ntrack_readers = maybe\n", 2, "not a boolean" },
 	{ "[certfs]\nrenew_fraction = 1.0\n", 2, "between 0 and 1" },
 	{ "[certfs]\nrenew_fraction = 0\n", 2, "between 0 and 1" },
 	{ "[certfs]\nrenew_fraction = nan\n", 2, "renew_fraction" },
