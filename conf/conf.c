@@ -63,6 +63,7 @@ enum conf_type {
 	T_DIR,
 	T_CHALLENGE,
 	T_LISTEN,
+	T_HOSTPORT,
 	T_ARGV,
 	T_NAMES,
 };
@@ -121,6 +122,7 @@ static const struct conf_key conf_keys[] = {
 	KD("challenge", T_CHALLENGE, challenge),
 	KD("issuer", T_ISSUER, issuer),
 	KD("dns_delegate", T_STR, dns_delegate),
+	KD("probe", T_HOSTPORT, probe),
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -201,6 +203,7 @@ static void domain_clear(struct conf_domain *d)
 	argv_free(d->names);
 	free(d->key_type);
 	free(d->dns_delegate);
+	free(d->probe);
 	memset(d, 0, sizeof(*d));
 	d->challenge = -1;
 	d->issuer = -1;
@@ -317,7 +320,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 			if (str_dup(s->name, &t->name) ||
 			    argv_dup(s->names, &t->names) ||
 			    str_dup(s->key_type, &t->key_type) ||
-			    str_dup(s->dns_delegate, &t->dns_delegate))
+			    str_dup(s->dns_delegate, &t->dns_delegate) ||
+			    str_dup(s->probe, &t->probe))
 				goto out;
 		}
 	}
@@ -715,6 +719,21 @@ static int check_listen(const char *key, const char *v, char *why, size_t wl)
 	return 0;
 }
 
+/* HOST:PORT or [IPV6]:PORT of a server to connect to (a name is resolved then). */
+static int check_hostport(const char *key, const char *v, char *why, size_t wl)
+{
+	const char *colon = strrchr(v, ':');
+	long port;
+
+	if (!colon || colon == v || has_space(v) || (colon - v) > 255 ||
+	    (v[0] == '[' && colon[-1] != ']') || (v[0] != '[' && memchr(v, ':', (size_t)(colon - v))))
+		return why_set(why, wl, "%s: \"%.64s\" is not HOST:PORT (e.g. www.example.com:443, "
+				 "127.0.0.1:443, [::1]:443)", key, v);
+	if (parse_long(colon + 1, 1, 65535, &port))
+		return why_set(why, wl, "%s: \"%.64s\" has no port in 1..65535", key, v);
+	return 0;
+}
+
 static int check_url(const char *v, char *why, size_t wl)
 {
 	/* RFC 8555 section 6.1: ACME is spoken over HTTPS only. */
@@ -906,6 +925,10 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		rc = check_b64url(v, why, wl);
 		return rc ? rc : set_str((char **)(void *)fp, v, true);
 	case T_STR:
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
+	case T_HOSTPORT:
+		if (*v && (rc = check_hostport(k->name, v, why, wl)))
+			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_PATH:
 		if (*v && (rc = check_path(k->name, v, false, why, wl)))

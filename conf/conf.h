@@ -38,6 +38,7 @@ struct conf_domain {
 	char **names;        /* extra SANs (NULL-terminated) or NULL */
 	char *key_type;      /* NULL: inherit */
 	char *dns_delegate;  /* dns-01 TXT record name to write instead of _acme-challenge.NAME */
+	char *probe;         /* HOST:PORT serving the domain over TLS, asked after rotations */
 	int challenge;       /* enum conf_challenge or -1 */
 	int issuer;          /* enum conf_issuer or -1 */
 };

@@ -398,4 +398,15 @@ int crypto_tls_alpn_new(crypto_tls_alpn_lookup lookup, void *arg,
 int crypto_tls_alpn_serve(struct crypto_tls_alpn *t, int fd) CRYPTO_WUR;
 void crypto_tls_alpn_free(struct crypto_tls_alpn *t);
 
+/* ---- a TLS client that asks a server what it serves ---------------------- */
+
+/*
+ * One handshake with SNI sni on the connected socket fd (blocking; the
+ * caller bounds it with socket timeouts), unverified: the certificate the
+ * server presents goes to *leaf (owned by the caller). 0, or -EPROTO (no
+ * handshake, err says why) / -ENOMEM. The caller closes fd.
+ */
+int crypto_tls_probe(int fd, const char *sni, struct crypto_cert **leaf,
+		     struct crypto_err *err) CRYPTO_WUR;
+
 #endif

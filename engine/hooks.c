@@ -33,6 +33,14 @@ extern char **environ;
 
 /* Stale readers named in a hook's environment and log line. */
 #define HOOK_STALE_MAX 64
+/*
+ * A probe runs this long after a rotation's deploy hook is due (a reload
+ * takes a moment), then again every PROBE_AGAIN_MS while the server shows
+ * an older certificate, for at most stale_after (or PROBE_DEFAULT_MS).
+ */
+#define PROBE_FIRST_MS 1000
+#define PROBE_AGAIN_MS 5000
+#define PROBE_DEFAULT_MS (600 * 1000)
 
 struct hook_item {
 	struct hook_item *next;
@@ -43,6 +51,8 @@ struct hook_item {
 	uint64_t not_before; /* monotonic ms */
 	bool deploy;         /* the deploy hook: it gets CERTFS_STALE_PIDS */
 	bool if_stale;       /* the "stale" notify: runs only if one is left */
+	bool probe;          /* ask the domain's probe endpoint what it serves */
+	uint64_t probe_end;  /* monotonic ms: stop asking again after it */
 };
 
 /* Files a package manager or an editor leaves beside a hook: not hooks. */
@@ -335,6 +345,25 @@ static void hook_item_free(struct hook_item *it)
 	free(it);
 }
 
+/* Queue it to run no sooner than delay_ms from now (and the deploy delay,
+ * for the deploy hook), in order of time. */
+static void hook_insert(struct engine *e, struct hook_item *it, uint64_t delay_ms)
+{
+	struct hook_item **pp;
+
+	pthread_mutex_lock(&e->hook_lock);
+	it->not_before = util_mono_ms() + delay_ms +
+			 (it->deploy || it->probe ? e->deploy_delay_ms : 0);
+	for (pp = &e->hook_head; *pp && (*pp)->not_before <= it->not_before; pp = &(*pp)->next)
+		;
+	it->next = *pp;
+	*pp = it;
+	if (!it->next)
+		e->hook_tail = it;
+	pthread_cond_signal(&e->hook_cond);
+	pthread_mutex_unlock(&e->hook_lock);
+}
+
 static void *hook_main(void *arg)
 {
 	struct engine *e = arg;
@@ -373,6 +402,15 @@ static void *hook_main(void *arg)
 			e->hook_tail = NULL;
 		pthread_mutex_unlock(&e->hook_lock);
 
+		if (it->probe) {
+			/* Until the server shows the new certificate (a reload). */
+			if (!engine_probe_run(e, it->d) && util_mono_ms() < it->probe_end)
+				hook_insert(e, it, PROBE_AGAIN_MS);
+			else
+				hook_item_free(it);
+			pthread_mutex_lock(&e->hook_lock);
+			continue;
+		}
 		for (n = 0; n < sizeof(it->env) / sizeof(it->env[0]) - 1 && it->env[n]; n++)
 			;
 		if (n < sizeof(it->env) / sizeof(it->env[0]) - 1 &&
@@ -456,39 +494,32 @@ static struct hook_item *hook_item_new(struct engine *e, struct engine_domain *d
 	return it;
 }
 
-/* Queue it to run no sooner than delay_ms from now (and the deploy delay,
- * for the deploy hook), in order of time. */
-static void hook_insert(struct engine *e, struct hook_item *it, uint64_t delay_ms)
-{
-	struct hook_item **pp;
-
-	pthread_mutex_lock(&e->hook_lock);
-	it->not_before = util_mono_ms() + delay_ms + (it->deploy ? e->deploy_delay_ms : 0);
-	for (pp = &e->hook_head; *pp && (*pp)->not_before <= it->not_before; pp = &(*pp)->next)
-		;
-	it->next = *pp;
-	*pp = it;
-	if (!it->next)
-		e->hook_tail = it;
-	pthread_cond_signal(&e->hook_cond);
-	pthread_mutex_unlock(&e->hook_lock);
-}
-
 void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after)
 {
 	struct hook_item *it = hook_item_new(e, d, deploy, event, not_after, false);
+	char *probe;
 	int stale_after;
 
 	if (it)
 		hook_insert(e, it, 0);
 	if (!deploy)
 		return;
-	/* A rotation: if a reader of the old certificate is still on it
-	 * stale_after from now, the log and the notify hook (if any) say so. */
 	pthread_mutex_lock(&e->conf_lock);
 	stale_after = e->conf.hook_stale_after;
 	pthread_mutex_unlock(&e->conf_lock);
+	probe = engine_probe_target(e, d->name);
+	it = probe ? calloc(1, sizeof(*it)) : NULL;
+	free(probe);
+	if (it) {
+		it->probe = true;
+		it->d = engine_domain_ref(d);
+		it->probe_end = util_mono_ms() +
+				(stale_after > 0 ? (uint64_t)stale_after * 1000u : PROBE_DEFAULT_MS);
+		hook_insert(e, it, PROBE_FIRST_MS);
+	}
+	/* A rotation: if a reader of the old certificate is still on it
+	 * stale_after from now, the log and the notify hook (if any) say so. */
 	if (stale_after <= 0)
 		return;
 	it = hook_item_new(e, d, false, "stale", not_after, true);

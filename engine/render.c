@@ -403,6 +403,28 @@ static int stale_text(struct util_buf *out, json_t *r)
 			       json_string_value(json_object_get(r, "since")));
 }
 
+/* "probe: endpoint=127.0.0.1:443 generation=3 current=yes ..." on one line. */
+static int object_text(struct util_buf *out, const char *key, json_t *obj)
+{
+	const char *k;
+	json_t *v;
+	int rc = util_buf_printf(out, "%s:", key);
+
+	json_object_foreach(obj, k, v) {
+		if (rc)
+			break;
+		if (json_is_string(v))
+			rc = util_buf_printf(out, " %s=%s", k, json_string_value(v));
+		else if (json_is_integer(v))
+			rc = util_buf_printf(out, " %s=%lld", k, (long long)json_integer_value(v));
+		else if (json_is_boolean(v))
+			rc = util_buf_printf(out, " %s=%s", k, json_is_true(v) ? "yes" : "no");
+		else
+			rc = util_buf_printf(out, " %s=none", k);
+	}
+	return rc ? rc : util_buf_printf(out, "\n");
+}
+
 static int render_domain_published(struct engine *e, struct engine_domain *d,
 				   enum engine_file f, json_t *stale, struct util_buf *out)
 {
@@ -454,6 +476,7 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 		json_object_set_new(o, "subject", json_string(g->info.subject));
 		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
 		json_object_set(o, "stale_readers", stale);
+		engine_probe_json(d, o);
 		engine_schedule_json(d, o);
 		/* Whether one is set, never what it is. */
 		json_object_set_new(o, "passphrase", g->pfx_password ? json_string("set")
@@ -497,6 +520,8 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 			} else if (json_is_boolean(val)) {
 				rc = util_buf_printf(out, "%s: %s\n", key,
 						     json_is_true(val) ? "yes" : "no");
+			} else if (json_is_object(val)) {
+				rc = object_text(out, key, val);
 			} else {
 				rc = util_buf_printf(out, "%s: none\n", key);
 			}

@@ -4,7 +4,8 @@ domain's certificate and key, and after a rotation names the processes that
 still run on an older one (status, status.json, the root's status,
 metrics, the deploy hook's CERTFS_STALE_PIDS, a "stale" notify). A real
 nginx is listed with its master's pid until `nginx -s reload`; a reader
-that exited is never listed; readers through a serving mount are not seen."""
+that exited is never listed; readers through a serving mount are not seen.
+The probe asks nginx itself which certificate it serves."""
 
 import os
 import subprocess
@@ -73,11 +74,14 @@ def test_nginx_stale_until_reload(certfs, tmp_path):
     hook = tmp_path / "record.sh"
     hook.write_text(RECORD % log)
     hook.chmod(0o755)
-    m = certfs(config="[hooks]\ndeploy = %s\nnotify = %s\nstale_after = 2\n" % (hook, hook))
-    st = m.mkdir(D)
+    m = certfs(start=False)
     ndir = tmp_path / "nginx"
     ndir.mkdir()
     n = Nginx(str(ndir), m.mount, D)
+    m.write_config("[hooks]\ndeploy = %s\nnotify = %s\nstale_after = 2\n"
+                   "[domain %s]\nprobe = 127.0.0.1:%d\n" % (hook, hook, D, n.port))
+    m.start()
+    st = m.mkdir(D)
     n.start()
     try:
         master = n.proc.pid
@@ -118,8 +122,22 @@ def test_nginx_stale_until_reload(certfs, tmp_path):
         m.wait_log(r"%s: 1 process still on an older certificate than generation %d: "
                    r"nginx \(pid %d, generation %d\)" % (D, st["generation"], master, old))
 
+        # The probe: nginx presents the old generation's certificate.
+        h.wait_for(lambda: m.status_json(D).get("probe"), 20, "the probe's answer")
+        probe = m.status_json(D)["probe"]
+        assert probe["endpoint"] == "127.0.0.1:%d" % n.port, probe
+        assert probe["generation"] == old and probe["current"] is False, probe
+        assert probe["fingerprint_sha256"] != st["fingerprint_sha256"], probe
+        assert "probe: endpoint=127.0.0.1:%d" % n.port in m.read(D, "status", mode="r")
+
         n.reload()
         h.wait_for(lambda: stale_of(m) == [], 20, "the reload to clear nginx")
+        # ... and, asked again, the new one.
+        h.wait_for(lambda: m.status_json(D)["probe"].get("current"), 20,
+                   "the probe to see the reloaded certificate")
+        probe = m.status_json(D)["probe"]
+        assert probe["generation"] == st["generation"], probe
+        assert probe["fingerprint_sha256"] == st["fingerprint_sha256"], probe
         assert "stale=" not in m.read("status", mode="r")
         assert m.status_json()["stale_domains"] == 0
         assert value(parse(m.read("metrics", mode="r")), "certfs_stale_readers",
@@ -189,3 +207,16 @@ def test_serving_mount_and_tracking_off_see_nobody(certfs, tmp_path):
                      domain=D) == 0
     finally:
         end_reader(reader)
+
+
+@pytest.mark.timeout(60)
+def test_probe_of_nothing_says_why(certfs):
+    port = h.free_port()
+    m = certfs(config="[domain %s]\nprobe = 127.0.0.1:%d\n" % (D, port))
+    st = m.mkdir(D)
+    renew(m, st)
+    h.wait_for(lambda: m.status_json(D).get("probe"), 20, "the probe's answer")
+    probe = m.status_json(D)["probe"]
+    assert probe["error"] == "connect to 127.0.0.1:%d: Connection refused" % port, probe
+    assert probe["fingerprint_sha256"] is None and "current" not in probe, probe
+    m.wait_log(r"%s: probe: connect to 127.0.0.1:%d: Connection refused" % (D, port))

@@ -240,6 +240,7 @@ static void test_good_all_keys(void)
 			  "key_type = ed25519\n"
 			  "challenge = http-01\n"
 			  "issuer = local\n"
+			  "probe = www.example.com:8443\n"
 			  "[domain *.example.org] # a wildcard\n"
 			  "issuer = selfsigned\n", fixture("acme-ca.pem"), deploy[0], notify[0], dns[0]);
 	path = write_conf(text);
@@ -287,6 +288,7 @@ static void test_good_all_keys(void)
 		CHECK_STR(d->key_type, "ed25519");
 		CHECK_INT(d->challenge, CONF_CHALLENGE_HTTP01);
 		CHECK_INT(d->issuer, CONF_ISSUER_LOCAL);
+		CHECK_STR(d->probe, "www.example.com:8443");
 	}
 	d = conf_domain_find(&c, "*.EXAMPLE.org");
 	CHECK(d != NULL);
@@ -296,6 +298,7 @@ static void test_good_all_keys(void)
 		CHECK(d->key_type == NULL);
 		CHECK_INT(d->challenge, -1);
 		CHECK_INT(d->issuer, CONF_ISSUER_SELFSIGNED);
+		CHECK(d->probe == NULL);
 	}
 	CHECK(conf_domain_find(&c, "other.example.com") == NULL);
 
@@ -404,6 +407,10 @@ static const struct bad_case bad_cases[] = {
 	{ "[certfs]\nworkers = 0\n", 2, "out of range 1..64" },
 	{ "[certfs]\nworkers = 65\n", 2, "out of range 1..64" },
 	{ "[hooks]\nstale_after = -1\n", 2, "out of range 0..2592000" },
+	{ "[domain a.example]\nprobe = a.example\n", 2, "is not HOST:PORT" },
+	{ "[domain a.example]\nprobe = a.example:0\n", 2, "no port in 1..65535" },
+	{ "[domain a.example]\nprobe = ::1:443\n", 2, "is not HOST:PORT" },
+	{ "[domain a.example]\nprobe = :443\n", 2, "is not HOST:PORT" },
 	{ "[hooks]\nstale_after = 10m\n", 2, "stale_after" },
 	{ "[certfs]\ntrack_readers = maybe\n", 2, "not a boolean" },
 	{ "[certfs]\nrenew_fraction = 1.0\n", 2, "between 0 and 1" },
