@@ -251,6 +251,9 @@ void readers_note(struct readers *r, const char *domain, uint64_t gen, pid_t tid
 	struct rd_dom *d;
 	struct rd_rec *x;
 
+	/* 0: a caller in a pid namespace we cannot see into (FUSE says so). */
+	if (tid <= 0)
+		return;
 	pthread_mutex_lock(&r->lock);
 	t = &r->tids[slot];
 	if (t->tid != tid || now_ms - t->seen_ms >= r->cfg.tid_ttl_ms) {
