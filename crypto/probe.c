@@ -7,6 +7,7 @@
  * is trusted, and the local CA's certificates are not in any trust store.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +15,15 @@
 #include <openssl/ssl.h>
 
 #include "crypto/crypto_int.h"
+#include "util/util.h"
 
-int crypto_tls_probe(int fd, const char *sni, struct crypto_cert **leaf, struct crypto_err *err)
+/* How often a waiting handshake asks whether to give up. */
+#define PROBE_SLICE_MS 100
+
+int crypto_tls_probe(int fd, const char *sni, int timeout_ms, crypto_tls_probe_stop stop,
+		     void *arg, struct crypto_cert **leaf, struct crypto_err *err)
 {
+	uint64_t deadline = util_mono_ms() + (uint64_t)timeout_ms;
 	SSL_CTX *ctx = NULL;
 	SSL *ssl = NULL;
 	X509 *x = NULL;
@@ -33,10 +40,29 @@ int crypto_tls_probe(int fd, const char *sni, struct crypto_cert **leaf, struct 
 		goto out;
 	}
 	SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
-	if (SSL_connect(ssl) != 1) {
-		crypto_err_set(err, "TLS handshake failed: %s",
-			       crypto_ssl_reason(reason, sizeof(reason)));
-		goto out;
+	for (;;) {
+		int r = SSL_connect(ssl), e = SSL_get_error(ssl, r);
+		struct pollfd p = {.fd = fd};
+
+		if (r == 1)
+			break;
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			crypto_err_set(err, "TLS handshake failed: %s",
+				       crypto_ssl_reason(reason, sizeof(reason)));
+			goto out;
+		}
+		if (stop && stop(arg)) {
+			crypto_err_set(err, "TLS handshake given up at shutdown");
+			rc = -ECANCELED;
+			goto out;
+		}
+		if (util_mono_ms() >= deadline) {
+			crypto_err_set(err, "TLS handshake timed out after %d ms", timeout_ms);
+			rc = -ETIMEDOUT;
+			goto out;
+		}
+		p.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		(void)poll(&p, 1, PROBE_SLICE_MS);
 	}
 	x = SSL_get1_peer_certificate(ssl);
 	if (!x) {

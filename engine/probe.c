@@ -10,14 +10,12 @@
  * step; the sockets are here, the handshake in crypto/.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "engine/engine_int.h"
@@ -40,11 +38,45 @@ char *engine_probe_target(struct engine *e, const char *name)
 	return t;
 }
 
+/* How often a wait asks whether certfs is shutting down. */
+#define PROBE_SLICE_MS 100
+
+static bool probe_stop(void *arg)
+{
+	struct engine *e = arg;
+
+	return atomic_load(&e->cancel);
+}
+
+/* Wait for fd to connect, in slices (shutdown ends it); 0 or -errno. */
+static int probe_wait_connect(struct engine *e, int fd)
+{
+	uint64_t deadline = util_mono_ms() + PROBE_TIMEOUT_MS;
+	socklen_t len = sizeof(int);
+	int soerr = 0;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int r = poll(&p, 1, PROBE_SLICE_MS);
+
+		if (r == 1)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (probe_stop(e))
+			return -ECANCELED;
+		if (util_mono_ms() >= deadline)
+			return -ETIMEDOUT;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len))
+		return -errno;
+	return -soerr;
+}
+
 /* A TCP connection to HOST:PORT within the timeout; fd or -errno. */
-static int probe_connect(const char *target, char *why, size_t wl)
+static int probe_connect(struct engine *e, const char *target, char *why, size_t wl)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	struct timeval tv = {PROBE_TIMEOUT_MS / 1000, (PROBE_TIMEOUT_MS % 1000) * 1000};
 	const char *colon = strrchr(target, ':');
 	char host[260];
 	size_t hl = (size_t)(colon - target);
@@ -63,39 +95,26 @@ static int probe_connect(const char *target, char *why, size_t wl)
 	}
 	rc = -ECONNREFUSED;
 	for (struct addrinfo *a = res; a; a = a->ai_next) {
-		struct pollfd p;
-		socklen_t len = sizeof(int);
-		int soerr = 0;
-
 		fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			    a->ai_protocol);
 		if (fd < 0) {
 			rc = -errno;
 			continue;
 		}
-		if (connect(fd, a->ai_addr, a->ai_addrlen) && errno != EINPROGRESS) {
-			rc = -errno;
-		} else {
-			p.fd = fd;
-			p.events = POLLOUT;
-			if (poll(&p, 1, PROBE_TIMEOUT_MS) != 1)
-				rc = -ETIMEDOUT;
-			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) || soerr)
-				rc = -(soerr ? soerr : errno);
-			else
-				rc = 0;
-		}
-		if (!rc) {
-			/* The handshake blocks, bounded by the socket's timeouts. */
-			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-			break;
-		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen))
+			rc = errno == EINPROGRESS ? probe_wait_connect(e, fd) : -errno;
+		else
+			rc = 0;
+		if (!rc || rc == -ECANCELED)
+			break; /* the socket stays non-blocking for the handshake */
 		close(fd);
 		fd = -1;
 	}
 	freeaddrinfo(res);
+	if (rc && fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
 	if (fd < 0)
 		snprintf(why, wl, "connect to %s: %s", target, strerror(-rc));
 	return fd >= 0 ? fd : rc;
@@ -112,7 +131,7 @@ static int64_t probe_generation(struct engine_domain *d, const char *fp)
 		return -1;
 	if (!strcmp(g->info.fingerprint_sha256, fp))
 		found = (int64_t)g->number;
-	pthread_mutex_lock(&d->lock);
+	/* Store reads, under no lock. */
 	for (uint64_t n = g->number; found < 0 && n > 0 && g->number - n < PROBE_HISTORY; n--) {
 		struct engine_gen *old = NULL;
 
@@ -121,7 +140,6 @@ static int64_t probe_generation(struct engine_domain *d, const char *fp)
 			found = (int64_t)(n - 1);
 		engine_gen_put(old);
 	}
-	pthread_mutex_unlock(&d->lock);
 	engine_gen_put(g);
 	return found;
 }
@@ -143,9 +161,10 @@ bool engine_probe_run(struct engine *e, struct engine_domain *d)
 	memset(&info, 0, sizeof(info));
 	/* A wildcard's SNI: any name under it. */
 	snprintf(sni, sizeof(sni), "%s%s", d->name[0] == '*' ? "probe" : "", d->name + (d->name[0] == '*'));
-	fd = probe_connect(target, why, sizeof(why));
+	fd = probe_connect(e, target, why, sizeof(why));
 	if (fd >= 0) {
-		if (crypto_tls_probe(fd, sni, &leaf, &err) || crypto_cert_info(leaf, &info))
+		if (crypto_tls_probe(fd, sni, PROBE_TIMEOUT_MS, probe_stop, e, &leaf, &err) ||
+		    crypto_cert_info(leaf, &info))
 			snprintf(why, sizeof(why), "%s: %s", target, err.msg[0] ? err.msg : "out of memory");
 		close(fd);
 	}
