@@ -17,7 +17,6 @@
  * they show has changed) and handed out with a zero entry timeout.
  */
 #define FUSE_USE_VERSION 312
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -1035,15 +1034,8 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* fs's state for the domain lives on while the kernel holds its
 	 * nodes: open files keep reading what they opened. */
 	rc = engine_rmdir(f->engine, name);
-	if (!rc && f->readers) {
-		char canon[256];
-		size_t k;
-
-		for (k = 0; name[k] && k < sizeof(canon) - 1; k++)
-			canon[k] = (char)tolower((unsigned char)name[k]);
-		canon[k] = '\0';
-		readers_forget(f->readers, canon);
-	}
+	if (!rc && f->readers)
+		readers_forget(f->readers, name);
 	fuse_reply_err(req, -rc);
 }
 

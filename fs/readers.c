@@ -7,6 +7,7 @@
  * on its domain's list. Nothing slow runs under the mutex: /proc is read
  * before it is taken (identify) or after it is dropped (liveness).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -394,9 +395,15 @@ out:
 	return alive;
 }
 
-void readers_forget(struct readers *r, const char *domain)
+void readers_forget(struct readers *r, const char *name)
 {
-	size_t b = hash_str(domain) & (READERS_DOM_BUCKETS - 1);
+	char domain[256];
+	size_t b, k;
+
+	for (k = 0; name[k] && k < sizeof(domain) - 1; k++)
+		domain[k] = (char)tolower((unsigned char)name[k]);
+	domain[k] = '\0';
+	b = hash_str(domain) & (READERS_DOM_BUCKETS - 1);
 
 	pthread_mutex_lock(&r->lock);
 	for (struct rd_dom **pp = &r->doms[b]; *pp; pp = &(*pp)->hnext) {

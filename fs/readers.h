@@ -98,8 +98,8 @@ void readers_rotate(struct readers *r, const char *domain, uint64_t cur);
 size_t readers_stale(struct readers *r, const char *domain, uint64_t cur,
 		     struct readers_stale *out, size_t max);
 
-/* domain was removed: forget its readers. */
-void readers_forget(struct readers *r, const char *domain);
+/* domain (upper case folded, as rmdir folds it) was removed: forget its readers. */
+void readers_forget(struct readers *r, const char *name);
 
 /*
  * Changes whenever what readers_stale could return may have changed; while

@@ -309,7 +309,10 @@ static void test_forget_and_version(void)
 	CHECK(v2 != v1);
 	/* While someone is on an old generation, every call differs. */
 	CHECK(readers_version(r) != v2);
-	readers_forget(r, "a.example");
+	readers_forget(r, "b.example");
+	CHECK(readers_version(r) != v2);
+	CHECK_INT(stale(r, "a.example", 2, s), 1);
+	readers_forget(r, "A.Example"); /* as rmdir takes it */
 	CHECK_INT(stale(r, "a.example", 2, s), 0);
 	v1 = readers_version(r);
 	CHECK_INT(readers_version(r), v1);
