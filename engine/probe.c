@@ -165,7 +165,8 @@ bool engine_probe_run(struct engine *e, struct engine_domain *d)
 	if (fd >= 0) {
 		if (crypto_tls_probe(fd, sni, PROBE_TIMEOUT_MS, probe_stop, e, &leaf, &err) ||
 		    crypto_cert_info(leaf, &info))
-			snprintf(why, sizeof(why), "%s: %s", target, err.msg[0] ? err.msg : "out of memory");
+			snprintf(why, sizeof(why), "%.100s: %.190s", target,
+				 err.msg[0] ? err.msg : "out of memory");
 		close(fd);
 	}
 	if (!why[0])
