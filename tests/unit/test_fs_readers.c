@@ -217,6 +217,13 @@ static void test_exited_never_listed(void)
 	readers_note(r, "a.example", 1, 999);
 	readers_get_stats(r, &st);
 	CHECK_INT(st.records, 1);
+	/* Nor is a caller FUSE cannot name (pid 0: another pid namespace),
+	 * and nobody asks /proc about it. */
+	identify_calls = 0;
+	readers_note(r, "a.example", 1, 0);
+	CHECK_INT(identify_calls, 0);
+	readers_get_stats(r, &st);
+	CHECK_INT(st.records, 1);
 	readers_free(r);
 }
 
