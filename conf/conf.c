@@ -65,6 +65,7 @@ enum conf_type {
 	T_FILE, /* a path that must name a readable regular file */
 	T_CHALLENGE,
 	T_LISTEN,
+	T_HOSTPORT,
 	T_ARGV,
 	T_NAMES,
 };
@@ -94,6 +95,7 @@ static const struct conf_key conf_keys[] = {
 	KI(SECT_CERTFS, "warn_days", warn_days, 0, 365),
 	K(SECT_CERTFS, "renew_fraction", T_FRACTION, renew_fraction),
 	KI(SECT_CERTFS, "workers", workers, 1, 64),
+	K(SECT_CERTFS, "track_readers", T_BOOL, track_readers),
 
 	K(SECT_ACME, "directory", T_URL, acme_directory),
 	K(SECT_ACME, "email", T_EMAIL, acme_email),
@@ -112,6 +114,7 @@ static const struct conf_key conf_keys[] = {
 	K(SECT_HOOKS, "deploy_dir", T_DIR, hook_deploy_dir),
 	K(SECT_HOOKS, "notify", T_ARGV, hook_notify),
 	K(SECT_HOOKS, "dns", T_ARGV, hook_dns),
+	KI(SECT_HOOKS, "stale_after", hook_stale_after, 0, 30 * 86400),
 
 	KI(SECT_LOCAL, "ca_lifetime_days", local_ca_lifetime_days, 1, 36500),
 	KI(SECT_LOCAL, "cert_lifetime_days", local_cert_lifetime_days, 1, 3650),
@@ -129,6 +132,7 @@ static const struct conf_key conf_keys[] = {
 	KD("challenge", T_CHALLENGE, challenge),
 	KD("issuer", T_ISSUER, issuer),
 	KD("dns_delegate", T_STR, dns_delegate),
+	KD("probe", T_HOSTPORT, probe),
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -178,6 +182,8 @@ void conf_init(struct conf *c)
 	c->warn_days = 14;
 	c->renew_fraction = 1.0 / 3.0;
 	c->workers = 4;
+	c->track_readers = true;
+	c->hook_stale_after = 600;
 	c->acme_challenge = CONF_CHALLENGE_HTTP01;
 	c->acme_revoke_on_delete = false;
 	c->local_ca_lifetime_days = 3650;
@@ -208,6 +214,7 @@ static void domain_clear(struct conf_domain *d)
 	argv_free(d->names);
 	free(d->key_type);
 	free(d->dns_delegate);
+	free(d->probe);
 	memset(d, 0, sizeof(*d));
 	d->challenge = -1;
 	d->issuer = -1;
@@ -337,7 +344,8 @@ int conf_dup(const struct conf *src, struct conf *dst)
 			if (str_dup(s->name, &t->name) ||
 			    argv_dup(s->names, &t->names) ||
 			    str_dup(s->key_type, &t->key_type) ||
-			    str_dup(s->dns_delegate, &t->dns_delegate))
+			    str_dup(s->dns_delegate, &t->dns_delegate) ||
+			    str_dup(s->probe, &t->probe))
 				goto out;
 		}
 	}
@@ -735,6 +743,21 @@ static int check_listen(const char *key, const char *v, char *why, size_t wl)
 	return 0;
 }
 
+/* HOST:PORT or [IPV6]:PORT of a server to connect to (a name is resolved then). */
+static int check_hostport(const char *key, const char *v, char *why, size_t wl)
+{
+	const char *colon = strrchr(v, ':');
+	long port;
+
+	if (!colon || colon == v || has_space(v) || (colon - v) > 255 ||
+	    (v[0] == '[' && colon[-1] != ']') || (v[0] != '[' && memchr(v, ':', (size_t)(colon - v))))
+		return why_set(why, wl, "%s: \"%.64s\" is not HOST:PORT (e.g. www.example.com:443, "
+				 "127.0.0.1:443, [::1]:443)", key, v);
+	if (parse_long(colon + 1, 1, 65535, &port))
+		return why_set(why, wl, "%s: \"%.64s\" has no port in 1..65535", key, v);
+	return 0;
+}
+
 static int check_url(const char *v, char *why, size_t wl)
 {
 	/* RFC 8555 section 6.1: ACME is spoken over HTTPS only. */
@@ -926,6 +949,10 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		rc = check_b64url(v, why, wl);
 		return rc ? rc : set_str((char **)(void *)fp, v, true);
 	case T_STR:
+		return set_str((char **)(void *)fp, *v ? v : NULL, false);
+	case T_HOSTPORT:
+		if (*v && (rc = check_hostport(k->name, v, why, wl)))
+			return rc;
 		return set_str((char **)(void *)fp, *v ? v : NULL, false);
 	case T_PATH:
 		if (*v && (rc = check_path(k->name, v, false, why, wl)))

@@ -38,6 +38,7 @@ struct conf_domain {
 	char **names;        /* extra SANs (NULL-terminated) or NULL */
 	char *key_type;      /* NULL: inherit */
 	char *dns_delegate;  /* dns-01 TXT record name to write instead of _acme-challenge.NAME */
+	char *probe;         /* HOST:PORT serving the domain over TLS, asked after rotations */
 	int challenge;       /* enum conf_challenge or -1 */
 	int issuer;          /* enum conf_issuer or -1 */
 };
@@ -58,6 +59,7 @@ struct conf {
 	int warn_days;       /* 14 (0..365) */
 	double renew_fraction; /* 0.3333 (0 < f < 1): renew when this much lifetime is left */
 	int workers;         /* 4 (1..64) */
+	bool track_readers;  /* true: note which processes read which generation */
 
 	/* [acme] */
 	char *acme_directory;    /* NULL */
@@ -78,6 +80,8 @@ struct conf {
 	char **hook_notify;
 	char **hook_dns;
 	char *hook_deploy_dir;   /* NULL; executables run in name order after deploy */
+	int hook_stale_after;    /* 600 s (0: never): notify "stale" this long after a
+				  * rotation while a process still reads an old generation */
 
 	/* [etcd]: the etcd store (paths checked to exist when set) */
 	char *etcd_ca_bundle;     /* NULL: plain http to etcd */

@@ -427,4 +427,19 @@ int crypto_unseal(const unsigned char key[CRYPTO_SEAL_KEY_LEN], const void *aad,
 /* Does in start like a sealed value? */
 bool crypto_is_sealed(const void *in, size_t len);
 
+/* ---- a TLS client that asks a server what it serves ---------------------- */
+
+/* Asked while a probe waits: true gives up at once (shutdown). */
+typedef bool (*crypto_tls_probe_stop)(void *arg);
+
+/*
+ * One handshake with SNI sni on the connected non-blocking socket fd,
+ * within timeout_ms, unverified: the certificate the server presents goes
+ * to *leaf (owned by the caller). stop (may be NULL) is asked every 100 ms.
+ * 0, or -EPROTO (no handshake, err says why) / -ETIMEDOUT / -ECANCELED /
+ * -ENOMEM. The caller closes fd.
+ */
+int crypto_tls_probe(int fd, const char *sni, int timeout_ms, crypto_tls_probe_stop stop,
+		     void *arg, struct crypto_cert **leaf, struct crypto_err *err) CRYPTO_WUR;
+
 #endif

@@ -522,6 +522,7 @@ int main(int argc, char **argv)
 		fsname[n] = '\0';
 	}
 	fso.serving = o.read_only;
+	fso.track_readers = c.track_readers;
 	if (fuse_opt_add_arg(&args, fsname) || fuse_opt_add_arg(&args, "-osubtype=certfs") ||
 	    (o.serve && args_copy(&args, &serve_args)) || fs_new(engine, &fso, &args, &fs)) {
 		fprintf(stderr, "certfs: cannot set up the FUSE session (bad -o option?)\n");

@@ -71,6 +71,19 @@ const char *engine_file_name(enum engine_file f);
 enum engine_file engine_file_lookup(const char *name, bool root);
 const char *engine_source_name(enum engine_source s);
 
+/*
+ * A stale reader: a process that read an older generation of a domain than
+ * the one served, still runs, and has not read the served one since (a
+ * server renewed for but never reloaded). Seen by the front end.
+ */
+struct engine_stale_reader {
+	pid_t pid;
+	char command[16];
+	char exe[256];
+	uint64_t generation; /* the newest it read */
+	time_t since;        /* stale since: the rotation past that generation */
+};
+
 struct engine_observer {
 	void *arg;
 	/*
@@ -83,6 +96,14 @@ struct engine_observer {
 	/* Another node added or removed a domain (cached listings and, when
 	 * removed, the name's entry must go). Called on the store's thread. */
 	void (*names_changed)(void *arg, const char *name, bool removed);
+	/*
+	 * The stale readers of d, which serves generation cur: up to max into
+	 * out (oldest first); returns how many there are. NULL when the front
+	 * end does not see who reads. Called with no engine lock held; may
+	 * read /proc.
+	 */
+	size_t (*stale_readers)(void *arg, struct engine_domain *d, uint64_t cur,
+				struct engine_stale_reader *out, size_t max);
 };
 
 /*

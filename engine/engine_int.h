@@ -161,6 +161,13 @@ struct engine_domain {
 	uint64_t upload_refusals;
 	uint64_t hook_failures;
 	char hook_error[512];        /* last failed hook, shown in status */
+	/* The probe's last answer (probe.c); probe_at 0: none yet. */
+	char probe_target[264];
+	char probe_fp[100];          /* "" on error */
+	char probe_error[300];
+	int64_t probe_gen;           /* the generation served there, -1: unknown */
+	bool probe_current;
+	time_t probe_at;
 	/* RFC 9773 renewal information for the managed ACME certificate. */
 	bool ari_unsupported;        /* the directory has no renewalInfo */
 	time_t ari_renew_at;         /* chosen inside the suggested window; 0 = none */
@@ -404,6 +411,19 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 		       const char *event, time_t not_after);
 int engine_hooks_start(struct engine *e);
 void engine_hooks_stop(struct engine *e);
+/* The observer's stale readers of d, which serves generation cur (see
+ * struct engine_observer); 0 when none or unseen. No engine lock held. */
+size_t engine_stale_readers(struct engine *e, struct engine_domain *d, uint64_t cur,
+			    struct engine_stale_reader *out, size_t max);
+
+/* probe.c */
+/* d's probe endpoint (caller frees), NULL when it has none. */
+char *engine_probe_target(struct engine *e, const char *name);
+/* Ask d's endpoint what it serves and record it (hook thread: it blocks,
+ * bounded). true when it serves the current generation or has no probe. */
+bool engine_probe_run(struct engine *e, struct engine_domain *d);
+/* Add the last answer to status.json's object o (takes d->lock). */
+void engine_probe_json(struct engine_domain *d, json_t *o);
 
 /* issue.c */
 /* The renewal fraction and the issuer configured for the domain name

@@ -31,13 +31,28 @@ extern char **environ;
 /* A hook that runs longer than this is killed and reported as failed. */
 #define HOOK_TIMEOUT_MS 120000
 
+/* Stale readers named in a hook's environment and log line. */
+#define HOOK_STALE_MAX 64
+/*
+ * A probe runs this long after a rotation's deploy hook is due (a reload
+ * takes a moment), then again every PROBE_AGAIN_MS while the server shows
+ * an older certificate, for at most stale_after (or PROBE_DEFAULT_MS).
+ */
+#define PROBE_FIRST_MS 1000
+#define PROBE_AGAIN_MS 5000
+#define PROBE_DEFAULT_MS (600 * 1000)
+
 struct hook_item {
 	struct hook_item *next;
 	char **argv;                /* NULL: none configured */
 	char *dir;                  /* deploy_dir, NULL: none */
-	char *env[8];
+	char *env[10];
 	struct engine_domain *d;
 	uint64_t not_before; /* monotonic ms */
+	bool deploy;         /* the deploy hook: it gets CERTFS_STALE_PIDS */
+	bool if_stale;       /* the "stale" notify: runs only if one is left */
+	bool probe;          /* ask the domain's probe endpoint what it serves */
+	uint64_t probe_end;  /* monotonic ms: stop asking again after it */
 };
 
 /* Files a package manager or an editor leaves beside a hook: not hooks. */
@@ -266,6 +281,60 @@ static int renewed_domains(struct engine_domain *d, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+size_t engine_stale_readers(struct engine *e, struct engine_domain *d, uint64_t cur,
+			    struct engine_stale_reader *out, size_t max)
+{
+	struct engine_observer obs;
+
+	pthread_mutex_lock(&e->observer_lock);
+	obs = e->observer;
+	pthread_mutex_unlock(&e->observer_lock);
+	return obs.stale_readers ? obs.stale_readers(obs.arg, d, cur, out, max) : 0;
+}
+
+/*
+ * "CERTFS_STALE_PIDS=1 2" into *env: the processes still on an older
+ * generation than the served one, which the hook is there to reload. For
+ * the "stale" notify it is logged too; 0 when there are none.
+ */
+static size_t stale_env(struct engine *e, struct engine_domain *d, bool log, char **env)
+{
+	struct engine_stale_reader *sr = calloc(HOOK_STALE_MAX, sizeof(*sr));
+	struct engine_gen *g = engine_domain_gen(d);
+	struct util_buf b, who;
+	size_t n = 0;
+	int rc;
+
+	*env = NULL;
+	if (sr && g)
+		n = engine_stale_readers(e, d, g->number, sr, HOOK_STALE_MAX);
+	util_buf_init(&b, 64 * 1024, false);
+	util_buf_init(&who, 64 * 1024, false);
+	rc = util_buf_printf(&b, "CERTFS_STALE_PIDS=");
+	for (size_t i = 0; !rc && i < n && i < HOOK_STALE_MAX; i++) {
+		rc = util_buf_printf(&b, "%s%d", i ? " " : "", (int)sr[i].pid);
+		if (!rc && log)
+			rc = util_buf_printf(&who, "%s%s (pid %d, generation %llu)", i ? ", " : "",
+					     sr[i].command, (int)sr[i].pid,
+					     (unsigned long long)sr[i].generation);
+	}
+	if (!rc)
+		rc = util_buf_append(&b, "", 1);
+	if (!rc)
+		rc = util_buf_append(&who, "", 1);
+	if (!rc)
+		*env = strndup((const char *)b.data, b.len);
+	if (!rc && log && n)
+		util_warn("engine: %s: %zu process%s still on an older certificate than "
+			  "generation %llu: %s", d->name, n, n == 1 ? "" : "es",
+			  (unsigned long long)g->number, (const char *)who.data);
+	util_buf_free(&b);
+	util_buf_free(&who);
+	engine_gen_put(g);
+	free(sr);
+	return n;
+}
+
 static void hook_item_free(struct hook_item *it)
 {
 	strv_free(it->argv);
@@ -274,6 +343,25 @@ static void hook_item_free(struct hook_item *it)
 		free(it->env[i]);
 	engine_domain_put(it->d);
 	free(it);
+}
+
+/* Queue it to run no sooner than delay_ms from now (and the deploy delay,
+ * for the deploy hook), in order of time. */
+static void hook_insert(struct engine *e, struct hook_item *it, uint64_t delay_ms)
+{
+	struct hook_item **pp;
+
+	pthread_mutex_lock(&e->hook_lock);
+	it->not_before = util_mono_ms() + delay_ms +
+			 (it->deploy || it->probe ? e->deploy_delay_ms : 0);
+	for (pp = &e->hook_head; *pp && (*pp)->not_before <= it->not_before; pp = &(*pp)->next)
+		;
+	it->next = *pp;
+	*pp = it;
+	if (!it->next)
+		e->hook_tail = it;
+	pthread_cond_signal(&e->hook_cond);
+	pthread_mutex_unlock(&e->hook_lock);
 }
 
 static void *hook_main(void *arg)
@@ -294,7 +382,7 @@ static void *hook_main(void *arg)
 		if (e->hook_stopping)
 			break;
 		if (!e->hook_stopping && util_mono_ms() < e->hook_head->not_before) {
-			/* Items wait the same delay, so the head is due first. */
+			/* The queue is in order of not_before: the head is due first. */
 			struct timespec ts;
 			uint64_t wait = e->hook_head->not_before - util_mono_ms();
 
@@ -314,10 +402,27 @@ static void *hook_main(void *arg)
 			e->hook_tail = NULL;
 		pthread_mutex_unlock(&e->hook_lock);
 
+		if (it->probe) {
+			/* Until the server shows the new certificate (a reload). */
+			if (!engine_probe_run(e, it->d) && util_mono_ms() < it->probe_end)
+				hook_insert(e, it, PROBE_AGAIN_MS);
+			else
+				hook_item_free(it);
+			pthread_mutex_lock(&e->hook_lock);
+			continue;
+		}
 		for (n = 0; n < sizeof(it->env) / sizeof(it->env[0]) - 1 && it->env[n]; n++)
 			;
-		if (n < sizeof(it->env) / sizeof(it->env[0]) - 1)
-			(void)!renewed_domains(it->d, &it->env[n]);
+		if (n < sizeof(it->env) / sizeof(it->env[0]) - 1 &&
+		    !renewed_domains(it->d, &it->env[n]))
+			n++;
+		/* Who is on an old certificate now, not when it was queued. */
+		if ((it->deploy || it->if_stale) &&
+		    !stale_env(e, it->d, it->if_stale, &it->env[n]) && it->if_stale) {
+			hook_item_free(it); /* everyone reloaded: nothing to say */
+			pthread_mutex_lock(&e->hook_lock);
+			continue;
+		}
 		ok = true;
 		if (it->argv) {
 			rc = engine_hook_exec(e, it->argv, it->env, why, sizeof(why));
@@ -328,7 +433,7 @@ static void *hook_main(void *arg)
 		}
 		if (it->dir && !hook_run_dir(it->d, it->dir, it->env))
 			ok = false;
-		if (ok)
+		if (ok && (it->argv || it->dir))
 			hook_done(it->d, true, NULL);
 		hook_item_free(it);
 		pthread_mutex_lock(&e->hook_lock);
@@ -337,8 +442,14 @@ static void *hook_main(void *arg)
 	return NULL;
 }
 
-void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
-		       const char *event, time_t not_after)
+/*
+ * An item running argv (and dir) for event on d, with its environment but
+ * for what the hook thread adds; NULL when nothing is configured (unless
+ * always: then an item that runs nothing) or out of memory (then logged).
+ * Takes e->conf_lock.
+ */
+static struct hook_item *hook_item_new(struct engine *e, struct engine_domain *d, bool deploy,
+				       const char *event, time_t not_after, bool always)
 {
 	struct hook_item *it;
 	char **argv_conf, *dir_conf, nabuf[32];
@@ -347,21 +458,22 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 	pthread_mutex_lock(&e->conf_lock);
 	argv_conf = deploy ? e->conf.hook_deploy : e->conf.hook_notify;
 	dir_conf = deploy ? e->conf.hook_deploy_dir : NULL;
-	it = argv_conf || dir_conf ? calloc(1, sizeof(*it)) : NULL;
+	it = argv_conf || dir_conf || always ? calloc(1, sizeof(*it)) : NULL;
 	if (it) {
 		it->argv = argv_conf ? strv_dup(argv_conf, NULL) : NULL;
 		it->dir = dir_conf ? strdup(dir_conf) : NULL;
 	}
 	pthread_mutex_unlock(&e->conf_lock);
 	if (!it)
-		return;
+		return NULL;
 	if ((argv_conf && !it->argv) || (dir_conf && !it->dir)) {
 		util_err("engine: %s: %s hook not run: out of memory", d->name, event);
 		strv_free(it->argv);
 		free(it->dir);
 		free(it);
-		return;
+		return NULL;
 	}
+	it->deploy = deploy;
 	util_format_time(not_after, nabuf, sizeof(nabuf));
 	if (asprintf(&it->env[n], "CERTFS_DOMAIN=%s", d->name) > 0)
 		n++;
@@ -379,15 +491,42 @@ void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
 	/* RENEWED_DOMAINS is added by the hook thread: callers may hold
 	 * d->lock here, and the names are read under it. */
 	it->d = engine_domain_ref(d);
-	pthread_mutex_lock(&e->hook_lock);
-	it->not_before = util_mono_ms() + (deploy ? e->deploy_delay_ms : 0);
-	if (e->hook_tail)
-		e->hook_tail->next = it;
-	else
-		e->hook_head = it;
-	e->hook_tail = it;
-	pthread_cond_signal(&e->hook_cond);
-	pthread_mutex_unlock(&e->hook_lock);
+	return it;
+}
+
+void engine_hook_queue(struct engine *e, struct engine_domain *d, bool deploy,
+		       const char *event, time_t not_after)
+{
+	struct hook_item *it = hook_item_new(e, d, deploy, event, not_after, false);
+	char *probe;
+	int stale_after;
+
+	if (it)
+		hook_insert(e, it, 0);
+	if (!deploy)
+		return;
+	pthread_mutex_lock(&e->conf_lock);
+	stale_after = e->conf.hook_stale_after;
+	pthread_mutex_unlock(&e->conf_lock);
+	probe = engine_probe_target(e, d->name);
+	it = probe ? calloc(1, sizeof(*it)) : NULL;
+	free(probe);
+	if (it) {
+		it->probe = true;
+		it->d = engine_domain_ref(d);
+		it->probe_end = util_mono_ms() +
+				(stale_after > 0 ? (uint64_t)stale_after * 1000u : PROBE_DEFAULT_MS);
+		hook_insert(e, it, PROBE_FIRST_MS);
+	}
+	/* A rotation: if a reader of the old certificate is still on it
+	 * stale_after from now, the log and the notify hook (if any) say so. */
+	if (stale_after <= 0)
+		return;
+	it = hook_item_new(e, d, false, "stale", not_after, true);
+	if (!it)
+		return;
+	it->if_stale = true;
+	hook_insert(e, it, (uint64_t)stale_after * 1000u);
 }
 
 int engine_hooks_start(struct engine *e)

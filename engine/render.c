@@ -33,6 +33,8 @@ struct domain_view {
 	bool has_key;                /* the served generation has key files */
 	long days_left;
 	uint64_t generation;
+	uint64_t served;             /* the served generation's number */
+	size_t stale;                /* stale readers (filled outside d->lock) */
 	uint64_t issued_total, errors_total;
 	uint64_t issue_failures, upload_refusals, hook_failures;
 	char last_error[512];
@@ -57,6 +59,7 @@ static void domain_view(const struct engine_domain *d, struct domain_view *v, ti
 	v->renew_at = engine_domain_renew_at(d, now, vc->renew_fraction, vc->issuer, NULL, 0);
 	v->has_key = d->cur && d->cur->has_key;
 	v->generation = d->stored_gen;
+	v->served = d->cur ? d->cur->number : 0;
 	v->issued_total = d->issued_total;
 	v->errors_total = d->errors_total;
 	v->issue_failures = d->issue_failures;
@@ -171,6 +174,12 @@ COUNTER_SAMPLE(issue_failures)
 COUNTER_SAMPLE(upload_refusals)
 COUNTER_SAMPLE(hook_failures)
 
+static int sample_stale(struct util_buf *out, const char *name, const char *domain,
+			const struct domain_view *v)
+{
+	return util_buf_printf(out, "%s{domain=\"%s\"} %zu\n", name, domain, v->stale);
+}
+
 static const struct metric domain_metrics[] = {
 	{"certfs_certificate_expiration_timestamp_seconds",
 	 "End of validity (notAfter) of the served certificate, Unix time.", METRIC_GAUGE,
@@ -196,6 +205,10 @@ static const struct metric domain_metrics[] = {
 	{"certfs_hook_failures_total",
 	 "Deploy and notify hook runs that failed since certfs started.", METRIC_COUNTER,
 	 sample_hook_failures},
+	{"certfs_stale_readers",
+	 "Running processes that read an older certificate of the domain than the one served "
+	 "and have not read it since (not reloaded).",
+	 METRIC_GAUGE, sample_stale},
 };
 
 static int render_metrics(struct engine *e, char **names, const struct domain_view *views,
@@ -251,7 +264,7 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 	struct domain_view *views = NULL;
 	json_t *arr = NULL;
 	char **names;
-	size_t n;
+	size_t n, stale_domains = 0;
 	int rc = 0;
 
 	n = engine_names(e, &names);
@@ -276,6 +289,8 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		domain_view(d, &views[i], now, &vc);
 		pthread_mutex_unlock(&d->lock);
 		pthread_rwlock_unlock(&d->publish_lock);
+		views[i].stale = engine_stale_readers(e, d, views[i].served, NULL, 0);
+		stale_domains += views[i].stale > 0;
 		engine_domain_put(d);
 	}
 	if (f == ENGINE_FILE_METRICS) {
@@ -307,26 +322,36 @@ static int render_root(struct engine *e, enum engine_file f, struct util_buf *ou
 		switch (f) {
 		case ENGINE_FILE_STATUS:
 			util_format_date(v->not_after, date, sizeof(date));
-			rc = util_buf_printf(out, "%s %s %s %s %ld\n", names[i], v->state,
+			rc = util_buf_printf(out, "%s %s %s %s %ld", names[i], v->state,
 					     engine_source_name(v->source), date, v->days_left);
+			/* A sixth field only when someone needs a reload. */
+			if (!rc && v->stale)
+				rc = util_buf_printf(out, " stale=%zu", v->stale);
+			if (!rc)
+				rc = util_buf_printf(out, "\n");
 			break;
 		case ENGINE_FILE_STATUS_JSON:
 			util_format_time(v->not_after, date, sizeof(date));
 			if (json_array_append_new(
-				    arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "domain",
+				    arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "domain",
 						   names[i], "state", v->state, "source",
 						   engine_source_name(v->source), "not_after", date,
 						   "days_left", (json_int_t)v->days_left,
-						   "generation", (json_int_t)v->generation)))
+						   "generation", (json_int_t)v->generation,
+						   "stale_readers", (json_int_t)v->stale)))
 				rc = -ENOMEM;
 			break;
 		default:
 			rc = -ENOENT;
 		}
 	}
+	if (!rc && f == ENGINE_FILE_STATUS && stale_domains)
+		rc = util_buf_printf(out, "# %zu domain%s with stale readers (see DOMAIN/status)\n",
+				     stale_domains, stale_domains == 1 ? "" : "s");
 	if (!rc && f == ENGINE_FILE_STATUS_JSON) {
-		json_t *o = json_pack("{s:o, s:s}", "domains", arr, "store",
-				      engine_cluster_reachable(e) ? "reachable" : "unreachable");
+		json_t *o = json_pack("{s:o, s:s, s:I}", "domains", arr, "store",
+				      engine_cluster_reachable(e) ? "reachable" : "unreachable",
+				      "stale_domains", (json_int_t)stale_domains);
 		char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 
 		arr = NULL;
@@ -341,8 +366,76 @@ out:
 	return rc;
 }
 
+/* Stale readers shown in a domain's status (the metric counts them all). */
+#define RENDER_STALE_MAX 64
+
+/*
+ * d's stale readers as a JSON array (NULL on ENOMEM), found before the
+ * status is rendered: the front end reads /proc to find them, which must
+ * not hold up a publication.
+ */
+static json_t *stale_json(struct engine *e, struct engine_domain *d)
+{
+	struct engine_stale_reader *sr = calloc(RENDER_STALE_MAX, sizeof(*sr));
+	struct engine_gen *g = engine_domain_gen(d);
+	json_t *arr = json_array();
+	size_t n = 0;
+
+	if (sr && g)
+		n = engine_stale_readers(e, d, g->number, sr, RENDER_STALE_MAX);
+	for (size_t i = 0; arr && i < n && i < RENDER_STALE_MAX; i++) {
+		char since[32];
+
+		util_format_time(sr[i].since, since, sizeof(since));
+		if (json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:I, s:s}", "pid",
+							 (int)sr[i].pid, "command",
+							 sr[i].command, "exe", sr[i].exe,
+							 "generation",
+							 (json_int_t)sr[i].generation, "since",
+							 since))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	engine_gen_put(g);
+	free(sr);
+	return arr;
+}
+
+/* "4242 nginx (generation 3, since 2026-12-07T22:00:00Z)" for status. */
+static int stale_text(struct util_buf *out, json_t *r)
+{
+	return util_buf_printf(out, "%lld %s (generation %lld, since %s)",
+			       (long long)json_integer_value(json_object_get(r, "pid")),
+			       json_string_value(json_object_get(r, "command")),
+			       (long long)json_integer_value(json_object_get(r, "generation")),
+			       json_string_value(json_object_get(r, "since")));
+}
+
+/* "probe: endpoint=127.0.0.1:443 generation=3 current=yes ..." on one line. */
+static int object_text(struct util_buf *out, const char *key, json_t *obj)
+{
+	const char *k;
+	json_t *v;
+	int rc = util_buf_printf(out, "%s:", key);
+
+	json_object_foreach(obj, k, v) {
+		if (rc)
+			break;
+		if (json_is_string(v))
+			rc = util_buf_printf(out, " %s=%s", k, json_string_value(v));
+		else if (json_is_integer(v))
+			rc = util_buf_printf(out, " %s=%lld", k, (long long)json_integer_value(v));
+		else if (json_is_boolean(v))
+			rc = util_buf_printf(out, " %s=%s", k, json_is_true(v) ? "yes" : "no");
+		else
+			rc = util_buf_printf(out, " %s=none", k);
+	}
+	return rc ? rc : util_buf_printf(out, "\n");
+}
+
 static int render_domain_published(struct engine *e, struct engine_domain *d,
-				   enum engine_file f, struct util_buf *out)
+				   enum engine_file f, json_t *stale, struct util_buf *out)
 {
 	struct engine_gen *g = engine_domain_gen(d);
 	time_t now = util_now();
@@ -391,6 +484,8 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 		pthread_mutex_unlock(&d->lock);
 		json_object_set_new(o, "subject", json_string(g->info.subject));
 		json_object_set_new(o, "has_private_key", json_boolean(g->has_key));
+		json_object_set(o, "stale_readers", stale);
+		engine_probe_json(d, o);
 		engine_schedule_json(d, o);
 		/* Whether one is set, never what it is. */
 		json_object_set_new(o, "passphrase", g->pfx_password ? json_string("set")
@@ -410,9 +505,20 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 		json_object_foreach(o, key, val) {
 			if (json_is_array(val)) {
 				rc = util_buf_printf(out, "%s:", key);
-				for (size_t i = 0; !rc && i < json_array_size(val); i++)
-					rc = util_buf_printf(out, " %s",
-							     json_string_value(json_array_get(val, i)));
+				/* An empty list of names stays empty, as before. */
+				if (!rc && !json_array_size(val) && !strcmp(key, "stale_readers"))
+					rc = util_buf_printf(out, " none");
+				for (size_t i = 0; !rc && i < json_array_size(val); i++) {
+					json_t *el = json_array_get(val, i);
+
+					rc = util_buf_printf(out, "%s ",
+							     i && json_is_object(el) ? "," : "");
+					if (!rc && json_is_object(el))
+						rc = stale_text(out, el);
+					else if (!rc)
+						rc = util_buf_printf(out, "%s",
+								     json_string_value(el));
+				}
 				if (!rc)
 					rc = util_buf_printf(out, "\n");
 			} else if (json_is_string(val)) {
@@ -423,6 +529,8 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 			} else if (json_is_boolean(val)) {
 				rc = util_buf_printf(out, "%s: %s\n", key,
 						     json_is_true(val) ? "yes" : "no");
+			} else if (json_is_object(val)) {
+				rc = object_text(out, key, val);
 			} else {
 				rc = util_buf_printf(out, "%s: none\n", key);
 			}
@@ -439,11 +547,15 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 static int render_domain(struct engine *e, struct engine_domain *d, enum engine_file f,
 			 struct util_buf *out)
 {
+	json_t *stale = f == ENGINE_FILE_NAMES ? NULL : stale_json(e, d);
 	int rc;
 
+	if (f != ENGINE_FILE_NAMES && !stale)
+		return -ENOMEM;
 	pthread_rwlock_rdlock(&d->publish_lock);
-	rc = render_domain_published(e, d, f, out);
+	rc = render_domain_published(e, d, f, stale, out);
 	pthread_rwlock_unlock(&d->publish_lock);
+	json_decref(stale);
 	return rc;
 }
 

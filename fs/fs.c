@@ -422,6 +422,16 @@ static void mount_published(struct fs *f, struct engine_domain *d)
 /* engine_observer.published: every mount of the engine. */
 static void fs_published(void *arg, struct engine_domain *d)
 {
+	struct fs *primary = arg;
+
+	if (primary->readers) {
+		struct engine_gen *g = engine_domain_gen(d);
+
+		if (g)
+			readers_rotate(primary->readers, engine_domain_name(d),
+				       engine_gen_number(g));
+		engine_gen_put(g);
+	}
 	for (struct fs *f = arg; f; f = f->next_mount)
 		if (__atomic_load_n(&f->ready, __ATOMIC_ACQUIRE))
 			mount_published(f, d);
@@ -499,6 +509,10 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 		key = k == ENGINE_FILE_LOG ? util_log_version()
 					   : engine_state_version(f->engine, d) * 1000003u +
 						     (uint64_t)(util_now() / 60);
+		/* Status shows stale readers too, whose processes may end at
+		 * any time: while there are any, this key changes each time. */
+		if (k != ENGINE_FILE_LOG && f->readers)
+			key = key * 31u + readers_version(f->readers) * 1000033u;
 		pthread_mutex_lock(&f->lock);
 		slot = fd ? &fd->snap[s] : &f->root_snap[s];
 		slot_key = fd ? &fd->snap_key[s] : &f->root_snap_key[s];
@@ -1038,6 +1052,8 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* fs's state for the domain lives on while the kernel holds its
 	 * nodes: open files keep reading what they opened. */
 	rc = engine_rmdir(f->engine, name);
+	if (!rc && f->readers)
+		readers_forget(f->readers, name);
 	fuse_reply_err(req, -rc);
 }
 
@@ -1142,6 +1158,9 @@ static void open_reader(fuse_req_t req, struct fs *f, struct fs_inode *i,
 		return;
 	}
 	h->size = len;
+	if (f->readers)
+		readers_note(f->readers, engine_domain_name(i->fdom->d), engine_gen_number(h->gen),
+			     fuse_req_ctx(req)->pid);
 	fi->direct_io = 1;
 	fi->noflush = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -1609,6 +1628,47 @@ static const struct fuse_lowlevel_ops fs_ops_ro = {
 
 /* ---- the mount object ----------------------------------------------------------------- */
 
+/* engine_observer.stale_readers: from the readers the main mount saw. */
+static size_t fs_stale_readers(void *arg, struct engine_domain *d, uint64_t cur,
+			       struct engine_stale_reader *out, size_t max)
+{
+	struct fs *f = arg;
+	struct readers_stale *rs = max ? calloc(max, sizeof(*rs)) : NULL;
+	size_t n;
+
+	if (!rs)
+		max = 0;
+	n = readers_stale(f->readers, engine_domain_name(d), cur, rs, max);
+	for (size_t i = 0; i < n && i < max; i++) {
+		out[i].pid = rs[i].id.pid;
+		snprintf(out[i].command, sizeof(out[i].command), "%s", rs[i].id.comm);
+		snprintf(out[i].exe, sizeof(out[i].exe), "%s", rs[i].id.exe);
+		out[i].generation = rs[i].gen;
+		out[i].since = rs[i].since;
+	}
+	free(rs);
+	return n;
+}
+
+static int readers_setup(struct fs *f, const struct fs_options *o)
+{
+	struct readers_config rc = {
+		.per_domain = FS_READERS_PER_DOMAIN,
+		.total = FS_READERS_TOTAL,
+		.tid_ttl_ms = FS_READERS_TID_TTL_MS,
+	};
+
+	if (o->primary) {
+		f->readers = o->primary->readers;
+		return 0;
+	}
+	/* A mount that never sees opens has nothing to note. */
+	if (o->serving || !o->track_readers)
+		return 0;
+	f->owns_readers = true;
+	return readers_new(&rc, &readers_proc_ops, &f->readers);
+}
+
 int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 	   struct fs **out)
 {
@@ -1620,7 +1680,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 		.gen_ref = gen_ref,
 		.gen_unref = gen_unref,
 	};
-	struct engine_observer obs;
+	struct engine_observer obs = {0};
 	struct fs *f;
 	int rc;
 
@@ -1629,6 +1689,12 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 		return -ENOMEM;
 	rc = fence_new(&fcfg, &f->fence);
 	if (rc) {
+		free(f);
+		return rc;
+	}
+	rc = readers_setup(f, o);
+	if (rc) {
+		fence_free(f->fence);
 		free(f);
 		return rc;
 	}
@@ -1675,6 +1741,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 		obs.arg = f;
 		obs.published = fs_published;
 		obs.names_changed = fs_names_changed;
+		obs.stale_readers = f->readers ? fs_stale_readers : NULL;
 		engine_set_observer(e, &obs);
 	}
 	*out = f;
@@ -1796,6 +1863,8 @@ void fs_free(struct fs *f)
 	if (f->se)
 		fuse_session_destroy(f->se);
 	fence_free(f->fence);
+	if (f->owns_readers)
+		readers_free(f->readers);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->names_lock);
 	pthread_mutex_destroy(&f->handles_lock);

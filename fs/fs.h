@@ -37,6 +37,12 @@ struct fs_options {
 	 * one): the primary's observer tells it of every publication.
 	 */
 	struct fs *primary;
+	/*
+	 * Note which processes open which generation of the certificate and
+	 * key files, to name those still on an old one after a rotation
+	 * (status, metrics, hooks). Only a mount that sees opens does.
+	 */
+	bool track_readers;
 };
 
 /*

@@ -20,6 +20,7 @@
 
 #include "engine/engine.h"
 #include "fs/fence.h"
+#include "fs/readers.h"
 
 struct fuse_session;
 
@@ -52,6 +53,14 @@ struct fuse_session;
 #define FS_GRACE_MS 500
 /* Threads tracked at once (bounds memory: about 64 bytes each). */
 #define FS_FENCE_RECORDS 65536
+/*
+ * Readers of certificate files recorded (see readers.h): processes per
+ * domain and in all (about 400 bytes each), and how long a thread id's
+ * process is trusted before /proc is asked again.
+ */
+#define FS_READERS_PER_DOMAIN 64
+#define FS_READERS_TOTAL 8192
+#define FS_READERS_TID_TTL_MS 10000
 
 /* The haproxy view's directory. Single-label development names are domains
  * too, but this one is found first: `mkdir haproxy` fails with EEXIST. */
@@ -150,6 +159,10 @@ struct fs {
 	gid_t gid;
 	time_t started;
 	struct fence *fence;
+	/* Who read which generation: the main mount's, shared with (not
+	 * owned by) a serving mount beside it; NULL when not tracked. */
+	struct readers *readers;
+	bool owns_readers;
 
 	pthread_mutex_t lock;
 	struct fs_inode root;

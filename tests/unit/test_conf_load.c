@@ -164,6 +164,8 @@ static void test_defaults(void)
 	CHECK_INT(c.warn_days, 14);
 	CHECK(c.renew_fraction > 0.333 && c.renew_fraction < 0.334);
 	CHECK_INT(c.workers, 4);
+	CHECK(c.track_readers);
+	CHECK_INT(c.hook_stale_after, 600);
 	CHECK(c.acme_directory == NULL && c.acme_email == NULL && c.acme_eab_kid == NULL);
 	CHECK(c.acme_eab_hmac_key == NULL && c.acme_ca_bundle == NULL);
 	CHECK_INT(c.acme_challenge, CONF_CHALLENGE_HTTP01);
@@ -211,6 +213,7 @@ static void test_good_all_keys(void)
 			  "warn_days = 30\n"
 			  "renew_fraction = 0.25\n"
 			  "workers: 16\n"
+			  "track_readers = off\n"
 			  "\n"
 			  "; the ACME account\n"
 			  "[ acme ]\n"
@@ -228,6 +231,7 @@ static void test_good_all_keys(void)
 			  "deploy = %s reload \"nginx service\" \"a \\\"b\\\" c\" \"\" x\\y\n"
 			  "notify = %s --to=ops\n"
 			  "dns = \"%s\" add\n"
+			  "stale_after = 30\n"
 			  "[local]\n"
 			  "ca_lifetime_days = 7300\n"
 			  "cert_lifetime_days = 30\n"
@@ -236,6 +240,7 @@ static void test_good_all_keys(void)
 			  "key_type = ed25519\n"
 			  "challenge = http-01\n"
 			  "issuer = local\n"
+			  "probe = www.example.com:8443\n"
 			  "[domain *.example.org] # a wildcard\n"
 			  "issuer = selfsigned\n", fixture("acme-ca.pem"), deploy[0], notify[0], dns[0]);
 	path = write_conf(text);
@@ -257,6 +262,8 @@ static void test_good_all_keys(void)
 	CHECK_INT(c.warn_days, 30);
 	CHECK(c.renew_fraction == 0.25);
 	CHECK_INT(c.workers, 16);
+	CHECK(!c.track_readers);
+	CHECK_INT(c.hook_stale_after, 30);
 	CHECK_STR(c.acme_directory, "https://acme.example.net/dir");
 	CHECK_STR(c.acme_email, "admin@example.com");
 	CHECK_STR(c.acme_eab_kid, "kid-1");
@@ -281,6 +288,7 @@ static void test_good_all_keys(void)
 		CHECK_STR(d->key_type, "ed25519");
 		CHECK_INT(d->challenge, CONF_CHALLENGE_HTTP01);
 		CHECK_INT(d->issuer, CONF_ISSUER_LOCAL);
+		CHECK_STR(d->probe, "www.example.com:8443");
 	}
 	d = conf_domain_find(&c, "*.EXAMPLE.org");
 	CHECK(d != NULL);
@@ -290,6 +298,7 @@ static void test_good_all_keys(void)
 		CHECK(d->key_type == NULL);
 		CHECK_INT(d->challenge, -1);
 		CHECK_INT(d->issuer, CONF_ISSUER_SELFSIGNED);
+		CHECK(d->probe == NULL);
 	}
 	CHECK(conf_domain_find(&c, "other.example.com") == NULL);
 
@@ -397,6 +406,13 @@ static const struct bad_case bad_cases[] = {
 	{ "[certfs]\nwarn_days = 10d\n", 2, "not a number" },
 	{ "[certfs]\nworkers = 0\n", 2, "out of range 1..64" },
 	{ "[certfs]\nworkers = 65\n", 2, "out of range 1..64" },
+	{ "[hooks]\nstale_after = -1\n", 2, "out of range 0..2592000" },
+	{ "[domain a.example]\nprobe = a.example\n", 2, "is not HOST:PORT" },
+	{ "[domain a.example]\nprobe = a.example:0\n", 2, "no port in 1..65535" },
+	{ "[domain a.example]\nprobe = ::1:443\n", 2, "is not HOST:PORT" },
+	{ "[domain a.example]\nprobe = :443\n", 2, "is not HOST:PORT" },
+	{ "[hooks]\nstale_after = 10m\n", 2, "stale_after" },
+	{ "[certfs]\ntrack_readers = maybe\n", 2, "not a boolean" },
 	{ "[certfs]\nrenew_fraction = 1.0\n", 2, "between 0 and 1" },
 	{ "[certfs]\nrenew_fraction = 0\n", 2, "between 0 and 1" },
 	{ "[certfs]\nrenew_fraction = nan\n", 2, "renew_fraction" },
