@@ -37,8 +37,13 @@ import traceback
 FSTYPE = "fuse.certfs"
 ROOT_FILES = {"status", "status.json", "metrics", "ca.pem"}
 POLL = 0.005
+GROUPS = ("read", "ca", "memory")
 
 T0 = time.monotonic()
+
+
+class SkipGroup(Exception):
+    """The rest of a block belongs to a group --only left out."""
 
 
 def log(msg):
@@ -1000,6 +1005,9 @@ def main():
     ap.add_argument("--nginx-runs", type=int, default=5)
     ap.add_argument("--workdir", default="/var/tmp",
                     help="where stores and mountpoints go (a disk, like a real store)")
+    ap.add_argument("--only", action="append", choices=GROUPS,
+                    help="run only this group of benchmarks (repeatable): read = store A "
+                    "(1, 2, 5, 8, 9), ca = 6 and 4, memory = 7 and 3")
     ap.add_argument("--keep", action="store_true", help="keep the stores and logs")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -1012,6 +1020,7 @@ def main():
             return 1
     if args.ca_domains > args.domains:
         args.domains = args.ca_domains
+    args.groups = set(args.only or GROUPS)
     ctx = Ctx(args)
     log("work dir %s, tmpfs baselines in %s" % (ctx.work, ctx.shm))
     try:
@@ -1042,7 +1051,14 @@ def run_all(ctx):
     s8.note("baseline of 'first read' rows: the warm read on the same mount; of warm rows: tmpfs")
     s9 = ctx.section(9, "Bind mounts seeing a renewal", "-")
 
-    # ---------------- store A: a few domains
+    if "read" in a.groups:
+        run_store_a(ctx, s1, s2, s5, s8, s9)
+    if "ca" in a.groups or "memory" in a.groups:
+        run_store_c(ctx, s3, s4, s6, s7)
+
+
+def run_store_a(ctx, s1, s2, s5, s8, s9):
+    a = ctx.args
     storeA = os.path.join(ctx.work, "storeA")
     mntA = os.path.join(ctx.work, "mntA")
     dom, rot = "bench.example.test", "rotate.example.test"
@@ -1098,6 +1114,10 @@ def run_all(ctx):
             "through the main mount, from the moment every reader has read a pair; at least "
             "%d renewals or %.0f s" % (a.rotations, a.rotate_seconds))
 
+
+
+def run_store_c(ctx, s3, s4, s6, s7):
+    a = ctx.args
     # ---------------- store C: 1,000 then 10,000 domains
     storeC = os.path.join(ctx.work, "storeC")
     mntC = os.path.join(ctx.work, "mntC")
@@ -1110,6 +1130,8 @@ def run_all(ctx):
             for n in ca_names[:: max(1, len(ca_names) // 10)]:
                 verify_pair(ctx, d.mnt, n)
                 verify_pair(ctx, d.smnt, n)
+            if "ca" not in a.groups:
+                raise SkipGroup()
             tree = os.path.join(ctx.shm, "nginx-tree")
             for n in ca_names:
                 os.makedirs(os.path.join(tree, n))
@@ -1124,10 +1146,14 @@ def run_all(ctx):
                             tprefix, a.nginx_runs, btimes)
         s4.note("each mount run alternates with a tmpfs run (same files copied to /dev/shm); "
                 "one warm-up run each first; the target is for the serving mount")
+    except SkipGroup:
+        pass
     except Exception as e:  # noqa: BLE001
         log("store C (1,000): %s" % e)
         for s in (s4, s6):
             s.note("FAILED: %s" % e)
+    if "memory" not in a.groups:
+        return
 
     try:
         rest = all_names[a.ca_domains:]
