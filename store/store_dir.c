@@ -5,26 +5,14 @@
  * at a time with openat(O_NOFOLLOW | O_DIRECTORY) from the root's fd, so a
  * symlink planted in the store (or a root renamed under us) can never send a
  * read or a write elsewhere; such a key is -EINVAL. Values are written with
- * util_file_replace (temp, sync, rename, sync); new directories are synced
- * into their parent, so an acknowledged put survives kill -9 and power loss.
- * Modes are set with fchmod, not left to the umask.
- *
- * The syncs are a group commit. A writer that needs a file or directory
- * durable queues its fd; if a round of syncs is running, it waits; the
- * first waiter then leads one round for every fd queued meanwhile: it
- * starts writeback of all of them (sync_file_range), then fsyncs each
- * distinct inode once, so the file system commits them together in one
- * journal transaction instead of one per writer. Each writer still returns
- * only once its own fd is synced, with that fsync's result. syncfs(2) was
- * not used: it flushes everything on the file system, which on a disk
- * shared with logs or builds cost 10x more than the fsyncs it replaced.
+ * util_file_replace (temp, fsync, rename, fsync dir); new directories are
+ * fsynced into their parent, so an acknowledged put survives kill -9 and
+ * power loss. Modes are set with fchmod, not left to the umask.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,26 +35,7 @@ struct store_dir {
 	struct store base; /* first: a struct store * is a struct store_dir * */
 	int rootfd;
 	int lockfd;        /* holds the flock while open; -1 until store_lock */
-	/* Group commit: fds queued for the next round of syncs. */
-	pthread_mutex_t sync_lock;
-	pthread_cond_t sync_cond;
-	struct sync_req *queue; /* waiting for the next round */
-	bool syncing;           /* a round is running (its caller leads it) */
-	uint64_t rounds;        /* rounds run (for tests) */
-	uint64_t fsyncs;        /* fsync calls made (for tests) */
-	unsigned waiters;       /* threads waiting for a round they do not lead */
 };
-
-/* One writer's fd waiting to be synced; lives on the writer's stack. */
-struct sync_req {
-	int fd;
-	int rc;
-	bool done;
-	struct stat st; /* to fsync each inode once per round */
-	struct sync_req *next;
-};
-
-void (*store_dir_sync_hook)(struct store *s);
 
 static struct store_dir *to_dir(struct store *s)
 {
@@ -91,96 +60,6 @@ static int not_dir_errno(int dirfd, const char *name, int e)
  * readdir position with every other user of the root fd (so a second
  * listing would start at the end, and threads would race on it).
  */
-/* One round: the leader syncs every queued fd, each inode once. */
-static void sync_round(struct sync_req *batch, uint64_t *fsyncs)
-{
-	struct sync_req *r, *q;
-
-	/* Start writeback of every file first, so one commit can cover all. */
-	for (r = batch; r; r = r->next) {
-		if (fstat(r->fd, &r->st) < 0) {
-			r->rc = -errno;
-			r->done = true;
-		} else if (S_ISREG(r->st.st_mode)) {
-			(void)sync_file_range(r->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-		}
-	}
-	for (r = batch; r; r = r->next) {
-		if (r->done)
-			continue;
-		r->rc = fsync(r->fd) < 0 ? -errno : 0;
-		r->done = true;
-		(*fsyncs)++;
-		/* Other fds of the same inode (one directory, many puts) share it. */
-		for (q = r->next; q; q = q->next) {
-			if (!q->done && q->st.st_dev == r->st.st_dev && q->st.st_ino == r->st.st_ino) {
-				q->rc = r->rc;
-				q->done = true;
-			}
-		}
-	}
-}
-
-/*
- * Make fd (a file or directory of the store) durable. Queues it; waits for
- * a round in flight, which may have started before our writes; then the
- * first waiter whose fd is not done leads the next round for all.
- */
-static int group_sync(struct store_dir *d, int fd)
-{
-	struct sync_req me = {.fd = fd}, *batch;
-	uint64_t fsyncs = 0;
-
-	pthread_mutex_lock(&d->sync_lock);
-	me.next = d->queue;
-	d->queue = &me;
-	while (!me.done) {
-		if (d->syncing) {
-			d->waiters++;
-			pthread_cond_wait(&d->sync_cond, &d->sync_lock);
-			d->waiters--;
-			continue;
-		}
-		d->syncing = true;
-		pthread_mutex_unlock(&d->sync_lock);
-		if (store_dir_sync_hook)
-			store_dir_sync_hook(&d->base);
-		pthread_mutex_lock(&d->sync_lock);
-		batch = d->queue;
-		d->queue = NULL;
-		d->rounds++;
-		pthread_mutex_unlock(&d->sync_lock);
-		/* The requests stay valid: their writers wait until done is set. */
-		sync_round(batch, &fsyncs);
-		pthread_mutex_lock(&d->sync_lock);
-		d->fsyncs += fsyncs;
-		d->syncing = false;
-		pthread_cond_broadcast(&d->sync_cond);
-	}
-	pthread_mutex_unlock(&d->sync_lock);
-	return me.rc;
-}
-
-static int group_sync_fd(void *arg, int fd)
-{
-	return group_sync(arg, fd);
-}
-
-uint64_t store_dir_syncs(struct store *s, uint64_t *rounds, unsigned *waiters)
-{
-	struct store_dir *d = to_dir(s);
-	uint64_t n;
-
-	pthread_mutex_lock(&d->sync_lock);
-	n = d->fsyncs;
-	if (rounds)
-		*rounds = d->rounds;
-	if (waiters)
-		*waiters = d->waiters;
-	pthread_mutex_unlock(&d->sync_lock);
-	return n;
-}
-
 static int reopen_dir(int dirfd)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -197,8 +76,8 @@ static int open_level(int dirfd, const char *name)
 	return fd;
 }
 
-/* Open or create (0700, synced into dirfd) the level name below dirfd. */
-static int make_level(struct store_dir *d, int dirfd, const char *name)
+/* Open or create (0700, fsynced into dirfd) the level name below dirfd. */
+static int make_level(int dirfd, const char *name)
 {
 	int fd, rc;
 
@@ -217,7 +96,7 @@ static int make_level(struct store_dir *d, int dirfd, const char *name)
 		return rc;
 	}
 	/* The new entry must be durable before anything below it is. */
-	rc = group_sync(d, dirfd);
+	rc = util_dir_sync(dirfd);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -245,7 +124,7 @@ static int walk_parent(struct store_dir *d, const char *key, bool create, char *
 	seg = buf;
 	while ((slash = strchr(seg, '/')) != NULL) {
 		*slash = '\0';
-		next = create ? make_level(d, fd, seg) : open_level(fd, seg);
+		next = create ? make_level(fd, seg) : open_level(fd, seg);
 		close(fd);
 		if (next < 0)
 			return next;
@@ -304,7 +183,7 @@ static int dir_put(struct store *s, const char *key, const void *data, size_t le
 		rc = -EISDIR;
 		goto out;
 	}
-	rc = util_file_replace_sync(fd, leaf, data, len, FILE_MODE, group_sync_fd, to_dir(s));
+	rc = util_file_replace(fd, leaf, data, len, FILE_MODE);
 out:
 	close(fd);
 	return rc;
@@ -327,7 +206,7 @@ static int dir_del(struct store *s, const char *key)
 		rc = -errno;
 		goto out;
 	}
-	rc = group_sync(to_dir(s), fd);
+	rc = util_dir_sync(fd);
 out:
 	close(fd);
 	return rc;
@@ -426,10 +305,10 @@ static int dir_move(struct store *s, const char *from, const char *to)
 			goto out;
 		}
 	}
-	rc = group_sync(d, tfd);
+	rc = util_dir_sync(tfd);
 	if (rc)
 		goto out;
-	rc = group_sync(d, ffd);
+	rc = util_dir_sync(ffd);
 out:
 	if (ffd >= 0)
 		close(ffd);
@@ -498,8 +377,6 @@ static void dir_close(struct store *s)
 		close(d->rootfd);
 	if (d->lockfd >= 0)
 		close(d->lockfd);
-	pthread_cond_destroy(&d->sync_cond);
-	pthread_mutex_destroy(&d->sync_lock);
 	free(d);
 }
 
@@ -655,8 +532,6 @@ int store_dir_open(const char *path, struct store **out, char *err, size_t errle
 		goto out;
 	}
 	sweep(fd, path, 0);
-	pthread_mutex_init(&d->sync_lock, NULL);
-	pthread_cond_init(&d->sync_cond, NULL);
 	d->base.ops = &store_dir_ops;
 	d->rootfd = fd;
 	d->lockfd = -1;

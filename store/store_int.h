@@ -8,7 +8,6 @@
 #define CERTFS_STORE_INT_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 #include "store/store.h"
 
@@ -20,15 +19,5 @@
  * whose spec the caller fills in. -errno with a sentence in err.
  */
 int store_dir_open(const char *path, struct store **out, char *err, size_t errlen) STORE_WUR;
-
-/*
- * For tests of the group commit. store_dir_syncs: how many fsync calls the
- * directory store s has made, and (if asked) how many rounds of syncs and
- * how many threads wait now for a round they will share.
- * store_dir_sync_hook, if set, runs in the thread that leads a round just
- * before it takes the queue.
- */
-uint64_t store_dir_syncs(struct store *s, uint64_t *rounds, unsigned *waiters);
-extern void (*store_dir_sync_hook)(struct store *s);
 
 #endif

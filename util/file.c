@@ -38,20 +38,8 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 	return 0;
 }
 
-static int fsync_fd(void *arg, int fd)
-{
-	(void)arg;
-	return fsync(fd) < 0 ? -errno : 0;
-}
-
 int util_file_replace(int dirfd, const char *name, const void *data, size_t len,
 		      mode_t mode)
-{
-	return util_file_replace_sync(dirfd, name, data, len, mode, fsync_fd, NULL);
-}
-
-int util_file_replace_sync(int dirfd, const char *name, const void *data, size_t len,
-			   mode_t mode, util_sync_fn sync, void *arg)
 {
 	static unsigned counter;
 	char tmp[300];
@@ -78,9 +66,10 @@ int util_file_replace_sync(int dirfd, const char *name, const void *data, size_t
 	rc = write_all(fd, data, len);
 	if (rc)
 		goto fail;
-	rc = sync(arg, fd);
-	if (rc)
+	if (fsync(fd) < 0) {
+		rc = -errno;
 		goto fail;
+	}
 	if (close(fd) < 0) {
 		fd = -1;
 		rc = -errno;
@@ -91,7 +80,7 @@ int util_file_replace_sync(int dirfd, const char *name, const void *data, size_t
 		rc = -errno;
 		goto fail;
 	}
-	return sync(arg, dirfd);
+	return util_dir_sync(dirfd);
 fail:
 	if (fd >= 0)
 		close(fd);

@@ -115,15 +115,6 @@ unsigned char *util_buf_take(struct util_buf *b, size_t *len);
 int util_file_replace(int dirfd, const char *name, const void *data, size_t len,
 		      mode_t mode) UTIL_WUR;
 /*
- * util_file_replace with the two syncs left to sync(arg, fd): it is called
- * with the temporary's fd before the rename and with dirfd after it, and
- * returns 0 or -errno. A caller that makes many replaces at once can share
- * one sync of the file system between them (a group commit).
- */
-typedef int (*util_sync_fn)(void *arg, int fd);
-int util_file_replace_sync(int dirfd, const char *name, const void *data, size_t len,
-			   mode_t mode, util_sync_fn sync, void *arg) UTIL_WUR;
-/*
  * Read a regular file below dirfd without following symlinks, into b
  * (whose max bounds the size: -EFBIG past it). -ENOENT if missing,
  * -EINVAL if not a regular file.

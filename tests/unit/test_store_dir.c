@@ -4,15 +4,12 @@
  * modes on disk under umask 0, key checks, symlinks planted in the store,
  * leftover temporaries, size limits, open failures, and kill -9 in the
  * middle of a stream of puts (every value found afterwards is complete and
- * no acknowledged value is lost), the one-writer lock (a second holder is
- * refused with the first one's name; a killed holder frees it) and the
- * group commit (concurrent puts each durable when acknowledged, sharing
- * syncs). A full disk is left to the integration
+ * no acknowledged value is lost), and the one-writer lock (a second holder
+ * is refused with the first one's name; a killed holder frees it). A full disk is left to the integration
  * suite: a small file system needs root to mount.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +20,6 @@
 #include <unistd.h>
 
 #include "store/store.h"
-#include "store/store_int.h"
 #include "tests/unit/check.h"
 
 static char tmpdir[] = "/tmp/certfs-test-store.XXXXXX";
@@ -645,102 +641,6 @@ out:
 	store_close(b);
 }
 
-/* ---- group commit */
-
-#define GC_THREADS 8
-#define GC_PUTS 20
-
-static struct store *gc_store;
-static int gc_running; /* writer threads not finished yet */
-static int gc_rc[GC_THREADS][GC_PUTS];
-
-/*
- * The leader of a sync waits (1 s at most) until every other running
- * writer waits for a sync too, so the test does not depend on how the
- * scheduler happens to interleave the writers.
- */
-static void gc_hook(struct store *s)
-{
-	struct timespec t0, now, nap = {0, 100000};
-	unsigned waiters;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		store_dir_syncs(s, NULL, &waiters);
-		if ((int)waiters + 1 >= __atomic_load_n(&gc_running, __ATOMIC_SEQ_CST))
-			return;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec >= 1)
-			return;
-		nanosleep(&nap, NULL);
-	}
-}
-
-static void *gc_writer(void *arg)
-{
-	int t = (int)(long)arg;
-	char key[64], val[64];
-
-	for (int i = 0; i < GC_PUTS; i++) {
-		snprintf(key, sizeof(key), "group/t%d-k%d", t, i);
-		snprintf(val, sizeof(val), "value %d %d", t, i);
-		gc_rc[t][i] = store_put(gc_store, key, val, strlen(val));
-	}
-	__atomic_sub_fetch(&gc_running, 1, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
-static void test_group_commit(struct store *s)
-{
-	pthread_t th[GC_THREADS];
-	struct util_buf b;
-	char key[64], val[64];
-	uint64_t before, syncs, rounds0, rounds;
-	struct timespec t0, t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	gc_store = s;
-	gc_running = GC_THREADS;
-	before = store_dir_syncs(s, &rounds0, NULL);
-	store_dir_sync_hook = gc_hook;
-	for (long t = 0; t < GC_THREADS; t++)
-		CHECK_INT(pthread_create(&th[t], NULL, gc_writer, (void *)t), 0);
-	for (int t = 0; t < GC_THREADS; t++)
-		pthread_join(th[t], NULL);
-	store_dir_sync_hook = NULL;
-	syncs = store_dir_syncs(s, &rounds, NULL) - before;
-	rounds -= rounds0;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	/* Context for whoever reads the log; nothing asserts on the time. */
-	fprintf(stderr, "group commit: %d puts, %llu fsyncs in %llu rounds, %.2f s\n",
-		GC_THREADS * GC_PUTS, (unsigned long long)syncs, (unsigned long long)rounds,
-		(double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-	/*
-	 * Alone, each put needs two fsyncs (its file, then its directory) and
-	 * two rounds; together, writers share rounds and puts into one
-	 * directory share its fsync.
-	 */
-	CHECK(syncs > 0);
-	CHECK(syncs < 2 * GC_THREADS * GC_PUTS);
-	CHECK(rounds < GC_THREADS * GC_PUTS);
-	for (int t = 0; t < GC_THREADS; t++) {
-		for (int i = 0; i < GC_PUTS; i++) {
-			CHECK_INT(gc_rc[t][i], 0);
-			snprintf(key, sizeof(key), "group/t%d-k%d", t, i);
-			snprintf(val, sizeof(val), "value %d %d", t, i);
-			util_buf_init(&b, 1024, false);
-			CHECK_INT(store_get(s, key, &b), 0);
-			CHECK_INT((int)b.len, (int)strlen(val));
-			CHECK(b.len == strlen(val) && !memcmp(b.data, val, b.len));
-			util_buf_free(&b);
-		}
-	}
-	/* A put alone still syncs its file and its directory before it returns. */
-	before = store_dir_syncs(s, NULL, NULL);
-	CHECK_INT(store_put(s, "group/alone", "x", 1), 0);
-	CHECK(store_dir_syncs(s, NULL, NULL) - before >= 2);
-}
-
 int main(void)
 {
 	char err[256];
@@ -765,7 +665,6 @@ int main(void)
 	test_round_trips(s);
 	test_symlinks(s);
 	test_sizes(s);
-	test_group_commit(s);
 	store_close(s);
 	/* Opening an existing store again is fine. */
 	CHECK_INT(store_open(root, &s, err, sizeof(err)), 0);
