@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "conf/conf.h"
@@ -225,9 +226,17 @@ bool engine_gen_has_key(const struct engine_gen *g);
  * The bytes of one file of the generation (computed once, then kept).
  * -ENOENT when the generation has no such file (no private key for a CSR
  * issuance). data stays valid while the caller holds the generation.
+ * bundle.pem is not one buffer (-EINVAL): see engine_gen_bundle.
  */
 int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned char **data,
 		       size_t *len) ENGINE_WUR;
+/*
+ * bundle.pem as its two pieces, the key then the full chain (the order
+ * Postfix requires and haproxy accepts): never copied into one buffer, so
+ * a generation costs no second copy of its key however it is read. Valid
+ * while the caller holds the generation; -ENOENT without a key.
+ */
+int engine_gen_bundle(const struct engine_gen *g, struct iovec part[2]) ENGINE_WUR;
 
 /* ---- rendered files -------------------------------------------------------- */
 

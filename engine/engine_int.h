@@ -73,8 +73,6 @@ struct engine_gen {
 	struct util_buf fullchain;  /* leaf + intermediates */
 	size_t leaf_len;            /* cert.pem is fullchain[0, leaf_len) */
 	pthread_mutex_t lazy_lock;  /* guards the lazily made files below */
-	struct util_buf bundle;     /* secret: key + fullchain */
-	bool bundle_done;
 	struct engine_pfx *pfx;     /* one per (password, algorithm) asked for */
 	char *pfx_password;         /* secret: the domain's passphrase, NULL: pfx_password */
 	struct engine *engine;      /* for the PFX password */

@@ -2,8 +2,11 @@
 /*
  * Generations: one immutable snapshot of a domain's key and chain, with
  * every file of the directory derived from it. PEM files are made when the
- * generation is built; the PKCS#12 and bundle are made on first use and
- * kept, so a file's bytes are computed once per generation, not per read.
+ * generation is built; the PKCS#12 is made on first use and kept, so a
+ * file's bytes are computed once per generation, not per read. bundle.pem
+ * is served as its two pieces (key, chain), never copied into one buffer:
+ * a daemon serving 10,000 domains would otherwise keep a second copy of
+ * every key ever read as a bundle.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -30,7 +33,6 @@ int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engin
 	pthread_mutex_init(&g->lazy_lock, NULL);
 	util_buf_init(&g->key_pem, 64 * 1024, true);
 	util_buf_init(&g->fullchain, ENGINE_RECORD_MAX, false);
-	util_buf_init(&g->bundle, ENGINE_RECORD_MAX, true);
 	util_buf_init(&leaf, ENGINE_RECORD_MAX, false);
 
 	rc = crypto_chain_to_pem(chain, &g->fullchain);
@@ -83,7 +85,6 @@ void engine_gen_put(struct engine_gen *g)
 	util_secret_str_free(g->pfx_password);
 	util_buf_free(&g->key_pem);
 	util_buf_free(&g->fullchain);
-	util_buf_free(&g->bundle);
 	for (p = g->pfx; p; p = next) {
 		next = p->next;
 		util_secret_str_free(p->password);
@@ -189,8 +190,6 @@ out:
 int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned char **data,
 		       size_t *len)
 {
-	int rc = 0;
-
 	switch (f) {
 	case ENGINE_FILE_FULLCHAIN:
 		*data = g->fullchain.data;
@@ -211,27 +210,7 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 		*len = g->key_pem.len;
 		return 0;
 	case ENGINE_FILE_BUNDLE:
-		if (!g->has_key)
-			return -ENOENT;
-		pthread_mutex_lock(&g->lazy_lock);
-		if (!g->bundle_done) {
-			/* Key first, then the leaf, then intermediates: the order
-			 * Postfix requires and haproxy accepts. */
-			rc = util_buf_append(&g->bundle, g->key_pem.data, g->key_pem.len);
-			if (!rc)
-				rc = util_buf_append(&g->bundle, g->fullchain.data,
-						     g->fullchain.len);
-			if (rc) {
-				util_buf_reset(&g->bundle);
-			} else {
-				util_buf_shrink(&g->bundle);
-				g->bundle_done = true;
-			}
-		}
-		pthread_mutex_unlock(&g->lazy_lock);
-		*data = g->bundle.data;
-		*len = g->bundle.len;
-		return rc;
+		return -EINVAL; /* two pieces: engine_gen_bundle */
 	case ENGINE_FILE_PFX:
 		if (!g->has_key)
 			return -ENOENT;
@@ -239,6 +218,17 @@ int engine_gen_content(struct engine_gen *g, enum engine_file f, const unsigned 
 	default:
 		return -ENOENT;
 	}
+}
+
+int engine_gen_bundle(const struct engine_gen *g, struct iovec part[2])
+{
+	if (!g->has_key)
+		return -ENOENT;
+	part[0].iov_base = g->key_pem.data;
+	part[0].iov_len = g->key_pem.len;
+	part[1].iov_base = g->fullchain.data;
+	part[1].iov_len = g->fullchain.len;
+	return 0;
 }
 
 int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out)

@@ -613,13 +613,14 @@ int engine_crt_view_get(struct engine *e, const char *file, struct util_buf *out
 {
 	struct engine_domain *d = crt_view_domain(e, file);
 	struct engine_gen *g = d ? engine_domain_gen(d) : NULL;
-	const unsigned char *data;
-	size_t len;
+	struct iovec part[2];
 	int rc = -ENOENT;
 
-	if (g && engine_gen_has_key(g) &&
-	    !engine_gen_content(g, ENGINE_FILE_BUNDLE, &data, &len))
-		rc = util_buf_append(out, data, len);
+	if (g && !engine_gen_bundle(g, part)) {
+		rc = util_buf_append(out, part[0].iov_base, part[0].iov_len);
+		if (!rc)
+			rc = util_buf_append(out, part[1].iov_base, part[1].iov_len);
+	}
 	engine_gen_put(g);
 	if (d)
 		engine_domain_put(d);

@@ -480,6 +480,8 @@ static struct fs_inode *snapshot_new(struct fs *f, enum engine_file k, struct fs
 	}
 	util_buf_free(&i->snap);
 	i->snap = *out; /* moved: the inode owns the bytes */
+	/* It lives as long as the kernel caches it: keep only its bytes. */
+	util_buf_shrink(&i->snap);
 	i->data = i->snap.data;
 	i->size = i->snap.len;
 	i->st.st_mode = S_IFREG | mode;
@@ -523,7 +525,9 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 		}
 		pthread_mutex_unlock(&f->lock);
 	}
-	util_buf_init(&out, FS_RENDER_LIMIT, true);
+	/* World-readable files, nothing secret: plain memory, which unlike
+	 * secret memory is not rounded up to a power of two. */
+	util_buf_init(&out, FS_RENDER_LIMIT, false);
 	rc = engine_render(f->engine, d, k, &out);
 	if (rc) {
 		util_buf_free(&out);
@@ -546,12 +550,32 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 	pthread_mutex_unlock(&f->lock);
 }
 
+/*
+ * File k of generation g: its bytes and length, or for bundle.pem (two
+ * pieces, see engine_gen_bundle) NULL and the pieces' total length.
+ */
+static int gen_bytes(struct engine_gen *g, enum engine_file k, const unsigned char **data,
+		     size_t *len)
+{
+	struct iovec part[2];
+	int rc;
+
+	if (k != ENGINE_FILE_BUNDLE)
+		return engine_gen_content(g, k, data, len);
+	rc = engine_gen_bundle(g, part);
+	if (rc)
+		return rc;
+	*data = NULL;
+	*len = part[0].iov_len + part[1].iov_len;
+	return 0;
+}
+
 /* Stat fields of file k of generation g (size computed outside f->lock). */
 static int gen_stat(struct fs *f, struct engine_gen *g, enum engine_file k, struct stat *st,
 		    const unsigned char **data)
 {
 	size_t len;
-	int rc = engine_gen_content(g, k, data, &len);
+	int rc = gen_bytes(g, k, data, &len);
 
 	if (rc)
 		return rc;
@@ -1151,7 +1175,7 @@ static void open_reader(fuse_req_t req, struct fs *f, struct fs_inode *i,
 		return;
 	h->gen = fence_pick(f->fence, &i->fdom->fence, req_tid(req), pair_index(i->file),
 			    util_mono_ms(), NULL);
-	rc = engine_gen_content(h->gen, i->file, &h->data, &len);
+	rc = gen_bytes(h->gen, i->file, &h->data, &len);
 	if (rc) {
 		handle_free(h);
 		fuse_reply_err(req, -rc);
@@ -1202,16 +1226,49 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_free(h);
 }
 
-static void reply_slice(fuse_req_t req, const unsigned char *data, size_t len, size_t size,
-			off_t off)
+/* Reply with [off, off + size) of the pieces (an empty reply past their end). */
+static void reply_pieces(fuse_req_t req, const struct iovec *part, int nparts, size_t size,
+			 off_t off)
 {
-	if (off < 0 || (size_t)off >= len) {
+	struct iovec out[2];
+	size_t skip = (size_t)off;
+	int n = 0;
+
+	for (int k = 0; off >= 0 && k < nparts && size > 0; k++) {
+		size_t take;
+
+		if (skip >= part[k].iov_len) {
+			skip -= part[k].iov_len;
+			continue;
+		}
+		take = part[k].iov_len - skip;
+		if (take > size)
+			take = size;
+		out[n].iov_base = (char *)part[k].iov_base + skip;
+		out[n].iov_len = take;
+		n++;
+		size -= take;
+		skip = 0;
+	}
+	if (n == 0)
 		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_iov(req, out, n);
+}
+
+/* A read of file k of generation g, whose bytes are data (NULL: bundle.pem). */
+static void reply_gen(fuse_req_t req, struct engine_gen *g, enum engine_file k,
+		      const unsigned char *data, size_t len, size_t size, off_t off)
+{
+	struct iovec part[2];
+
+	if (!data && g && k == ENGINE_FILE_BUNDLE && !engine_gen_bundle(g, part)) {
+		reply_pieces(req, part, 2, size, off);
 		return;
 	}
-	if (size > len - (size_t)off)
-		size = len - (size_t)off;
-	fuse_reply_buf(req, (const char *)data + off, size);
+	part[0].iov_base = (void *)data;
+	part[0].iov_len = data ? len : 0;
+	reply_pieces(req, part, 1, size, off);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1230,13 +1287,13 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * copied our reply, before writev returns here, and RELEASE
 		 * then runs on another thread: the read holds the handle. */
 		atomic_fetch_add(&h->refs, 1);
-		reply_slice(req, h->data, h->size, size, off);
+		reply_gen(req, h->gen, h->file, h->data, h->size, size, off);
 		handle_put(h);
 	}
 	else if (h)
 		fuse_reply_buf(req, NULL, 0); /* a writer reads nothing back */
 	else
-		reply_slice(req, i->data, i->size, size, off);
+		reply_gen(req, i->gen, i->file, i->data, i->size, size, off);
 }
 
 static int handle_resize(struct fs_handle *h, size_t len)

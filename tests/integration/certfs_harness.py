@@ -116,6 +116,16 @@ def is_mounted(path, fstype=FSTYPE):
     return any(m[1] == fstype for m in mount_entries(path))
 
 
+def serving_mount(certfs, tmp_path):
+    """A daemon from the certfs fixture with a serving mount (--serve) at
+    tmp_path/serve beside its main mount: (daemon, serving mount path)."""
+    serve = str(tmp_path / "serve")
+    os.mkdir(serve)
+    m = certfs(args=("--serve", serve))
+    wait_for(lambda: is_mounted(serve), 10, "the serving mount")
+    return m, serve
+
+
 def is_any_mounted(path):
     return bool(mount_entries(path))
 

@@ -93,10 +93,7 @@ def test_modes_say_what_can_be_done(tree):
 def test_serving_mount_modes_read_only(certfs, tmp_path):
     """Nothing can be written through a serving mount: every file but the
     keys (key_mode) is shown 0444, and the copy tools work there too."""
-    serve = str(tmp_path / "serve")
-    os.mkdir(serve)
-    m = certfs(args=("--serve", serve))
-    h.wait_for(lambda: h.is_mounted(serve), 10, "the serving mount")
+    m, serve = h.serving_mount(certfs, tmp_path)
     m.mkdir(D)
     h.wait_for(lambda: os.path.exists(os.path.join(serve, D, "fullchain.pem")), 10,
                "the domain on the serving mount")

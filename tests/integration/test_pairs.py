@@ -177,14 +177,6 @@ def check(results, min_pairs=1):
     assert max(x["gens"] for x in results) > 1, "readers saw one generation only"
 
 
-def serving_mount(certfs, tmp_path):
-    serve = str(tmp_path / "serve")
-    os.mkdir(serve)
-    m = certfs(args=("--serve", serve))
-    h.wait_for(lambda: h.is_mounted(serve), 10, "the serving mount")
-    return m, serve
-
-
 # The serving mount's pairs are not in the suite: on an overloaded machine it
 # has torn a few pairs in a thousand (README, Limits); the main mount has
 # torn none in any run. tests/bench measures both.
@@ -192,7 +184,7 @@ def serving_mount(certfs, tmp_path):
 @pytest.mark.parametrize("shape,mount", [
     ("2proc", "main"), ("4threads", "main"), ("100proc", "main")])
 def test_pairs_every_cause_every_order(certfs, tmp_path, shape, mount):
-    m, serve = serving_mount(certfs, tmp_path)
+    m, serve = h.serving_mount(certfs, tmp_path)
     m.mkdir(D)
     base = m.path(D) if mount == "main" else os.path.join(serve, D)
     stop = str(tmp_path / "stop")
@@ -281,7 +273,7 @@ def test_bind_mounts_follow_rotation(certfs, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_serving_mount_directory_bind_follows_rotation(certfs, tmp_path):
-    m, serve = serving_mount(certfs, tmp_path)
+    m, serve = h.serving_mount(certfs, tmp_path)
     st = m.mkdir(D)
     target = tmp_path / "bound"
     target.mkdir()
@@ -306,7 +298,7 @@ def test_serving_mount_directory_bind_follows_rotation(certfs, tmp_path):
 def test_rmdir_while_rotating_and_reading(certfs, tmp_path):
     """rmdir in the middle of rotations with readers holding the domain's
     files (the sanitizer build checks that nothing is used after free)."""
-    m, serve = serving_mount(certfs, tmp_path)
+    m, serve = h.serving_mount(certfs, tmp_path)
     for n in range(20):
         d = "gone%d.example.com" % n
         st = m.mkdir(d)

@@ -165,6 +165,66 @@ def test_bundle_order(mounted):
 
 
 @pytest.mark.timeout(60)
+def test_bundle_read_at_any_offset(certfs, tmp_path):
+    """bundle.pem is served as its two pieces, key then chain: reads of any
+    size at any offset, across the boundary and past the end, give the bytes
+    of key + fullchain, on the main and on the serving mount."""
+    m, serve = h.serving_mount(certfs, tmp_path)
+    m.mkdir(D)
+    h.wait_for(lambda: os.path.exists(os.path.join(serve, D, "bundle.pem")), 10,
+               "the domain on the serving mount")
+    key = m.read(D, "privkey.pem")
+    want = key + m.read(D, "fullchain.pem")
+    for p in (m.path(D, "bundle.pem"), os.path.join(serve, D, "bundle.pem")):
+        assert os.stat(p).st_size == len(want), p
+        for piece in (1, 7, 100, 4096):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                assert _read_fd(fd, piece) == want, (p, piece)
+            finally:
+                os.close(fd)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            for off in (0, 1, len(key) - 3, len(key), len(key) + 5, len(want) - 1,
+                        len(want), len(want) + 10):
+                for n in (1, 16, len(want) + 100):
+                    assert os.pread(fd, n, off) == want[off:off + n], (p, off, n)
+        finally:
+            os.close(fd)
+
+
+def _read_fd(fd, piece):
+    parts = []
+    while True:
+        b = os.read(fd, piece)
+        if not b:
+            return b"".join(parts)
+        parts.append(b)
+
+
+@pytest.mark.timeout(60)
+def test_bundle_outlives_other_readers(mounted):
+    """A bundle.pem reader still reading when another has closed keeps whole
+    bytes, and an open after both are done gets the same bytes again."""
+    mounted.mkdir(D)
+    want = mounted.read(D, "privkey.pem") + mounted.read(D, "fullchain.pem")
+    p = mounted.path(D, "bundle.pem")
+    for _ in range(3):
+        a = os.open(p, os.O_RDONLY)
+        b = os.open(p, os.O_RDONLY)
+        try:
+            assert os.read(a, 7) == want[:7]
+            os.close(a)
+            a = -1
+            assert _read_fd(b, 100) == want
+        finally:
+            for fd in (a, b):
+                if fd >= 0:
+                    os.close(fd)
+        assert mounted.read(D, "bundle.pem") == want
+
+
+@pytest.mark.timeout(60)
 def test_status_json_fields(mounted):
     mounted.mkdir(D)
     st = mounted.status_json(D)

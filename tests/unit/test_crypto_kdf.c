@@ -152,7 +152,10 @@ static void test_p12_mac(void)
 	PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
 	CHECK(iter && ASN1_INTEGER_set_int64((ASN1_INTEGER *)iter, HUGE_ITER));
 	p12_refused(p12, "pass", "PFX MAC: iteration count 100000000 is over the limit of 600000");
+	/* certfs exports an empty password with one iteration, which leaves
+	 * the count out of the ASN.1: MAC it again with two to have one. */
 	p12 = p12_built("");
+	CHECK(PKCS12_set_mac(p12, "", -1, NULL, 0, 2, EVP_sha256()));
 	PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
 	CHECK(iter && ASN1_INTEGER_set_int64((ASN1_INTEGER *)iter, INT32_MAX));
 	p12_refused(p12, "", "PFX MAC: iteration count 2147483647 is over the limit of 600000");

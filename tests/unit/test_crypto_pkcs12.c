@@ -67,6 +67,23 @@ static int mac_nid(const struct util_buf *der)
 	return nid;
 }
 
+/* The MAC's iteration count, -1 if there is none. */
+static long mac_iter(const struct util_buf *der)
+{
+	const unsigned char *p = der->data;
+	PKCS12 *p12 = d2i_PKCS12(NULL, &p, (long)der->len);
+	const ASN1_INTEGER *iter = NULL;
+	long n = -1;
+
+	if (!p12)
+		return n;
+	PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
+	/* An absent count means 1 (RFC 7292). */
+	n = iter ? ASN1_INTEGER_get(iter) : 1;
+	PKCS12_free(p12);
+	return n;
+}
+
 static void opens(const struct util_buf *der, const char *pass, size_t ncerts)
 {
 	struct crypto_key *k = NULL;
@@ -108,6 +125,7 @@ static void test_build(void)
 	util_buf_init(&empty, 1 << 20, true);
 	CHECK_INT(crypto_p12_build(lk, chain, "s3cret", CRYPTO_P12_AES256, &der), 0);
 	CHECK_INT(mac_nid(&der), NID_sha256);
+	CHECK_INT((int)mac_iter(&der), 2048);
 	CHECK(memmem(der.data, der.len, "\x06\x09\x60\x86\x48\x01\x65\x03\x04\x01\x2a", 11));
 	opens(&der, "s3cret", 2);
 	refused(der.data, der.len, "wrong", "PFX password is wrong");
@@ -120,6 +138,9 @@ static void test_build(void)
 	refused(legacy.data, legacy.len, "nope", "PFX password is wrong");
 
 	CHECK_INT(crypto_p12_build(lk, chain, "", CRYPTO_P12_AES256, &empty), 0);
+	/* A known password gains nothing from iterations: one, so it is cheap. */
+	CHECK_INT((int)mac_iter(&empty), 1);
+	CHECK_INT(mac_nid(&empty), NID_sha256);
 	opens(&empty, NULL, 2);
 	opens(&empty, "", 2);
 	refused(empty.data, empty.len, "x", "PFX password is wrong");
