@@ -541,14 +541,16 @@ int engine_hooks_start(struct engine *e)
 
 void engine_hooks_stop(struct engine *e)
 {
-	if (!e->hook_running)
-		return;
-	pthread_mutex_lock(&e->hook_lock);
-	e->hook_stopping = true;
-	pthread_cond_signal(&e->hook_cond);
-	pthread_mutex_unlock(&e->hook_lock);
-	pthread_join(e->hook_thread, NULL);
-	e->hook_running = false;
+	if (e->hook_running) {
+		pthread_mutex_lock(&e->hook_lock);
+		e->hook_stopping = true;
+		pthread_cond_signal(&e->hook_cond);
+		pthread_mutex_unlock(&e->hook_lock);
+		pthread_join(e->hook_thread, NULL);
+		e->hook_running = false;
+	}
+	/* Queued items hold their domains (also when the thread never ran:
+	 * every rotation queues the stale check). */
 	while (e->hook_head) {
 		struct hook_item *it = e->hook_head;
 
