@@ -91,8 +91,8 @@ static void reset(void)
 	pthread_mutex_unlock(&g.lock);
 }
 
-/* Twenty jobs on two threads: two at a time, all of them, in order. */
-static void test_bounded_and_ordered(void)
+/* Twenty jobs on two threads: two at a time, all of them. */
+static void test_bounded(void)
 {
 	struct judge *p;
 
@@ -110,9 +110,28 @@ static void test_bounded_and_ordered(void)
 	judge_free(p);
 	CHECK_INT(g.most, 2);
 	CHECK_INT(g.cancelled, 0);
-	/* Started in submission order (two threads may swap neighbours). */
+	CHECK_INT(g.norder, 20);
+}
+
+/* One thread: jobs run exactly in the order they were submitted. */
+static void test_fifo(void)
+{
+	struct judge *p;
+
+	reset();
+	set_open(true);
+	CHECK_INT(judge_new(1, &p), 0);
+	for (int i = 0; i < 30; i++)
+		CHECK_INT(submit(p, i), 0);
+	pthread_mutex_lock(&g.lock);
+	while (g.done < 30)
+		pthread_cond_wait(&g.cond, &g.lock);
+	pthread_mutex_unlock(&g.lock);
+	judge_free(p);
+	CHECK_INT(g.most, 1);
+	CHECK_INT(g.norder, 30);
 	for (unsigned i = 0; i < g.norder; i++)
-		CHECK(abs(g.order[i] - (int)i) <= 1);
+		CHECK_INT(g.order[i], i);
 }
 
 static void *free_main(void *p)
@@ -158,7 +177,8 @@ static void test_bad_arguments(void)
 
 int main(void)
 {
-	test_bounded_and_ordered();
+	test_bounded();
+	test_fifo();
 	test_free_cancels_queued();
 	test_bad_arguments();
 	return check_failures > 100 ? 100 : check_failures;
