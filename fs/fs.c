@@ -1403,7 +1403,12 @@ static void upload_judged(void *arg, bool cancelled)
 	char why[512] = "";
 	int rc = -ECANCELED;
 
-	if (!cancelled) {
+	/* A writer that gave up waiting (killed in close) is not judged. */
+	if (!cancelled && fuse_req_interrupted(u->req)) {
+		rc = -EINTR;
+		util_info("fs: %s/%s: its writer stopped waiting; not judged",
+			  engine_domain_name(h->dom), engine_file_name(h->file));
+	} else if (!cancelled) {
 		rc = engine_write(u->f->engine, h->dom, h->file, h->buf.data, h->buf.len, why,
 				  sizeof(why));
 		if (rc)

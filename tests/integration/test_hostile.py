@@ -17,8 +17,10 @@ import base64
 import errno
 import ipaddress
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -373,6 +375,52 @@ def test_other_domain_readable_while_judged(mounted, tmp_path, costly_pfx):
     up.assert_unchanged(m, D, before)
     last = m.status_json(D)["last_error"]
     assert "certificate does not cover example.com" in last, last
+
+
+GIVING_UP_WRITER = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC)
+os.write(fd, open(sys.argv[2], "rb").read())
+sys.stdout.write("written\n")
+sys.stdout.flush()
+os.close(fd)  # killed while this waits for the verdict
+"""
+
+
+@pytest.mark.timeout(300)
+def test_writers_that_give_up_stop_the_work(mounted, tmp_path, costly_pfx):
+    """Eight writers of the costliest upload, killed while their close(2)
+    waits for its verdict: only what was already being judged is judged
+    (two at a time); the rest is dropped unjudged, so a writer that gives up
+    costs no more work. Nothing changes."""
+    m = mounted
+    up.managed(m)
+    up.cp_ok(m, tmp_path, b"costly-pass\n", D, "passphrase")
+    before = up.snapshot(m, D)
+    f = tmp_path / "costly.pfx"
+    f.write_bytes(costly_pfx)
+    since = len(m.stderr())
+    ps = [subprocess.Popen([sys.executable, "-c", GIVING_UP_WRITER, m.path(D, "cert.pfx"),
+                            str(f)], stdout=subprocess.PIPE) for _ in range(8)]
+    for p in ps:
+        assert p.stdout.readline() == b"written\n"
+    for p in ps:
+        p.kill()
+    for p in ps:
+        p.wait(30)
+        p.stdout.close()
+    judged = re.compile(r"cert\.pfx: write refused")
+    dropped = re.compile(r"cert\.pfx: (its writer stopped waiting|a writer was killed "
+                         r"\(signal 9\) before closing the file); not judged")
+
+    def outcomes():
+        log = m.stderr()[since:]
+        n = (len(judged.findall(log)), len(dropped.findall(log)))
+        return n if sum(n) == 8 else None
+
+    n_judged, n_dropped = h.wait_for(outcomes, 60, "a verdict or a drop for all 8 uploads")
+    assert n_judged <= 4, "%d of 8 given-up uploads were judged anyway" % n_judged
+    up.assert_unchanged(m, D, before)
 
 
 @pytest.mark.timeout(300)
