@@ -420,6 +420,8 @@ static char *state_json(const struct engine_domain *d, const struct engine_state
 	json_object_set_new(o, "csr", json_boolean(v->has_csr));
 	json_object_set_new(o, "managed_acme", json_boolean(v->source_managed_acme));
 	json_object_set_new(o, "next_number", json_integer((json_int_t)v->next_number));
+	if (v->last_success)
+		json_object_set_new(o, "last_success", json_integer((json_int_t)v->last_success));
 	if (v->pending[0])
 		json_object_set_new(o, "pending", json_string(v->pending));
 	if (v->last_error[0])
@@ -629,6 +631,7 @@ int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	d->issued_total = (uint64_t)json_integer_value(json_object_get(o, "issued_total"));
 	d->errors_total = (uint64_t)json_integer_value(json_object_get(o, "errors_total"));
 	d->next_attempt = (time_t)json_integer_value(json_object_get(o, "next_attempt"));
+	d->last_success = (time_t)json_integer_value(json_object_get(o, "last_success"));
 	d->failures = (int)json_integer_value(json_object_get(o, "failures"));
 	d->managed_gen = (uint64_t)json_integer_value(json_object_get(o, "managed_gen"));
 	d->managed_not_before = (time_t)json_integer_value(json_object_get(o, "managed_not_before"));
@@ -1504,6 +1507,7 @@ void engine_state_apply_gen(struct engine_state *v, const struct engine_gen *g, 
 		v->source_managed_acme = g->source == ENGINE_SOURCE_ACME;
 		v->managed_not_before = g->info.not_before;
 		v->managed_not_after = g->info.not_after;
+		v->last_success = now;
 		v->failures = 0;
 		v->next_attempt = 0;
 		v->last_error[0] = '\0';

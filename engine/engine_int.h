@@ -114,6 +114,7 @@ enum engine_job {
 	uint64_t issued_total;                                                      \
 	uint64_t errors_total;                                                      \
 	time_t next_attempt;         /* retry after a failure; 0 = none */          \
+	time_t last_success;         /* the last managed issuance landed; 0: unknown */ \
 	int failures;                                                               \
 	char last_error[512];                                                       \
 	bool last_error_write;       /* last_error is a refused write's */

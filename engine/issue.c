@@ -850,6 +850,7 @@ void engine_schedule_json(struct engine_domain *d, json_t *o)
 	next = engine_domain_renew_at(d, util_now(), fraction, issuer, why, sizeof(why));
 	json_object_set_new(o, "next_renewal", time_json(next));
 	json_object_set_new(o, "renewal_reason", json_string(why));
+	json_object_set_new(o, "last_success", time_json(d->last_success));
 	json_object_set_new(o, "last_attempt", time_json(d->last_attempt));
 	json_object_set_new(o, "failures", json_integer(d->failures));
 	json_object_set_new(o, "next_retry", time_json(d->next_attempt));

@@ -985,9 +985,10 @@ def test_status_shows_next_renewal_and_retries(certfs, pebble, tmp_path):
     assert life / 3 - life / 50 - 60 <= left <= life / 3 + 60, (st, life, left)
     assert "lifetime" in st["renewal_reason"], st
     assert st["last_attempt"] and st["failures"] == 0 and st["next_retry"] is None, st
+    assert st["last_success"] and st["last_success"] >= st["last_attempt"], st
     text = fs.read(name, "status", mode="r")
-    for key in ("next_renewal:", "renewal_reason:", "last_attempt:", "failures: 0",
-                "next_retry: none"):
+    for key in ("next_renewal:", "renewal_reason:", "last_success:", "last_attempt:",
+                "failures: 0", "next_retry: none"):
         assert key in text, text
     assert fs.stop() == 0
 
@@ -999,6 +1000,7 @@ def test_status_shows_next_renewal_and_retries(certfs, pebble, tmp_path):
     st = h.wait_for(lambda: (lambda s: s if s.get("next_retry") else None)(
         h.status_json(fs2.mount, bad)), 5, "next_retry in status.json")
     assert st["failures"] >= 1 and st["last_attempt"], st
+    assert st["last_success"] is None, st  # never issued: no success to show
     assert st["renewal_reason"].startswith("retry after"), st
     assert st["next_renewal"] == st["next_retry"], st
 

@@ -248,6 +248,14 @@ def test_status_json_fields(mounted):
     assert hex_matches(st["fingerprint_sha256"], h.fingerprint(leaf))
     assert isinstance(st["generation"], int) and st["generation"] >= 1
     assert st["last_error"] is None
+    # When the managed certificate last landed: at or after the attempt that
+    # made it, and kept across a restart (it is in the stored state).
+    assert st["last_success"] and st["last_attempt"], st
+    assert rfc3339(st["last_success"]) >= rfc3339(st["last_attempt"]), st
+    assert abs((now - rfc3339(st["last_success"])).total_seconds()) < 600, st
+    assert mounted.stop() == 0
+    mounted.start()
+    assert mounted.status_json(D)["last_success"] == st["last_success"]
 
 
 @pytest.mark.timeout(60)
