@@ -59,6 +59,12 @@ def in_ci():
     return os.environ.get("CI", "").lower() == "true"
 
 
+def sanitized(binary):
+    """Is binary built with AddressSanitizer?"""
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def missing_prerequisite(reason):
     """Skip the test, except under CI=true where nothing may be skipped."""
     import pytest

@@ -473,15 +473,10 @@ def gcore():
     return g
 
 
-def sanitized(binary):
-    with open(binary, "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 def test_core_dump_holds_no_key(certfs, certfs_bin, tmp_path, gcore):
     """A key uploaded, a key generated, a passphrase written, the key files
     and the PFX read: a gcore dump of the daemon then holds none of them."""
-    if sanitized(certfs_bin):
+    if h.sanitized(certfs_bin):
         # Its shadow memory spans terabytes: gdb takes minutes over it, and
         # ASan's quarantine keeps freed blocks the way no release build does.
         pytest.skip("gcore of an AddressSanitizer build; the plain build runs this test")
