@@ -292,6 +292,38 @@ static void *serve_loop(void *arg)
 	return NULL;
 }
 
+/* SIGUSR1 only interrupts the serving loop's read (installed without
+ * SA_RESTART, so the read returns EINTR and the loop sees it must end). */
+static void wake_handler(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * End the serving loop before its /dev/fuse descriptor is closed (closing
+ * it under a thread that reads it is a race): the session is marked done
+ * and the thread's read interrupted until the thread has returned. false
+ * when it did not return within a second.
+ */
+static bool serve_loop_stop(struct fs *serve, pthread_t thread)
+{
+	fuse_session_exit(fs_session(serve));
+	for (int i = 0; i < 20; i++) {
+		struct timespec ts;
+
+		pthread_kill(thread, SIGUSR1);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50L * 1000 * 1000;
+		if (ts.tv_nsec >= 1000L * 1000 * 1000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000L * 1000 * 1000;
+		}
+		if (!pthread_timedjoin_np(thread, NULL, &ts))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Where a detached daemon logs. Under systemd (JOURNAL_STREAM or
  * INVOCATION_ID set) stderr is the journal, so it stays. Otherwise syslog
@@ -576,6 +608,14 @@ int main(int argc, char **argv)
 	rctx.serve = o.serve;
 	if (pthread_create(&sigthread, NULL, signal_main, &rctx) == 0)
 		pthread_detach(sigthread);
+	if (serve) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = wake_handler;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR1, &sa, NULL);
+	}
 	if (fs_start(fs) || (serve && fs_start(serve)) || engine_start(engine) ||
 	    (serve && pthread_create(&serve_thread, NULL, serve_loop, serve))) {
 		util_err("daemon: cannot start worker threads");
@@ -636,10 +676,12 @@ out:
 	if (engine)
 		engine_stop(engine);
 	if (serve) {
-		/* Unmounting ends the serving loop (its reads fail). */
+		bool stopped = !serve_running || serve_loop_stop(serve, serve_thread);
+
+		/* Else unmounting ends the serving loop (its reads fail). */
 		fuse_session_exit(fs_session(serve));
 		fuse_session_unmount(fs_session(serve));
-		if (serve_running)
+		if (!stopped)
 			pthread_join(serve_thread, NULL);
 		if (!fs_shutdown(serve))
 			_exit(rc);

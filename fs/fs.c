@@ -1271,6 +1271,42 @@ static void reply_gen(fuse_req_t req, struct engine_gen *g, enum engine_file k,
 	reply_pieces(req, part, 1, size, off);
 }
 
+/*
+ * Reads of a node's own bytes (a serving mount's generation file, a
+ * snapshot): the kernel may forget the node as soon as our reply has been
+ * copied, before the reply call returns here. A generation node's bytes
+ * belong to its generation, held for the reply; a snapshot's belong to the
+ * node, so the slice asked for is replied from a copy (in secret memory:
+ * the haproxy view holds keys).
+ */
+static void reply_node_gen(fuse_req_t req, struct fs_inode *i, size_t size, off_t off)
+{
+	struct engine_gen *g = engine_gen_get(i->gen);
+
+	reply_gen(req, g, i->file, i->data, i->size, size, off);
+	engine_gen_put(g);
+}
+
+static void reply_snapshot(fuse_req_t req, struct fs_inode *i, size_t size, off_t off)
+{
+	size_t n;
+	void *copy;
+
+	if (off < 0 || (size_t)off >= i->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	n = i->size - (size_t)off < size ? i->size - (size_t)off : size;
+	copy = util_secret_alloc(n);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, i->data + off, n);
+	fuse_reply_buf(req, copy, n);
+	util_secret_free(copy);
+}
+
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1292,8 +1328,10 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	else if (h)
 		fuse_reply_buf(req, NULL, 0); /* a writer reads nothing back */
+	else if (i->gen)
+		reply_node_gen(req, i, size, off);
 	else
-		reply_gen(req, i->gen, i->file, i->data, i->size, size, off);
+		reply_snapshot(req, i, size, off);
 }
 
 static int handle_resize(struct fs_handle *h, size_t len)
