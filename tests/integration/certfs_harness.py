@@ -128,6 +128,7 @@ def serving_mount(certfs, tmp_path):
     serve = str(tmp_path / "serve")
     os.mkdir(serve)
     m = certfs(args=("--serve", serve))
+    m.extra_mounts.append(serve)  # a daemon that died leaves it behind
     wait_for(lambda: is_mounted(serve), 10, "the serving mount")
     return m, serve
 
@@ -202,6 +203,7 @@ class Certfs:
         os.makedirs(self.dir, exist_ok=True)
         self.store = store or os.path.join(self.dir, "store")
         self.mount = mount or os.path.join(self.dir, "mnt")
+        self.extra_mounts = []  # e.g. a --serve mount: unmounted at cleanup too
         if mount is None:
             os.makedirs(self.mount, exist_ok=True)
         # Always a config file of our own: never the host's /etc/certfs one.
@@ -351,6 +353,9 @@ class Certfs:
                 problems.append("certfs did not exit within 15s of SIGTERM")
         if unmount and is_any_mounted(self.mount):
             lazy_unmount(self.mount)
+        for extra in self.extra_mounts:
+            if is_any_mounted(extra):
+                lazy_unmount(extra)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             try:
