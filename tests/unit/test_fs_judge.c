@@ -67,10 +67,11 @@ static int submit(struct judge *p, int id)
 	return rc;
 }
 
-static void wait_started(unsigned n)
+/* Wait until *count (one of g's counters) reaches n. */
+static void wait_count(const unsigned *count, unsigned n)
 {
 	pthread_mutex_lock(&g.lock);
-	while (g.started < n)
+	while (*count < n)
 		pthread_cond_wait(&g.cond, &g.lock);
 	pthread_mutex_unlock(&g.lock);
 }
@@ -100,13 +101,10 @@ static void test_bounded(void)
 	CHECK_INT(judge_new(2, &p), 0);
 	for (int i = 0; i < 20; i++)
 		CHECK_INT(submit(p, i), 0);
-	wait_started(2);
+	wait_count(&g.started, 2);
 	CHECK_INT(judge_pending(p), 20);
 	set_open(true);
-	pthread_mutex_lock(&g.lock);
-	while (g.done < 20)
-		pthread_cond_wait(&g.cond, &g.lock);
-	pthread_mutex_unlock(&g.lock);
+	wait_count(&g.done, 20);
 	judge_free(p);
 	CHECK_INT(g.most, 2);
 	CHECK_INT(g.cancelled, 0);
@@ -123,10 +121,7 @@ static void test_fifo(void)
 	CHECK_INT(judge_new(1, &p), 0);
 	for (int i = 0; i < 30; i++)
 		CHECK_INT(submit(p, i), 0);
-	pthread_mutex_lock(&g.lock);
-	while (g.done < 30)
-		pthread_cond_wait(&g.cond, &g.lock);
-	pthread_mutex_unlock(&g.lock);
+	wait_count(&g.done, 30);
 	judge_free(p);
 	CHECK_INT(g.most, 1);
 	CHECK_INT(g.norder, 30);
@@ -153,7 +148,7 @@ static void test_free_cancels_queued(void)
 	unsigned extra = 0;
 	int rc;
 
-	wait_started(2);
+	wait_count(&g.started, 2);
 	/* judge_free waits for the running jobs: open the gate once it has
 	 * begun (a submission is refused from then on). */
 	CHECK_INT(pthread_create(&t, NULL, free_main, p), 0);
