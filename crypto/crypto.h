@@ -261,9 +261,12 @@ int crypto_csr_parse(const void *data, size_t len, struct crypto_csr **out,
  * for any name that fails it ("CSR name: domain name 'a..b' has an empty
  * label"), for an IP address or other non-DNS SAN ("CSR asks for IP address
  * 192.0.2.1: certfs orders certificates for DNS names only"), for more than
- * CRYPTO_NAMES_MAX names, and "CSR names no DNS name".
+ * CRYPTO_NAMES_MAX names, and "CSR names no DNS name". With dev (an issuer
+ * of development certificates) names go through crypto_name_validate_dev
+ * instead and iPAddress SANs are listed in their canonical text ("::1");
+ * email, URI and other SANs are refused all the same.
  */
-int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
+int crypto_csr_names(const struct crypto_csr *csr, bool dev, char ***names, size_t *n,
 		     struct crypto_err *err) CRYPTO_WUR;
 int crypto_csr_get1_key(const struct crypto_csr *csr, struct crypto_key **out) CRYPTO_WUR;
 /* Build a CSR (CN = names[0], SANs = names) signed by key (private). Every

@@ -129,7 +129,8 @@ static int csr_cn(const X509_REQ *req, char **cn, size_t *len)
  * listed. The validator's sentences never quote control bytes, so nothing
  * from a CSR can put a line of its own into status.
  */
-static int csr_add_name(char ***v, size_t *n, const char *s, size_t len, struct crypto_err *err)
+static int csr_add_name(char ***v, size_t *n, const char *s, size_t len, bool dev,
+			struct crypto_err *err)
 {
 	struct crypto_err why = { { 0 } };
 	char canon[256];
@@ -145,7 +146,8 @@ static int csr_add_name(char ***v, size_t *n, const char *s, size_t len, struct 
 	}
 	memcpy(canon, s, len);
 	canon[len] = '\0';
-	if (crypto_name_validate(canon, canon, sizeof(canon), &why)) {
+	if (dev ? crypto_name_validate_dev(canon, canon, sizeof(canon), &why)
+		: crypto_name_validate(canon, canon, sizeof(canon), &why)) {
 		crypto_err_set(err, "CSR name: %s", why.msg);
 		return -EINVAL;
 	}
@@ -159,21 +161,27 @@ static int csr_add_name(char ***v, size_t *n, const char *s, size_t len, struct 
 	return crypto_strv_push(v, n, canon, strlen(canon));
 }
 
+/* An iPAddress SAN in its canonical text; "" when it is neither 4 nor 16 bytes. */
+static void csr_ip_text(const GENERAL_NAME *g, char *addr, size_t addrlen)
+{
+	const unsigned char *ip = ASN1_STRING_get0_data(g->d.iPAddress);
+	int len = ASN1_STRING_length(g->d.iPAddress);
+
+	addr[0] = '\0';
+	if (len == 4)
+		inet_ntop(AF_INET, ip, addr, (socklen_t)addrlen);
+	else if (len == 16)
+		inet_ntop(AF_INET6, ip, addr, (socklen_t)addrlen);
+}
+
 /* A SAN certfs cannot order: said by kind, an IP address in full. */
 static void csr_other_name(const GENERAL_NAME *g, struct crypto_err *err)
 {
-	const unsigned char *ip;
-	char addr[64] = "";
-	int len;
+	char addr[64];
 
 	switch (g->type) {
 	case GEN_IPADD:
-		ip = ASN1_STRING_get0_data(g->d.iPAddress);
-		len = ASN1_STRING_length(g->d.iPAddress);
-		if (len == 4)
-			inet_ntop(AF_INET, ip, addr, sizeof(addr));
-		else if (len == 16)
-			inet_ntop(AF_INET6, ip, addr, sizeof(addr));
+		csr_ip_text(g, addr, sizeof(addr));
 		crypto_err_set(err, "CSR asks for IP address %s: certfs orders certificates for "
 				    "DNS names only", addr[0] ? addr : "(malformed)");
 		break;
@@ -192,9 +200,10 @@ static void csr_other_name(const GENERAL_NAME *g, struct crypto_err *err)
 	}
 }
 
-int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
+int crypto_csr_names(const struct crypto_csr *csr, bool dev, char ***names, size_t *n,
 		     struct crypto_err *err)
 {
+	char addr[64];
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	GENERAL_NAMES *gens = NULL;
 	const GENERAL_NAME *g;
@@ -221,13 +230,27 @@ int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
 	/* Every name is judged: one dropped quietly would be a certificate short of it. */
 	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
 		g = sk_GENERAL_NAME_value(gens, i);
+		/* An address is a name only for an issuer of development
+		 * certificates; email and URI SANs never are. */
+		if (dev && g->type == GEN_IPADD) {
+			csr_ip_text(g, addr, sizeof(addr));
+			if (!addr[0]) {
+				crypto_err_set(err, "CSR asks for a malformed IP address");
+				rc = -EINVAL;
+				goto out;
+			}
+			rc = csr_add_name(names, n, addr, strlen(addr), dev, err);
+			if (rc)
+				goto out;
+			continue;
+		}
 		if (g->type != GEN_DNS) {
 			csr_other_name(g, err);
 			rc = -EINVAL;
 			goto out;
 		}
 		rc = csr_add_name(names, n, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
-				  (size_t)ASN1_STRING_length(g->d.dNSName), err);
+				  (size_t)ASN1_STRING_length(g->d.dNSName), dev, err);
 		if (rc)
 			goto out;
 	}
@@ -237,7 +260,7 @@ int crypto_csr_names(const struct crypto_csr *csr, char ***names, size_t *n,
 		goto out;
 	}
 	if (cn) {
-		rc = csr_add_name(names, n, cn, cnlen, err);
+		rc = csr_add_name(names, n, cn, cnlen, dev, err);
 		if (rc)
 			goto out;
 	}

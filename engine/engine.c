@@ -1070,7 +1070,6 @@ int engine_name_check(struct engine *e, const char *domain, const char *name, ch
 		      size_t canonlen, char *why, size_t whylen)
 {
 	struct crypto_err cerr = {{0}};
-	const struct conf_domain *cd;
 	enum conf_issuer issuer;
 	char strict[256];
 
@@ -1079,8 +1078,7 @@ int engine_name_check(struct engine *e, const char *domain, const char *name, ch
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&e->conf_lock);
-	cd = conf_domain_find(&e->conf, domain ? domain : canon);
-	issuer = cd && cd->issuer >= 0 ? (enum conf_issuer)cd->issuer : e->conf.issuer;
+	issuer = engine_issuer_of(&e->conf, domain ? domain : canon);
 	pthread_mutex_unlock(&e->conf_lock);
 	if (issuer == CONF_ISSUER_ACME && crypto_name_validate(canon, strict, sizeof(strict), NULL)) {
 		snprintf(why, whylen, "'%s' is a development name (single label, localhost or IP "

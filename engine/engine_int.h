@@ -262,6 +262,8 @@ int engine_gen_parse(const struct engine_gen *g, struct crypto_key **key,
 		     struct crypto_chain **chain);
 int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
 		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out);
+/* The issuer that applies to name under c (e->conf_lock held if c is e's). */
+enum conf_issuer engine_issuer_of(const struct conf *c, const char *name);
 int engine_gen_to_record(const struct engine_gen *g, struct util_buf *out);
 int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			   struct engine_gen **out, char *err, size_t errlen);

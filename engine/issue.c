@@ -281,8 +281,7 @@ static int issue_selfsigned(struct engine_domain *d, enum crypto_key_type kt,
 
 /* ---- pacing (the rules are in acme/acme.h) ------------------------------------ */
 
-/* The issuer that applies to name under c. */
-static enum conf_issuer issuer_of(const struct conf *c, const char *name)
+enum conf_issuer engine_issuer_of(const struct conf *c, const char *name)
 {
 	const struct conf_domain *cd = conf_domain_find(c, name);
 
@@ -475,7 +474,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 
 	engine_conf_snapshot(e, &c);
 	cd = conf_domain_find(&c, d->name);
-	issuer = issuer_of(&c, d->name);
+	issuer = engine_issuer_of(&c, d->name);
 	if (issuer == CONF_ISSUER_NONE) {
 		issue_none(e, d, &c);
 		conf_clear(&c);
@@ -598,7 +597,7 @@ int engine_renew_all(struct engine *e, const void *data, size_t len, char *why, 
 
 		if (!d)
 			continue;
-		if (issuer_of(&c, d->name) != CONF_ISSUER_NONE) {
+		if (engine_issuer_of(&c, d->name) != CONF_ISSUER_NONE) {
 			pthread_mutex_lock(&d->lock);
 			d->next_attempt = 0;
 			pthread_mutex_unlock(&d->lock);
@@ -763,7 +762,7 @@ void engine_renewal_conf(struct engine *e, const char *name, double *fraction,
 {
 	pthread_mutex_lock(&e->conf_lock);
 	*fraction = e->conf.renew_fraction;
-	*issuer = issuer_of(&e->conf, name);
+	*issuer = engine_issuer_of(&e->conf, name);
 	pthread_mutex_unlock(&e->conf_lock);
 }
 
@@ -956,7 +955,7 @@ static time_t schedule_pass(struct engine *e)
 	events = calloc(cap, sizeof(*events));
 	for (size_t i = 0; todo && events && i < e->table_size; i++) {
 		for (struct engine_domain *d = e->table[i]; d; d = d->hnext) {
-			enum conf_issuer issuer = issuer_of(&c, d->name);
+			enum conf_issuer issuer = engine_issuer_of(&c, d->name);
 			enum engine_upload_event ev;
 			bool due, ari, unsaved;
 

@@ -673,22 +673,44 @@ static int upload_csr(struct engine *e, struct engine_domain *d, const void *dat
 {
 	struct crypto_err cerr = {{0}};
 	struct crypto_csr *csr = NULL;
+	enum conf_issuer issuer;
 	char **names = NULL;
 	size_t n = 0;
 	int rc;
 
+	pthread_mutex_lock(&e->conf_lock);
+	issuer = engine_issuer_of(&e->conf, d->name);
+	pthread_mutex_unlock(&e->conf_lock);
+	if (issuer == CONF_ISSUER_SELFSIGNED || issuer == CONF_ISSUER_NONE) {
+		/* A self-signed certificate is signed by its own key, which a
+		 * CSR leaves with its writer: nothing here could sign it. */
+		snprintf(why, whylen, "issuer %s cannot issue for a CSR (the key stays with "
+			 "you): give %.253s issuer local or acme", conf_issuer_name(issuer),
+			 d->name);
+		return -EINVAL;
+	}
 	rc = crypto_csr_parse(data, len, &csr, &cerr);
 	if (rc) {
 		snprintf(why, whylen, "%s", cerr.msg);
 		return -EINVAL;
 	}
-	rc = crypto_csr_names(csr, &names, &n, &cerr);
+	/* Development names (IP addresses, single labels) are read as names
+	 * here and refused below, as at mkdir, where the issuer is ACME. */
+	rc = crypto_csr_names(csr, true, &names, &n, &cerr);
 	if (rc) {
 		snprintf(why, whylen, "%s", cerr.msg[0] ? cerr.msg : "CSR names cannot be read");
 		rc = -EINVAL;
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		char canon[256], reason[512];
+
+		if (engine_name_check(e, d->name, names[i], canon, sizeof(canon), reason,
+				      sizeof(reason))) {
+			snprintf(why, whylen, "CSR name: %s", reason);
+			rc = -EINVAL;
+			goto out;
+		}
 		if (!name_belongs(d->name, names[i])) {
 			/* Before anything is ordered: a CSR for someone else's name. */
 			snprintf(why, whylen, "CSR name %.253s does not belong to %.253s", names[i],

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (crypto_csr_parse(data, size, &csr, &err))
 		return 0;
-	if (!crypto_csr_names(csr, &names, &n, &err))
+	if (!crypto_csr_names(csr, size & 1, &names, &n, &err))
 		crypto_strv_free(names, n);
 	if (!crypto_csr_get1_key(csr, &k)) {
 		(void)!crypto_key_check_policy(k, &err);

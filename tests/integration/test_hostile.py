@@ -278,8 +278,14 @@ def test_csr_names_validated(mounted, tmp_path):
         ([x509.DNSName("x.%s\nstate: valid\nsource: uploaded" % D)],
          "CSR name: domain name contains a control character"),
         ([x509.DNSName("\x01\x02." + D)], "CSR name: domain name contains a control character"),
+        # The local issuer issues for addresses (development names), of
+        # the domain only.
         ([x509.DNSName(D), x509.IPAddress(ipaddress.ip_address("192.0.2.1"))],
-         "CSR asks for IP address 192.0.2.1: certfs orders certificates for DNS names only"),
+         "CSR name 192.0.2.1 does not belong to example.com"),
+        ([x509.DNSName(D), x509.RFC822Name("hostmaster@" + D)],
+         "CSR asks for an email address: certfs orders certificates for DNS names only"),
+        ([x509.DNSName(D), x509.UniformResourceIdentifier("https://%s/" % D)],
+         "CSR asks for a URI: certfs orders certificates for DNS names only"),
     ]
     for i, (sans, words) in enumerate(cases):
         up.refused(mounted, tmp_path, D, "request.csr", csr_with(sans), errno.EINVAL, words,

@@ -483,6 +483,77 @@ def test_development_names_refused_for_acme(certfs):
     assert not [d for d in m.status_json()["domains"]], m.status_json()
 
 
+def dev_csr(cn, dns=(), ips=(), email=None):
+    import ipaddress
+    key = new_key()
+    alt = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(a))
+                                              for a in ips]
+    if email:
+        alt.append(x509.RFC822Name(email))
+    from cryptography.hazmat.primitives import hashes
+    from test_upload import _name
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(cn))
+           .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+           .sign(key, hashes.SHA256()))
+    return key, csr.public_bytes(serialization.Encoding.PEM)
+
+
+def issued_for(m, domain, key, source):
+    def issued():
+        leaf = h.pem_certs(m.read(domain, "cert.pem"))[0]
+        st = m.status_json(domain)
+        return leaf if h.spki(leaf) == h.spki(key) and st["source"] == source else None
+    return h.wait_for(issued, 20, "a certificate of %s for the CSR's key" % domain)
+
+
+@pytest.mark.timeout(90)
+def test_csr_for_development_names(certfs, tmp_path):
+    m = certfs()
+    for name, dns, ips in (("127.0.0.1", [], ["127.0.0.1"]), ("::1", [], ["::1"]),
+                           ("intranet", ["intranet"], []), ("localhost", ["localhost"], [])):
+        ok("mkdir -p '%s'" % m.path(name))
+        key, csr = dev_csr(name, dns, ips)
+        f = files(tmp_path, request_csr=csr)
+        ok("cp %s '%s'" % (f["request_csr"], m.path(name, "request.csr")))
+        leaf = issued_for(m, name, key, "local")
+        assert sans(leaf) == (dns, ips), (name, sans(leaf))
+        assert "privkey.pem" not in os.listdir(m.path(name))
+    # Email and URI names stay refused, whatever the issuer.
+    _, csr = dev_csr("localhost", ["localhost"], email="dev@localhost")
+    f = files(tmp_path, mail_csr=csr)
+    fails("cp %s %s" % (f["mail_csr"], m.path("localhost", "request.csr")), "Invalid argument")
+    assert "CSR asks for an email address" in last_error(m, "localhost")
+    # A self-signed certificate is signed by its own key, which a CSR keeps
+    # with the user: the self-signed issuer says so instead of serving a
+    # certificate for a key of its own.
+    m2 = certfs(config="[certfs]\nissuer = selfsigned\n")
+    ok("mkdir %s" % m2.path("10.0.0.1"))
+    m2.wait_state("10.0.0.1", "valid", "selfsigned", min_generation=1)
+    before = snapshot(m2, "10.0.0.1")
+    _, csr = dev_csr("10.0.0.1", ips=["10.0.0.1"])
+    f = files(tmp_path, ss_csr=csr)
+    fails("cp %s %s" % (f["ss_csr"], m2.path("10.0.0.1", "request.csr")), "Invalid argument")
+    assert ("issuer selfsigned cannot issue for a CSR (the key stays with you): give 10.0.0.1 "
+            "issuer local or acme") in last_error(m2, "10.0.0.1"), last_error(m2, "10.0.0.1")
+    assert_unchanged(m2, "10.0.0.1", before)
+
+
+@pytest.mark.timeout(60)
+def test_csr_development_names_refused_for_acme(certfs, tmp_path):
+    m = certfs(config=ACME_DOWN)
+    ok("mkdir %s" % m.path(D))
+    before = m.status_json(D)
+    for name, dns, ips in (("127.0.0.1", [D], ["127.0.0.1"]), ("intranet", [D, "intranet"], [])):
+        _, csr = dev_csr(name, dns, ips)
+        f = files(tmp_path, dev_csr=csr)
+        fails("cp %s %s" % (f["dev_csr"], m.path(D, "request.csr")), "Invalid argument")
+        err = last_error(m)
+        assert ("request.csr: CSR name: '%s' is a development name (single label, localhost "
+                "or IP address) that an ACME CA does not issue" % name) in err, err
+    st = m.status_json(D)
+    assert st["generation"] == before["generation"] and st["source"] == "selfsigned", st
+
+
 # ---------------------------------------------------------------- 9. placeholders
 
 

@@ -49,7 +49,7 @@ static void roundtrip(enum crypto_key_type t)
 
 	/* DER */
 	CHECK_INT(crypto_csr_parse(der.data, der.len, &csr2, &e), 0);
-	CHECK_INT(crypto_csr_names(csr2, &v, &n, &e), 0);
+	CHECK_INT(crypto_csr_names(csr2, false, &v, &n, &e), 0);
 	CHECK_INT(n, 3);
 	for (i = 0; i < n && i < 3; i++)
 		CHECK_STR(v[i], names[i]);
@@ -125,7 +125,7 @@ static struct crypto_csr *raw_csr(EVP_PKEY *key, const char *cn, const char *san
 	return out;
 }
 
-static void names_of(struct crypto_csr *csr, const char *const *want, size_t nwant)
+static void names_of_as(struct crypto_csr *csr, bool dev, const char *const *want, size_t nwant)
 {
 	char **v = NULL;
 	size_t n = 0, i;
@@ -133,7 +133,7 @@ static void names_of(struct crypto_csr *csr, const char *const *want, size_t nwa
 	CHECK(csr != NULL);
 	if (!csr)
 		return;
-	CHECK_INT(crypto_csr_names(csr, &v, &n, NULL), 0);
+	CHECK_INT(crypto_csr_names(csr, dev, &v, &n, NULL), 0);
 	CHECK_INT(n, nwant);
 	for (i = 0; i < n && i < nwant; i++)
 		CHECK_STR(v[i], want[i]);
@@ -141,8 +141,13 @@ static void names_of(struct crypto_csr *csr, const char *const *want, size_t nwa
 	crypto_csr_free(csr);
 }
 
+static void names_of(struct crypto_csr *csr, const char *const *want, size_t nwant)
+{
+	names_of_as(csr, false, want, nwant);
+}
+
 /* Names a CSR may not ask for: refused whole, never dropped. */
-static void names_refused(struct crypto_csr *csr, const char *msg)
+static void names_refused_as(struct crypto_csr *csr, bool dev, const char *msg)
 {
 	struct crypto_err e = { { 0 } };
 	char **v = NULL;
@@ -151,11 +156,16 @@ static void names_refused(struct crypto_csr *csr, const char *msg)
 	CHECK(csr != NULL);
 	if (!csr)
 		return;
-	CHECK_INT(crypto_csr_names(csr, &v, &n, &e), -EINVAL);
+	CHECK_INT(crypto_csr_names(csr, dev, &v, &n, &e), -EINVAL);
 	CHECK(v == NULL && n == 0);
 	CHECK_STR(e.msg, msg);
 	CHECK(!strchr(e.msg, '\n'));
 	crypto_csr_free(csr);
+}
+
+static void names_refused(struct crypto_csr *csr, const char *msg)
+{
+	names_refused_as(csr, false, msg);
 }
 
 static void test_names(void)
@@ -212,6 +222,29 @@ static void test_names(void)
 
 		names_of(raw_csr(key, "only.example.com", NULL), want, 1);
 	}
+	/* For development issuers: addresses as their canonical text, single
+	 * labels; email and URI SANs stay refused, as do bad names. */
+	{
+		const char *want[] = { "127.0.0.1", "::1", "intranet" };
+
+		names_of_as(raw_csr(key, "intranet", "IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"), true,
+			    want, 3);
+	}
+	{
+		const char *want[] = { "127.0.0.1" };
+
+		names_of_as(raw_csr(key, "127.0.0.1", "IP:127.0.0.1"), true, want, 1);
+	}
+	names_refused(raw_csr(key, "intranet", NULL),
+		      "CSR name: domain name 'intranet' needs at least two labels");
+	names_refused_as(raw_csr(key, "localhost", "DNS:localhost,email:x@example.com"), true,
+			 "CSR asks for an email address: certfs orders certificates for DNS names "
+			 "only");
+	names_refused_as(raw_csr(key, "localhost", "DNS:localhost,URI:https://localhost/"), true,
+			 "CSR asks for a URI: certfs orders certificates for DNS names only");
+	names_refused_as(raw_csr(key, "a_b", "IP:127.0.0.1"), true,
+			 "CSR name: domain name 'a_b' has a character '_' not allowed in a host "
+			 "name");
 	EVP_PKEY_free(key);
 }
 
