@@ -702,9 +702,27 @@ void engine_rotate(struct engine_domain *d, struct engine_gen *g)
 	pthread_rwlock_unlock(&d->publish_lock);
 }
 
+/* A copy of g (its record read back) that takes d's passphrase now. */
+static int gen_copy(struct engine_domain *d, const struct engine_gen *g, struct engine_gen **out)
+{
+	struct util_buf rec;
+	char err[300];
+	int rc;
+
+	*out = NULL;
+	util_buf_init(&rec, ENGINE_RECORD_MAX, true);
+	rc = engine_gen_to_record(g, &rec);
+	if (!rc)
+		rc = engine_gen_from_record(d->engine, rec.data, rec.len, out, err, sizeof(err));
+	if (!rc)
+		engine_gen_set_passphrase(d, *out);
+	util_buf_free(&rec);
+	return rc;
+}
+
 void engine_domain_refresh_pfx(struct engine_domain *d)
 {
-	struct engine_gen *g = NULL;
+	struct engine_gen *g = NULL, *placeholder = NULL;
 
 	/* The same generation (same number, same bytes but cert.pfx), read
 	 * anew so that it takes the new passphrase; the front end publishes
@@ -714,6 +732,17 @@ void engine_domain_refresh_pfx(struct engine_domain *d)
 	pthread_mutex_lock(&d->store_lock);
 	if (d->stored_gen && !d->removed && engine_domain_read_gen(d, d->stored_gen, &g))
 		g = NULL;
+	if (!d->stored_gen && !d->removed) {
+		/* Only the placeholder is served (issuance pending): it is in
+		 * no store, so it is copied, key and certificate kept. */
+		pthread_mutex_lock(&d->lock);
+		if (d->cur && !d->cur->number)
+			placeholder = engine_gen_get(d->cur);
+		pthread_mutex_unlock(&d->lock);
+		if (placeholder && gen_copy(d, placeholder, &g))
+			g = NULL;
+		engine_gen_put(placeholder);
+	}
 	pthread_mutex_unlock(&d->store_lock);
 	if (!g)
 		return;

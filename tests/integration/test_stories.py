@@ -343,8 +343,30 @@ def test_pfx_export_uses_domain_passphrase(certfs, tmp_path):
     assert pfx_opens(m, "per-domain s3cret")
     # `: > passphrase` clears it: back to the global password.
     ok(": > %s" % m.path(D, "passphrase"))
-    assert pfx_opens(m, "global-Pfx")
+    h.wait_for(lambda: pfx_opens(m, "global-Pfx"), 10, "cert.pfx under pfx_password again")
     assert "passphrase: none" in m.read(D, "status", mode="r")
+
+
+@pytest.mark.timeout(60)
+def test_passphrase_reencrypts_placeholder_pfx(certfs):
+    m = certfs(config="[certfs]\nissuer = acme\npfx_password = global-Pfx\n"
+               "[acme]\ndirectory = https://127.0.0.1:9/directory\n")
+    ok("mkdir %s" % m.path(D))
+    st = m.wait_state(D, "error")
+    assert st["source"] == "selfsigned" and st["generation"] == 0, st
+    cert = m.read(D, "cert.pem")
+    assert pfx_opens(m, "global-Pfx")
+    ok("echo secret > %s" % m.path(D, "passphrase"))
+    # At once, with the placeholder's own key and certificate.
+    ok("openssl pkcs12 -in %s -passin pass:secret -nodes -out /dev/null" % m.path(D, "cert.pfx"))
+    assert not pfx_opens(m, "global-Pfx")
+    assert m.read(D, "cert.pem") == cert
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    key, leaf, _ = pkcs12.load_key_and_certificates(m.read(D, "cert.pfx"), b"secret")
+    assert leaf == h.pem_certs(cert)[0] and h.key_matches_cert(key, leaf)
+    ok(": > %s" % m.path(D, "passphrase"))
+    h.wait_for(lambda: pfx_opens(m, "global-Pfx"), 10, "cert.pfx under pfx_password again")
+    assert m.read(D, "cert.pem") == cert
 
 
 # ---------------------------------------------------------------- 4. names
