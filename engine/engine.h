@@ -188,6 +188,24 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		 const void *data, size_t len, char *why, size_t whylen) ENGINE_WUR;
 
 /*
+ * Does an empty write into file mean something (passphrase: clear it;
+ * names: the domain alone)? Any other file refuses it: "empty file".
+ */
+bool engine_empty_write_ok(enum engine_file f);
+/*
+ * How many writes into d were judged so far: an empty write is known only
+ * when its open file is released, after later writes may have been judged.
+ */
+uint64_t engine_domain_writes(struct engine_domain *d);
+/*
+ * An empty write into DOMAIN/file, judged like engine_write unless another
+ * write into d was judged since engine_domain_writes returned seen (then it
+ * is superseded: 0, nothing recorded).
+ */
+int engine_write_empty(struct engine *e, struct engine_domain *d, enum engine_file f,
+		       uint64_t seen, char *why, size_t whylen) ENGINE_WUR;
+
+/*
  * "renew" written to MOUNT/status: renew every domain, paced by the ACME
  * rate-limit rules. -EINVAL (why says so) for anything else.
  */

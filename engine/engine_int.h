@@ -131,6 +131,7 @@ struct engine_domain {
 	char key[300]; /* "domains/NAME" */
 
 	pthread_mutex_t write_lock;  /* one writer at a time (held across a judgement) */
+	uint64_t writes;             /* writes judged: bumped under write_lock, read atomically */
 	/*
 	 * Held for writing from the moment the stored state names a new
 	 * generation until every mount serves it, and for reading while the

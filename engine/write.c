@@ -872,8 +872,22 @@ static void write_error_clear(struct engine_domain *d)
 	engine_state_record(d, &v);
 }
 
-int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
-		 const void *data, size_t len, char *why, size_t whylen)
+bool engine_empty_write_ok(enum engine_file f)
+{
+	return f == ENGINE_FILE_PASSPHRASE || f == ENGINE_FILE_NAMES;
+}
+
+uint64_t engine_domain_writes(struct engine_domain *d)
+{
+	/* Not under write_lock, which a costly judgement holds for long:
+	 * the front end asks from a thread that answers readers. */
+	return __atomic_load_n(&d->writes, __ATOMIC_ACQUIRE);
+}
+
+/* engine_write, or with seen an empty write that a later one supersedes. */
+static int write_judge(struct engine *e, struct engine_domain *d, enum engine_file f,
+		       const void *data, size_t len, const uint64_t *seen, char *why,
+		       size_t whylen)
 {
 	const char *s = data;
 	char reason[1024] = "";
@@ -886,8 +900,16 @@ int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
 		goto done;
 	}
 	pthread_mutex_lock(&d->write_lock);
-	if (!len && f != ENGINE_FILE_PASSPHRASE && f != ENGINE_FILE_NAMES &&
-	    f != ENGINE_FILE_STATUS) {
+	if (seen && *seen != d->writes) {
+		/* `: > passphrase; echo new > passphrase`: the first open
+		 * file may be released after the second was judged. */
+		pthread_mutex_unlock(&d->write_lock);
+		if (why)
+			snprintf(why, whylen, "superseded by a later write");
+		return 0;
+	}
+	__atomic_add_fetch(&d->writes, 1, __ATOMIC_RELEASE);
+	if (!len && !engine_empty_write_ok(f) && f != ENGINE_FILE_STATUS) {
 		/* `cp /dev/null fullchain.pem`: nothing to install, and saying
 		 * so beats a silent success. */
 		snprintf(reason, sizeof(reason), "empty file");
@@ -958,6 +980,18 @@ done:
 	if (why)
 		snprintf(why, whylen, "%.480s", reason);
 	return rc;
+}
+
+int engine_write(struct engine *e, struct engine_domain *d, enum engine_file f,
+		 const void *data, size_t len, char *why, size_t whylen)
+{
+	return write_judge(e, d, f, data, len, NULL, why, whylen);
+}
+
+int engine_write_empty(struct engine *e, struct engine_domain *d, enum engine_file f,
+		       uint64_t seen, char *why, size_t whylen)
+{
+	return write_judge(e, d, f, "", 0, &seen, why, whylen);
 }
 
 void engine_write_refused(struct engine_domain *d, enum engine_file f, const char *why)

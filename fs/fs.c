@@ -1216,9 +1216,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h = handle_new(req, f, i, true);
 	if (!h)
 		return;
-	pthread_mutex_lock(&f->lock);
-	fs_note_open(f, h, fuse_req_ctx(req)->pid);
-	pthread_mutex_unlock(&f->lock);
+	fs_note_open(f, h, ino, fuse_req_ctx(req)->pid);
 	/* Written bytes go to the handle, never to a page cache. */
 	fi->direct_io = 1;
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -1381,6 +1379,11 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	/* libfuse reuses its request buffer: no uploaded key may stay behind there. */
 	util_wipe((void *)data, size);
 	h->dirty = true;
+	if (!h->wrote) {
+		pthread_mutex_lock(&h->fs->handles_lock);
+		h->wrote = true;
+		pthread_mutex_unlock(&h->fs->handles_lock);
+	}
 	fuse_reply_write(req, size);
 }
 
@@ -1500,9 +1503,23 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 		return;
 	}
-	/* `cp /dev/null F`, `: > F`: an empty write. */
-	if (!h->dirty && fs_empty_write(f, ino_get(f, ino), ino, h, fuse_req_ctx(req)->pid))
-		h->dirty = true;
+	(void)ino;
+	if (!h->dirty && h->dom && fs_empty_open(f, h)) {
+		/*
+		 * `cp /dev/null F`, `: > F`: truncated, nothing written. FUSE
+		 * does not say which close is an open file's last (a shell
+		 * redirection closes a first descriptor before its command
+		 * writes into the second), so the empty write is judged when
+		 * the open file is released; each close answers now what that
+		 * verdict will be, and a close followed by writes is no upload.
+		 */
+		if (!writer_killed_by(fuse_req_ctx(req)->pid)) {
+			h->empty_flushed = true;
+			h->empty_seen = engine_domain_writes(h->dom);
+		}
+		fuse_reply_err(req, engine_empty_write_ok(h->file) ? 0 : EINVAL);
+		return;
+	}
 	if (!h->dom) {
 		/* MOUNT/status: judged like a domain's, for every domain. */
 		rc = h->error ? -h->error
@@ -1538,9 +1555,17 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	char why[512] = "";
 
 	(void)ino;
-	if (h && h->writer && h->dirty && h->dom) {
+	if (h && h->writer && h->dom && h->empty_flushed && !h->dirty && fs_empty_open(h->fs, h)) {
+		/* Closed with nothing written, and now released: the empty
+		 * write each close answered (see fs_flush) is judged. */
+		if (engine_write_empty(h->fs->engine, h->dom, h->file, h->empty_seen, why,
+				       sizeof(why)))
+			util_info("fs: %s/%s: write refused: %s", engine_domain_name(h->dom),
+				  engine_file_name(h->file), why);
+	} else if (h && h->writer && h->dirty && h->dom) {
 		engine_write_refused(h->dom, h->file,
 				     "the writer was killed before closing the file; nothing "
 				     "was changed");
@@ -1577,10 +1602,12 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	/* Without a writer's handle (open with O_TRUNC, truncate(1)) a size
 	 * change is answered with the size unchanged: what a writer sends is
 	 * judged when it closes. */
-	pthread_mutex_lock(&f->lock);
-	if ((to_set & FUSE_SET_ATTR_SIZE) && !attr->st_size)
-		fs_note_truncate(f, i, h && h->writer ? h : NULL, fuse_req_ctx(req)->pid);
-	pthread_mutex_unlock(&f->lock);
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !attr->st_size) {
+		/* ftruncate(fd, 0) empties the handle itself. */
+		if (h && h->writer)
+			h->dirty = true;
+		fs_note_truncate(f, ino, h && h->writer ? h : NULL, fuse_req_ctx(req)->pid);
+	}
 	/* Times are accepted and ignored, so `touch` works. */
 	pthread_mutex_lock(&f->lock);
 	st = i->st;

@@ -94,8 +94,6 @@ struct fs_inode {
 	const unsigned char *data;  /* what read() serves without a handle */
 	size_t size;
 	struct stat st;
-	uint64_t trunc_seq;          /* see fs_note_truncate */
-	pid_t trunc_pid;            /* who truncated, 0: judged */
 };
 
 /* The front end's state for one engine domain, owned by fs. */
@@ -134,8 +132,15 @@ struct fs_handle {
 	size_t size;
 	struct util_buf buf;        /* writer: secret, may hold a key */
 	bool dirty;                 /* written since the last judgement */
-	uint64_t open_seq;          /* writer: see fs_note_truncate */
-	pid_t pid;
+	/* Writer, for empty writes (trunc.c); the first four set under
+	 * handles_lock. */
+	uint64_t open_seq;          /* orders opens */
+	uint64_t ino;               /* the node opened */
+	pid_t tid;                  /* the thread that opened it */
+	bool truncated;             /* to size 0, by its open or ftruncate */
+	bool wrote;                 /* any byte ever written */
+	bool empty_flushed;         /* closed with nothing written: judged at RELEASE */
+	uint64_t empty_seen;        /* engine_domain_writes at that close */
 	int error;                  /* sticky write error (EFBIG) */
 	atomic_uint refs;           /* the open file, and a READ in flight */
 	struct fs_handle *prev, *next; /* f->handles (handles_lock) */
@@ -173,12 +178,12 @@ struct fs {
 	uint64_t root_snap_key[6];
 	struct fs_inode *inodes;
 	struct fs_dom *doms[FS_DOM_BUCKETS];
-	uint64_t seq;         /* orders opens and truncations (trunc.c) */
 
 	/* Open files, so that those the kernel never released (the session
 	 * ended first) are freed at shutdown. Taken alone, never with others. */
 	pthread_mutex_t handles_lock;
 	struct fs_handle *handles;
+	uint64_t seq;         /* orders writers' opens (trunc.c) */
 
 	pthread_mutex_t names_lock; /* cached root listing */
 	char **names;
@@ -196,12 +201,12 @@ struct fs {
 
 int fs_notify_expire_entry(struct fuse_session *se, uint64_t parent, const char *name);
 
-/* trunc.c: empty writes. The two notes with f->lock held. */
-void fs_note_open(struct fs *f, struct fs_handle *h, pid_t pid);
-void fs_note_truncate(struct fs *f, struct fs_inode *i, struct fs_handle *h, pid_t pid);
-/* At a FLUSH by pid of h (inode i, node ino), f->lock not held: was h
- * truncated by its opener, and is this the last descriptor? */
-bool fs_empty_write(struct fs *f, struct fs_inode *i, uint64_t ino, struct fs_handle *h,
-		    pid_t pid);
+/* trunc.c: empty writes; each takes handles_lock (no other lock held). */
+/* Writer h opened node ino in thread tid. */
+void fs_note_open(struct fs *f, struct fs_handle *h, uint64_t ino, pid_t tid);
+/* A SETATTR of size 0 on node ino by thread tid, with its handle h or NULL. */
+void fs_note_truncate(struct fs *f, uint64_t ino, struct fs_handle *h, pid_t tid);
+/* Is writer h truncated to nothing with nothing written? */
+bool fs_empty_open(struct fs *f, struct fs_handle *h);
 
 #endif

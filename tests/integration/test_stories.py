@@ -45,6 +45,12 @@ def last_error(m, domain=D):
     return m.status_json(domain).get("last_error") or ""
 
 
+def wait_error(m, text, domain=D):
+    """last_error becomes text (an empty write is judged when its open file
+    is released, just after close(2) returned)."""
+    return h.wait_for(lambda: last_error(m, domain) == text, 10, "last_error %r" % text)
+
+
 def files(tmp_path, **named):
     """Write each named bytes to tmp_path/NAME; their paths."""
     out = {}
@@ -292,7 +298,7 @@ def test_errno_reads_right(mounted, tmp_path):
     assert "does not belong to example.com" in last_error(m)
     fails("cp %s %s" % (f["names_txt"], m.path(D, "names")), "Invalid argument")
     fails("cp /dev/null %s" % m.path(D, "fullchain.pem"), "Invalid argument")
-    assert last_error(m) == "fullchain.pem: empty file"
+    wait_error(m, "fullchain.pem: empty file")
     fails("cp %s %s" % (f["app_pfx"], m.path(D, "cert.pfx")), "Invalid argument")
     assert "write it to example.com/passphrase first" in last_error(m), last_error(m)
     ok("echo pfx-s3cret > %s" % m.path(D, "passphrase"))
@@ -309,7 +315,59 @@ def test_errno_reads_right(mounted, tmp_path):
     assert m.read("log", mode="r").count("empty file") == before, m.read("log", mode="r")
     assert not last_error(m), last_error(m)
     r = sh("bash -c ': > %s'" % m.path(D, "fullchain.pem"))
-    assert last_error(m) == "fullchain.pem: empty file", last_error(m)
+    wait_error(m, "fullchain.pem: empty file")
+
+
+@pytest.mark.timeout(60)
+def test_empty_upload_told_per_open_file(mounted, tmp_path):
+    m = mounted
+    before = managed(m)
+    fc = m.path(D, "fullchain.pem")
+    served = m.read(D, "fullchain.pem")
+
+    def empties():
+        return m.read(D, "log", mode="r").count("fullchain.pem: empty file")
+
+    # Opened for writing, neither truncated nor written: no write at all.
+    ok("touch %s" % fc)
+    os.close(os.open(fc, os.O_WRONLY))
+    assert not last_error(m) and empties() == 0
+    # One process, two opens of one file: a reader kept open and a writer
+    # that truncates and writes nothing. Only the writer is an upload.
+    for reader_first in (True, False):
+        if reader_first:
+            r = os.open(fc, os.O_RDONLY)
+            w = os.open(fc, os.O_WRONLY | os.O_TRUNC)
+        else:
+            w = os.open(fc, os.O_WRONLY | os.O_TRUNC)
+            r = os.open(fc, os.O_RDONLY)
+        n = empties()
+        with pytest.raises(OSError) as e:
+            os.close(w)
+        assert e.value.errno == errno.EINVAL
+        h.wait_for(lambda: empties() == n + 1, 10, "one refusal of the empty writer")
+        assert os.read(r, 1 << 20) == served
+        os.close(r)
+        assert empties() == n + 1
+    # What users type.
+    fails("cp /dev/null %s" % fc, "Invalid argument")
+    h.wait_for(lambda: empties() == 3, 10, "the refusal of cp /dev/null")
+    ok("bash -c ': > %s'" % fc)  # shells do not report a failed close(2)
+    h.wait_for(lambda: empties() == 4, 10, "the refusal of : >")
+    wait_error(m, "fullchain.pem: empty file")
+    assert_unchanged(m, D, before)
+    # A descriptor closed before a duplicate writes (a shell redirection):
+    # the open file's upload is what the duplicate wrote.
+    _, leaf, _, bundle = valid_upload()
+    w = os.open(m.path(D, "bundle.pem"), os.O_WRONLY | os.O_TRUNC)
+    w2 = os.dup(w)
+    with pytest.raises(OSError):
+        os.close(w)
+    os.write(w2, bundle)
+    os.close(w2)
+    assert m.status_json(D)["source"] == "uploaded"
+    assert h.pem_certs(m.read(D, "cert.pem"))[0] == leaf
+    assert empties() == 4 and not last_error(m)
 
 
 # ---------------------------------------------------------------- 3. PFX export
@@ -407,6 +465,7 @@ def test_refused_name_reason_in_log(mounted):
     # Refused uploads and issuance are events there too.
     managed(m)
     fails("cp /dev/null %s" % m.path(D, "cert.pem"), "Invalid argument")
+    wait_error(m, "cert.pem: empty file")
     log = ok("cat %s" % m.path("log")).stdout
     assert "example.com: created" in log and "cert.pem: empty file" in log, log
     assert os.stat(m.path("log")).st_mode & 0o777 == 0o444
