@@ -1552,19 +1552,32 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, -rc);
 }
 
+/* On the judging pool: the empty write of released handle h (a reference). */
+static void empty_judged(void *arg, bool cancelled)
+{
+	struct fs_handle *h = arg;
+	char why[512] = "";
+
+	if (!cancelled && engine_write_empty(h->fs->engine, h->dom, h->file, h->empty_seen, why,
+					     sizeof(why)))
+		util_info("fs: %s/%s: write refused: %s", engine_domain_name(h->dom),
+			  engine_file_name(h->file), why);
+	handle_put(h);
+}
+
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
-	char why[512] = "";
+	struct fs *f = req_fs(req);
 
 	(void)ino;
-	if (h && h->writer && h->dom && h->empty_flushed && !h->dirty && fs_empty_open(h->fs, h)) {
+	if (h && h->writer && h->dom && h->empty_flushed && !h->dirty && fs_empty_open(f, h)) {
 		/* Closed with nothing written, and now released: the empty
-		 * write each close answered (see fs_flush) is judged. */
-		if (engine_write_empty(h->fs->engine, h->dom, h->file, h->empty_seen, why,
-				       sizeof(why)))
-			util_info("fs: %s/%s: write refused: %s", engine_domain_name(h->dom),
-				  engine_file_name(h->file), why);
+		 * write each close answered (see fs_flush) is judged, on the
+		 * pool, since another write of the domain may be judged now. */
+		atomic_fetch_add(&h->refs, 1);
+		if (!f->judge || judge_submit(f->judge, empty_judged, h))
+			handle_put(h);
 	} else if (h && h->writer && h->dirty && h->dom) {
 		engine_write_refused(h->dom, h->file,
 				     "the writer was killed before closing the file; nothing "
