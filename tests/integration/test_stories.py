@@ -406,9 +406,13 @@ def test_pfx_export_uses_domain_passphrase(certfs, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_passphrase_reencrypts_placeholder_pfx(certfs):
+def test_passphrase_reencrypts_placeholder_pfx(certfs, tmp_path):
+    serve = str(tmp_path / "serve")
+    os.mkdir(serve)
     m = certfs(config="[certfs]\nissuer = acme\npfx_password = global-Pfx\n"
-               "[acme]\ndirectory = https://127.0.0.1:9/directory\n")
+               "[acme]\ndirectory = https://127.0.0.1:9/directory\n", args=("--serve", serve))
+    m.extra_mounts.append(serve)
+    h.wait_for(lambda: h.is_mounted(serve), 10, "the serving mount")
     ok("mkdir %s" % m.path(D))
     st = m.wait_state(D, "error")
     assert st["source"] == "selfsigned" and st["generation"] == 0, st
@@ -422,6 +426,11 @@ def test_passphrase_reencrypts_placeholder_pfx(certfs):
     from cryptography.hazmat.primitives.serialization import pkcs12
     key, leaf, _ = pkcs12.load_key_and_certificates(m.read(D, "cert.pfx"), b"secret")
     assert leaf == h.pem_certs(cert)[0] and h.key_matches_cert(key, leaf)
+    # The serving mount too, once its grace for readers of the previous
+    # file is over (deploy hooks wait for the same).
+    spfx = os.path.join(serve, D, "cert.pfx")
+    h.wait_for(lambda: h.openssl("pkcs12", "-in", spfx, "-passin", "pass:secret", "-nodes",
+                                 check=False).returncode == 0, 10, "the serving mount's cert.pfx")
     ok(": > %s" % m.path(D, "passphrase"))
     h.wait_for(lambda: pfx_opens(m, "global-Pfx"), 10, "cert.pfx under pfx_password again")
     assert m.read(D, "cert.pem") == cert
