@@ -1499,11 +1499,11 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	char why[512] = "";
 	int rc = 0, sig;
 
+	(void)ino;
 	if (!h || !h->writer) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	(void)ino;
 	if (!h->dirty && h->dom && fs_empty_open(f, h)) {
 		/*
 		 * `cp /dev/null F`, `: > F`: truncated, nothing written. FUSE
@@ -1512,11 +1512,12 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * writes into the second), so the empty write is judged when
 		 * the open file is released; each close answers now what that
 		 * verdict will be, and a close followed by writes is no upload.
+		 * A writer killed before it wrote (`cat > passphrase`, then
+		 * ^C) meant no empty write: nothing is judged then.
 		 */
-		if (!writer_killed_by(fuse_req_ctx(req)->pid)) {
-			h->empty_flushed = true;
+		h->empty_flushed = !writer_killed_by(fuse_req_ctx(req)->pid);
+		if (h->empty_flushed)
 			h->empty_seen = engine_domain_writes(h->dom);
-		}
 		fuse_reply_err(req, engine_empty_write_ok(h->file) ? 0 : EINVAL);
 		return;
 	}
