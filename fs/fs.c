@@ -1379,11 +1379,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	/* libfuse reuses its request buffer: no uploaded key may stay behind there. */
 	util_wipe((void *)data, size);
 	h->dirty = true;
-	if (!h->wrote) {
-		pthread_mutex_lock(&h->fs->handles_lock);
-		h->wrote = true;
-		pthread_mutex_unlock(&h->fs->handles_lock);
-	}
+	pthread_mutex_lock(&h->fs->handles_lock);
+	h->wrote = true;
+	pthread_mutex_unlock(&h->fs->handles_lock);
 	fuse_reply_write(req, size);
 }
 
