@@ -4,6 +4,11 @@
  * with a bounded number of entries. Expired records are dropped as the
  * buckets they sit in are walked, and the whole table is swept when it is
  * full, so memory stays bounded by max_records whatever the readers do.
+ *
+ * Callers read the clock before they take the lock, so a caller that waited
+ * for it may bring a time earlier than records made meanwhile; the fence
+ * keeps its own clock that never goes back (see fence_clock), or such a
+ * caller would take younger records for expired ones.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,21 +32,40 @@ struct fence_record {
 struct fence {
 	struct fence_config cfg;
 	pthread_mutex_t lock;
-	struct fence_record *buckets[FENCE_BUCKETS];
+	uint64_t now; /* the latest time any caller brought */
+	size_t nbuckets;
 	size_t nrecords;
 	struct fence_stats stats;
+	struct fence_record *buckets[];
 };
 
 int fence_new(const struct fence_config *cfg, struct fence **out)
 {
-	struct fence *fc = calloc(1, sizeof(*fc));
+	size_t nbuckets = cfg->buckets ? cfg->buckets : FENCE_BUCKETS;
+	struct fence *fc = calloc(1, sizeof(*fc) + nbuckets * sizeof(fc->buckets[0]));
 
 	if (!fc)
 		return -ENOMEM;
 	fc->cfg = *cfg;
+	if (!fc->cfg.forget_ms || fc->cfg.forget_ms < fc->cfg.pair_ms)
+		fc->cfg.forget_ms = fc->cfg.pair_ms;
+	fc->nbuckets = nbuckets;
 	pthread_mutex_init(&fc->lock, NULL);
 	*out = fc;
 	return 0;
+}
+
+/*
+ * The time of a call, never earlier than one already seen (fc->lock held):
+ * a caller that read the clock and then waited for the lock while others
+ * made records must not find those records older than pair_ms (unsigned,
+ * "now - start" would wrap around) and drop them mid-pair.
+ */
+static uint64_t fence_clock(struct fence *fc, uint64_t now)
+{
+	if (now > fc->now)
+		fc->now = now;
+	return fc->now;
 }
 
 static void record_free(struct fence *fc, struct fence_record *r)
@@ -56,7 +80,7 @@ static void record_free(struct fence *fc, struct fence_record *r)
 static void sweep(struct fence *fc, bool (*drop)(const struct fence_record *, const void *),
 		  const void *arg)
 {
-	for (unsigned b = 0; b < FENCE_BUCKETS; b++) {
+	for (size_t b = 0; b < fc->nbuckets; b++) {
 		struct fence_record **pp = &fc->buckets[b];
 
 		while (*pp) {
@@ -85,14 +109,41 @@ static bool drop_dom(const struct fence_record *r, const void *arg)
 }
 
 struct expiry {
-	uint64_t now, pair_ms;
+	const struct fence *fc;
+	uint64_t now;
 };
+
+/*
+ * May the record go? A completed cycle is kept pair_ms (a serving mount's
+ * second asking for its last lookup needs it; past that a new record
+ * behaves the same). A cycle with one side opened is the thread's phase:
+ * dropping it would make the fence take the thread's next first half for
+ * the second half of the old cycle, and every later pair of the thread
+ * would straddle two cycles, torn at each rotation. So it is kept until the
+ * thread has been idle forget_ms, though it holds its generation for
+ * pair_ms only.
+ */
+static bool record_stale(const struct fence *fc, const struct fence_record *r, uint64_t now)
+{
+	if (r->sides == 3u)
+		return now - r->start >= fc->cfg.pair_ms;
+	return now - r->last >= fc->cfg.forget_ms;
+}
 
 static bool drop_expired(const struct fence_record *r, const void *arg)
 {
 	const struct expiry *x = arg;
 
-	return x->now - r->start >= x->pair_ms;
+	return record_stale(x->fc, r, x->now);
+}
+
+/* With the table full: also the half-open cycles that hold nothing any
+ * more (their threads may lose phase, but new threads are tracked). */
+static bool drop_unholding(const struct fence_record *r, const void *arg)
+{
+	const struct expiry *x = arg;
+
+	return x->now - r->start >= x->fc->cfg.pair_ms;
 }
 
 void fence_free(struct fence *fc)
@@ -140,6 +191,7 @@ static bool in_grace(const struct fence *fc, const struct fence_dom *fd, uint64_
 void fence_rotate(struct fence *fc, struct fence_dom *fd, void *gen, uint64_t now)
 {
 	pthread_mutex_lock(&fc->lock);
+	now = fence_clock(fc, now);
 	fc->cfg.gen_ref(gen);
 	if (in_grace(fc, fd, now)) {
 		/* Still in the grace of the last rotation: cached readers may
@@ -169,6 +221,7 @@ void fence_expiry_pending(struct fence *fc, struct fence_dom *fd)
 void fence_restart_grace(struct fence *fc, struct fence_dom *fd, uint64_t now)
 {
 	pthread_mutex_lock(&fc->lock);
+	now = fence_clock(fc, now);
 	if (fd->expiring)
 		fd->expiring--;
 	if (fd->grace_gen && now + fc->cfg.grace_ms > fd->grace_end) {
@@ -178,14 +231,14 @@ void fence_restart_grace(struct fence *fc, struct fence_dom *fd, uint64_t now)
 	pthread_mutex_unlock(&fc->lock);
 }
 
-static unsigned bucket_of(uint32_t tid, const struct fence_dom *fd)
+static unsigned bucket_of(uint32_t tid, const struct fence_dom *fd, size_t nbuckets)
 {
 	uint64_t h = ((uint64_t)tid * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(uintptr_t)fd;
 
 	h ^= h >> 29;
 	h *= 0xBF58476D1CE4E5B9ull;
 	h ^= h >> 32;
-	return (unsigned)(h % FENCE_BUCKETS);
+	return (unsigned)(h % nbuckets);
 }
 
 /* The thread's record for the domain, dropping expired ones on the way. */
@@ -197,7 +250,7 @@ static struct fence_record *record_find(struct fence *fc, unsigned b, uint32_t t
 	while (*pp) {
 		struct fence_record *r = *pp;
 
-		if (now - r->start >= fc->cfg.pair_ms) {
+		if (record_stale(fc, r, now)) {
 			*pp = r->next;
 			record_free(fc, r);
 			continue;
@@ -217,6 +270,7 @@ void *fence_pick(struct fence *fc, struct fence_dom *fd, uint32_t tid, int side,
 	void *g;
 
 	pthread_mutex_lock(&fc->lock);
+	now = fence_clock(fc, now);
 	fc->stats.picks++;
 	if (side != FENCE_CERT && side != FENCE_KEY) {
 		/* Combined and status files are whole on their own. */
@@ -228,13 +282,21 @@ void *fence_pick(struct fence *fc, struct fence_dom *fd, uint32_t tid, int side,
 	if (cacheable)
 		*cacheable = now >= fd->fence_end && !fd->expiring;
 	bit = 1u << side;
-	b = bucket_of(tid, fd);
+	b = bucket_of(tid, fd, fc->nbuckets);
 	r = record_find(fc, b, tid, fd, now);
 	if (r && !(r->sides & bit)) {
-		/* The other half of a pair. */
+		/* The other half of a pair: the cycle's generation, or past
+		 * pair_ms the current one (the cycle still ends here, so the
+		 * thread's next open starts the next one). */
 		r->sides |= bit;
 		r->last = now;
 		r->last_side = side;
+		if (now - r->start >= fc->cfg.pair_ms && r->gen != fd->cur) {
+			fc->stats.late++;
+			fc->cfg.gen_unref(r->gen);
+			r->gen = fd->cur;
+			fc->cfg.gen_ref(r->gen);
+		}
 		g = r->gen;
 		if (g != fd->cur)
 			fc->stats.held_old++;
@@ -258,9 +320,11 @@ void *fence_pick(struct fence *fc, struct fence_dom *fd, uint32_t tid, int side,
 	if (g != fd->cur)
 		fc->stats.held_old++;
 	if (!r && fc->nrecords >= fc->cfg.max_records) {
-		struct expiry x = {now, fc->cfg.pair_ms};
+		struct expiry x = {fc, now};
 
 		sweep(fc, drop_expired, &x);
+		if (fc->nrecords >= fc->cfg.max_records)
+			sweep(fc, drop_unholding, &x);
 	}
 	if (!r && fc->nrecords < fc->cfg.max_records && (r = calloc(1, sizeof(*r)))) {
 		r->tid = tid;

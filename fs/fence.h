@@ -8,7 +8,10 @@
  * keeps one short-lived record per (thread, domain): the generation the
  * thread's last cycle started on, and which sides of the pair (certificate
  * files, key) it has opened since. Opening the other side within pair_ms of
- * the cycle's start gets the same generation; opening a side the record
+ * the cycle's start gets the same generation (later, the current one: the
+ * cycle still ends there, and a half-open cycle is remembered for forget_ms,
+ * so that one slow pair never puts the thread out of phase with its later
+ * ones); opening a side the record
  * already has starts a new cycle on the current generation, so a reader of
  * certificates only is never held on an old generation, a reader that looks
  * at status and then at a certificate sees what status says, and nothing
@@ -48,9 +51,12 @@ struct fence;
 
 struct fence_config {
 	uint64_t pair_ms;   /* longest gap between the opens of one pair */
+	uint64_t forget_ms; /* a half-open cycle is remembered this long idle
+			     * (at least pair_ms), so the thread stays in phase */
 	uint64_t grace_ms;  /* 0 where every open is seen */
 	uint64_t retry_ms;  /* 0 where each open is asked about once */
 	size_t max_records; /* bound on memory: threads tracked at once */
+	size_t buckets;     /* hash buckets; 0 for the default */
 	void (*gen_ref)(void *gen);
 	void (*gen_unref)(void *gen);
 };
@@ -73,6 +79,7 @@ struct fence_dom {
 struct fence_stats {
 	uint64_t picks;     /* generations handed out */
 	uint64_t held_old;  /* of them, an older one, to complete a pair */
+	uint64_t late;      /* second halves opened past pair_ms, given the newest */
 	uint64_t untracked; /* picks with the record table full */
 	size_t records;     /* records alive now */
 };

@@ -1813,6 +1813,7 @@ int fs_new(struct engine *e, const struct fs_options *o, struct fuse_args *args,
 {
 	struct fence_config fcfg = {
 		.pair_ms = FS_PAIR_MS,
+		.forget_ms = FS_PAIR_FORGET_MS,
 		.grace_ms = o->serving ? FS_GRACE_MS : 0,
 		.retry_ms = o->serving ? FS_RETRY_MS : 0,
 		.max_records = FS_FENCE_RECORDS,

@@ -35,6 +35,13 @@ struct fuse_session;
  */
 #define FS_PAIR_MS 10000
 /*
+ * A thread's half-open cycle is remembered this long after its last open
+ * (it holds its generation for FS_PAIR_MS only): forgetting it sooner would
+ * put a thread whose pair took longer than FS_PAIR_MS out of phase, pairing
+ * each second half with the next first half for good.
+ */
+#define FS_PAIR_FORGET_MS 60000
+/*
  * On a serving mount a lookup of the side a thread looked up last, in a
  * cycle whose pair is not complete, this soon after, is taken for the
  * kernel asking again for the same open (see fence.h): on an overloaded
