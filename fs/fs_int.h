@@ -43,13 +43,16 @@ struct fuse_session;
 #define FS_PAIR_FORGET_MS 60000
 /*
  * On a serving mount a lookup of the side a thread looked up last, in a
- * cycle whose pair is not complete, this soon after, is taken for the
- * kernel asking again for the same open (see fence.h): on an overloaded
- * machine the second asking has been seen to come hundreds of milliseconds
- * after the first. It is also how late a thread that reads one file in a
- * loop sees a rotation there.
+ * cycle whose pair is not complete, this soon after the first, is taken for
+ * the kernel asking again for the same open (see fence.h): a revalidation
+ * that fails is followed by a fresh lookup, and with many threads looking
+ * one name up at once the kernel may ask a third time; on an overloaded
+ * machine those came up to about 130 ms apart. It is also how much later
+ * than a new thread a thread that re-reads one file in a loop sees a
+ * rotation there (a bind mount of a domain directory polled by a server),
+ * so it is kept well under a second.
  */
-#define FS_RETRY_MS 2000
+#define FS_RETRY_MS 300
 /*
  * Grace on a serving mount (whose opens certfs never sees): after a rotation
  * a thread with no record gets the previous generation for this long, since
