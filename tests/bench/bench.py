@@ -441,16 +441,33 @@ def run_guarded(ctx, sec, fn, *a):
 
 # ---- 1. warm reads
 
-def warm_reads(ctx, res, key, path, pin):
+WARM_ROUNDS = 3
+
+
+def warm_reads(ctx, res, pin, views):
+    """views: [(mount label, path)], the tmpfs baseline first. Each figure
+    is the median of WARM_ROUNDS runs, the views taking turns (rotated each
+    round), so that other work on a shared CPU weighs on the baseline and
+    the mount alike rather than on whichever ran at a busy moment."""
+    mode = "pinned" if pin else "unpinned"
+    each = ctx.args.duration / WARM_ROUNDS
     for threads in (1, 2):
-        r = ctx.rb("read", path, ctx.args.duration, threads, ctx.args.warmup, pin=pin)
-        if r.get("size_changes") or r.get("errors"):
-            ctx.problem("warm read of %s (%s, %d threads): %s size changes, %s errors"
-                        % (path, key, threads, r.get("size_changes"), r.get("errors")))
-        res[key + (threads,)] = r
-        log("  %s %d thread(s): %s ops/s p50 %s" % ("/".join(key), threads,
-                                                  f_rate(r.get("ops_per_s")),
-                                                  f_us(r.get("p50_ns"))))
+        runs = {label: [] for label, _ in views}
+        for rnd in range(WARM_ROUNDS):
+            for label, path in views[rnd % len(views):] + views[:rnd % len(views)]:
+                r = ctx.rb("read", path, each, threads, ctx.args.warmup, pin=pin)
+                if r.get("size_changes") or r.get("errors"):
+                    ctx.problem("warm read of %s (%s %s, %d threads): %s size changes, "
+                                "%s errors" % (path, label, mode, threads,
+                                               r.get("size_changes"), r.get("errors")))
+                runs[label].append(r)
+        for label, _ in views:
+            rs = sorted(runs[label], key=lambda x: x["ops_per_s"])
+            r = rs[len(rs) // 2]
+            res[(label, mode, threads)] = r
+            log("  %s/%s %d thread(s): %s ops/s p50 %s (runs: %s)" % (
+                label, mode, threads, f_rate(r.get("ops_per_s")), f_us(r.get("p50_ns")),
+                ", ".join(f_rate(x["ops_per_s"]) for x in runs[label])))
 
 
 def table_warm(sec, res, size, duration):
@@ -474,10 +491,11 @@ def table_warm(sec, res, size, duration):
                     k = p + "_ns"
                     sec.row(lbl + " " + p, f_us(r[k]), f_us(b and b[k]),
                             ratio(r[k], b and b[k]))
-    sec.note("ops = open + read to EOF + close, %s s per figure after a warm-up; "
-             "'pinned': daemon and reader on CPU 0 (taskset -c 0), baseline pinned too; "
-             "'serve' is the serving mount (--serve), 'main' the read-write mount, "
-             "both of the same daemon" % duration)
+    sec.note("ops = open + read to EOF + close, the median of %d runs of %.2g s (each "
+             "after a warm-up), tmpfs and the mounts taking turns; 'pinned': daemon "
+             "and reader on CPU 0 (taskset -c 0), baseline pinned too; 'serve' is the "
+             "serving mount (--serve), 'main' the read-write mount, both of the same "
+             "daemon" % (WARM_ROUNDS, duration / WARM_ROUNDS))
 
 
 # ---- 2. cold read after rotation
@@ -1079,9 +1097,8 @@ def run_store_a(ctx, s1, s2, s5, s8, s9):
             shutil.copyfile(fc, base)
             size = os.path.getsize(base)
             log("1. warm reads, unpinned")
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("tmpfs", "unpinned"), base, False)
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("serve", "unpinned"), sfc, False)
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("main", "unpinned"), fc, False)
+            run_guarded(ctx, s1, warm_reads, ctx, res, False,
+                        [("tmpfs", base), ("serve", sfc), ("main", fc)])
             log("2. cold reads after rotation")
             run_guarded(ctx, s2, bench_cold, ctx, s2, d, dom, a.cold_reps, d.mnt, "main")
             log("8. cert.pfx")
@@ -1097,9 +1114,8 @@ def run_store_a(ctx, s1, s2, s5, s8, s9):
                                     shape, order, a.rotations, a.rotate_seconds)
         with Daemon(ctx, storeA, mntA, pin=True) as d:
             log("1. warm reads, pinned")
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("tmpfs", "pinned"), base, True)
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("serve", "pinned"), sfc, True)
-            run_guarded(ctx, s1, warm_reads, ctx, res, ("main", "pinned"), fc, True)
+            run_guarded(ctx, s1, warm_reads, ctx, res, True,
+                        [("tmpfs", base), ("serve", sfc), ("main", fc)])
     except Exception as e:  # noqa: BLE001
         log("store A: %s" % e)
         for s in (s1, s2, s5, s8, s9):
