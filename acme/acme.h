@@ -263,8 +263,8 @@ void acme_http01_stop(struct acme_http01 *s);
 
 /*
  * Follow the CNAMEs of name (at most 8 hops) and put the last name into out
- * (name itself when it has no CNAME). resolver is "IPV4:PORT", or NULL for
- * the system's resolvers. -ELOOP past 8 hops, -EINVAL for a bad resolver or
+ * (name itself when it has no CNAME). resolver is "IPV4:PORT" or
+ * "[IPV6]:PORT" (numeric), or NULL for the system's resolvers. -ELOOP past 8 hops, -EINVAL for a bad resolver or
  * answer, -EIO when no resolver state can be made. Thread-safe.
  */
 int acme_dns_cname_target(const char *resolver, const char *name, char *out,

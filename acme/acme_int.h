@@ -143,6 +143,12 @@ int acme_listener_start(struct acme_listener *l, const char *listen_addr, const 
 void acme_listener_stop(struct acme_listener *l, const char *what);
 
 /*
+ * Split "ADDR:PORT" (ADDR an IPv4 address, a bracketed IPv6 address or
+ * empty) into host (without the brackets) and port, both NUL-terminated.
+ * -EINVAL when it is not of that form or does not fit.
+ */
+int acme_addr_split(const char *s, char *host, size_t hlen, char *port, size_t plen) ACME_WUR;
+/*
  * Listen on "ADDR:PORT" (port 0 picks one): a non-blocking, close-on-exec
  * socket into *fd and the bound port into *port. Logs why it failed as
  * "acme: WHAT: ...". -EINVAL for a bad address, -errno from bind/listen.

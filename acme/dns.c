@@ -5,11 +5,12 @@
  * _acme-challenge.auth.example.net` lets the dns hook write one delegated
  * zone instead of every customer zone. The lookup goes through libresolv
  * with a private resolver state (thread-safe), at the system's resolvers or
- * at one given address.
+ * at one given address, IPv4 or IPv6.
  */
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <resolv.h>
 #include <stdio.h>
@@ -50,6 +51,52 @@ static int cname_of(res_state st, const char *name, char *out, size_t len)
 	return -ENOENT;
 }
 
+/*
+ * Ask only the resolver "ADDR:PORT" (IPv4, or bracketed IPv6). glibc keeps
+ * IPv4 servers in nsaddr_list and IPv6 ones behind _u._ext.nsaddrs (a
+ * malloc'd sockaddr_in6 that res_nclose frees, with the nsaddr_list entry's
+ * family 0), which is how res_ninit itself records an IPv6 nameserver of
+ * resolv.conf; the servers res_ninit found are dropped first.
+ */
+static int resolver_set(res_state st, const char *resolver)
+{
+	struct addrinfo hints, *ai = NULL;
+	char host[INET6_ADDRSTRLEN + 8], port[8];
+	int rc = -EINVAL;
+
+	if (acme_addr_split(resolver, host, sizeof(host), port, sizeof(port)) || !*host)
+		return -EINVAL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_DGRAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if (getaddrinfo(host, port, &hints, &ai))
+		return -EINVAL;
+	for (int i = 0; i < MAXNS; i++) {
+		free(st->_u._ext.nsaddrs[i]);
+		st->_u._ext.nsaddrs[i] = NULL;
+		memset(&st->nsaddr_list[i], 0, sizeof(st->nsaddr_list[i]));
+	}
+	st->_u._ext.nscount = 0;
+	if (ai->ai_family == AF_INET && ai->ai_addrlen == sizeof(struct sockaddr_in)) {
+		memcpy(&st->nsaddr_list[0], ai->ai_addr, sizeof(struct sockaddr_in));
+	} else if (ai->ai_family == AF_INET6 && ai->ai_addrlen == sizeof(struct sockaddr_in6)) {
+		st->_u._ext.nsaddrs[0] = malloc(sizeof(struct sockaddr_in6));
+		if (!st->_u._ext.nsaddrs[0]) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(st->_u._ext.nsaddrs[0], ai->ai_addr, sizeof(struct sockaddr_in6));
+	} else {
+		goto out;
+	}
+	st->_u._ext.nssocks[0] = -1;
+	st->nscount = 1;
+	rc = 0;
+out:
+	freeaddrinfo(ai);
+	return rc;
+}
+
 int acme_dns_cname_target(const char *resolver, const char *name, char *out, size_t len)
 {
 	struct __res_state st;
@@ -63,23 +110,9 @@ int acme_dns_cname_target(const char *resolver, const char *name, char *out, siz
 	if (res_ninit(&st))
 		return -EIO;
 	if (resolver && *resolver) {
-		struct sockaddr_in sin = { .sin_family = AF_INET };
-		const char *colon = strrchr(resolver, ':');
-		char host[64];
-
-		if (!colon || (size_t)(colon - resolver) >= sizeof(host)) {
-			rc = -EINVAL;
+		rc = resolver_set(&st, resolver);
+		if (rc)
 			goto out;
-		}
-		memcpy(host, resolver, (size_t)(colon - resolver));
-		host[colon - resolver] = '\0';
-		if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
-			rc = -EINVAL;
-			goto out;
-		}
-		sin.sin_port = htons((unsigned short)atoi(colon + 1));
-		st.nsaddr_list[0] = sin;
-		st.nscount = 1;
 	}
 	/* A resolver that does not answer costs a second, not the default 10. */
 	st.retrans = 1;

@@ -18,7 +18,7 @@
 
 #include "acme/acme_int.h"
 
-static int parse_listen(const char *s, char *host, size_t hlen, char *port, size_t plen)
+int acme_addr_split(const char *s, char *host, size_t hlen, char *port, size_t plen)
 {
 	const char *colon;
 	size_t n;
@@ -56,7 +56,7 @@ int acme_listen_open(const char *listen_addr, const char *what, int *fd, unsigne
 	char host[256], pbuf[16];
 	int one = 1, rc, e, s = -1;
 
-	if (parse_listen(listen_addr, host, sizeof(host), pbuf, sizeof(pbuf))) {
+	if (acme_addr_split(listen_addr, host, sizeof(host), pbuf, sizeof(pbuf))) {
 		util_err("acme: %s: listen address '%s' is not ADDR:PORT", what,
 			 listen_addr ? listen_addr : "");
 		return -EINVAL;

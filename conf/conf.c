@@ -975,9 +975,11 @@ static int apply(const struct conf_key *k, void *base, const char *v, char *why,
 		if (!*v)
 			return set_str((char **)(void *)fp, NULL, false);
 		rc = check_listen(k->name, v, why, wl);
-		/* The resolver is asked over IPv4 (libresolv's nsaddr_list). */
-		if (!rc && !strcmp(k->name, "dns_resolver") && (v[0] == '[' || v[0] == ':'))
-			rc = why_set(why, wl, "dns_resolver: \"%.64s\" is not IPV4:PORT", v);
+		/* A server to ask, not a place to listen: a numeric address. */
+		if (!rc && !strcmp(k->name, "dns_resolver") &&
+		    (v[0] == ':' || !strncmp(v, "localhost:", 10)))
+			rc = why_set(why, wl, "dns_resolver: \"%.64s\" is not IPV4:PORT or "
+				     "[IPV6]:PORT", v);
 		return rc ? rc : set_str((char **)(void *)fp, v, false);
 	case T_ARGV: {
 		char **argv;

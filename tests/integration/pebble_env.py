@@ -39,13 +39,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def free_udp_tcp_port():
-    """A port free for both TCP and UDP (challtestsrv's DNS listens on both)."""
+def ipv6_loopback():
+    """Can a socket be bound to ::1 here (IPv6 on the loopback)?"""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def free_udp_tcp_port(ipv6=False):
+    """A port free for both TCP and UDP (challtestsrv's DNS listens on both),
+    on 127.0.0.1 and, with ipv6, on ::1 too."""
+    addrs = [(socket.AF_INET, "127.0.0.1")] + ([(socket.AF_INET6, "::1")] if ipv6 else [])
     for _ in range(50):
         port = free_port()
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
+            for fam, addr in addrs:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(fam, kind) as s:
+                        s.bind((addr, port))
             return port
         except OSError:
             continue
@@ -173,7 +187,9 @@ class PebbleEnv:
         self.mgmt_port = free_port()
         self.http_port = http_port or free_port()
         self.tls_port = free_port()
-        self.dns_port = free_udp_tcp_port()
+        # The fake DNS answers on ::1 too where it can (for IPv6 resolvers).
+        self.dns_ipv6 = ipv6_loopback()
+        self.dns_port = free_udp_tcp_port(self.dns_ipv6)
         self.chall_mgmt_port = free_port()
         self.pebble = None
         self.challtestsrv = None
@@ -205,7 +221,8 @@ class PebbleEnv:
         with open(os.path.join(self.workdir, "challtestsrv.log"), "wb") as log:
             self.challtestsrv = subprocess.Popen(
                 [which(CHALLTESTSRV),
-                 "-dns01", "127.0.0.1:%d" % self.dns_port,
+                 "-dns01", ",".join(["127.0.0.1:%d" % self.dns_port] +
+                                    (["[::1]:%d" % self.dns_port] if self.dns_ipv6 else [])),
                  "-http01", "", "-https01", "", "-tlsalpn01", "",
                  "-management", "127.0.0.1:%d" % self.chall_mgmt_port,
                  "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],

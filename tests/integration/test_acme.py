@@ -1031,7 +1031,10 @@ def test_tls_alpn01_without_responder_says_so(certfs, pebble, tmp_path):
 # ---------------------------------------------------------------- dns-01 through CNAME delegation
 
 @pytest.mark.timeout(60)
-def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path):
+@pytest.mark.parametrize("resolver", ["127.0.0.1", "[::1]"])
+def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path, resolver):
+    if resolver.startswith("[") and not pebble.dns_ipv6:
+        pytest.skip("no IPv6 on the loopback here (::1 cannot be bound)")
     calls = tmp_path / "dns-calls"
     hook = write_script(str(tmp_path / "dns-recording"), """
         #!/bin/sh
@@ -1047,7 +1050,7 @@ def test_dns01_follows_cname_delegation(certfs, pebble, tmp_path):
     pebble.challtestsrv_post("/set-cname", {"host": "_acme-challenge.%s." % fixed,
                                             "target": fixed_target + "."})
     fs = start_acme(certfs, pebble, http01=False, config=acme_config(
-        acme="challenge = dns-01\ndns_resolver = 127.0.0.1:%d\n" % pebble.dns_port,
+        acme="challenge = dns-01\ndns_resolver = %s:%d\n" % (resolver, pebble.dns_port),
         hooks="dns = %s\n" % hook) + "[domain %s]\ndns_delegate = %s\n" % (fixed, fixed_target))
     for n in (auto, fixed):
         os.mkdir(fs.path(n))

@@ -365,6 +365,10 @@ static void test_conf_set(void)
 	CHECK_STR(c.store, "etcd://127.0.0.1:2379/certfs");
 	CHECK_INT(conf_set(&c, "acme", "http01_listen", "127.0.0.1:80", "--http01-listen", &err), 0);
 	CHECK_INT(conf_set(&c, "acme", "http01_listen", ":8080", "--http01-listen", &err), 0);
+	CHECK_INT(conf_set(&c, "acme", "dns_resolver", "[::1]:53", "test", &err), 0);
+	CHECK_STR(c.acme_dns_resolver, "[::1]:53");
+	CHECK_INT(conf_set(&c, "acme", "dns_resolver", "192.0.2.53:5353", "test", &err), 0);
+	CHECK_STR(c.acme_dns_resolver, "192.0.2.53:5353");
 	CHECK_INT(conf_set(&c, "domain Example.COM", "names", "a.example.com", "test", &err), 0);
 	CHECK(conf_domain_find(&c, "example.com") != NULL);
 
@@ -458,7 +462,10 @@ static const struct bad_case bad_cases[] = {
 	{ "[domain a.example]\nissuer = nobody\n", 2, "selfsigned or none" },
 	{ "[acme]\nchallenge = tls-alpn-02\n", 2, "not http-01, dns-01 or tls-alpn-01" },
 	{ "[acme]\ntls_alpn01_listen = 443\n", 2, "tls_alpn01_listen: \"443\" is not ADDR:PORT" },
-	{ "[acme]\ndns_resolver = [::1]:53\n", 2, "dns_resolver: \"[::1]:53\" is not IPV4:PORT" },
+	{ "[acme]\ndns_resolver = :53\n", 2, "dns_resolver: \":53\" is not IPV4:PORT or [IPV6]:PORT" },
+	{ "[acme]\ndns_resolver = localhost:53\n", 2, "is not IPV4:PORT or [IPV6]:PORT" },
+	{ "[acme]\ndns_resolver = ::1:53\n", 2, "dns_resolver: \"::1:53\" is not ADDR:PORT" },
+	{ "[acme]\ndns_resolver = [::1]\n", 2, "dns_resolver" },
 	{ "[acme]\nhttp01_listen = 0.0.0.0\n", 2, "http01_listen" },
 	{ "[acme]\nhttp01_listen = 1.2.3:80\n", 2, "not ADDR:PORT" },
 	{ "[acme]\nhttp01_listen = [::1]:70000\n", 2, "port in 1..65535" },
