@@ -55,12 +55,15 @@ struct crypto_key;
 #define ACME_RETRY_BASE_S 30
 #define ACME_RETRY_MAX_S (6 * 3600)
 /*
- * Orders the daemon starts by itself (renewals, retries, an issuer change,
- * renew of every domain): at most one per domain per ACME_ORDER_MIN_INTERVAL_S,
- * and account-wide a burst of ACME_AUTO_ORDER_BURST then
- * ACME_AUTO_ORDERS_PER_HOUR (a third of Let's Encrypt's new-order limit).
- * Orders a user asks for (mkdir, names, request.csr, renew of one domain) go
- * out at once. Either way one domain has at most one order in flight.
+ * Orders for one domain, whoever starts them (renewals, retries, an issuer
+ * change, renew of every domain or of one, names, request.csr): at most one
+ * per ACME_ORDER_MIN_INTERVAL_S, counted from the start of the last attempt
+ * (kept in the domain's stored state); a request inside it is held and goes
+ * out when it ends. Only a new domain's first order (mkdir) and resuming an
+ * order saved before a restart have nothing to wait for. Orders the daemon
+ * starts by itself are also limited account-wide: a burst of
+ * ACME_AUTO_ORDER_BURST then ACME_AUTO_ORDERS_PER_HOUR (a third of Let's
+ * Encrypt's new-order limit). One domain has at most one order in flight.
  */
 #define ACME_ORDER_MIN_INTERVAL_S 30
 #define ACME_AUTO_ORDER_BURST 20
@@ -68,7 +71,8 @@ struct crypto_key;
 /*
  * Failed validations (an authorization or challenge the CA found invalid):
  * at most this many per domain in any hour (Let's Encrypt allows 5 per
- * hostname); later orders wait, a forced renew included.
+ * hostname), counted across restarts; later orders wait, a forced renew
+ * included.
  */
 #define ACME_FAILED_VALIDATIONS_PER_HOUR 4
 /* Renewal information (RFC 9773 4.3.3): at most once a minute per domain,

@@ -271,6 +271,19 @@ static void load_order(struct engine_domain *d, char **url, struct crypto_key **
 	json_decref(o);
 }
 
+bool engine_acme_saved_order(struct engine_domain *d)
+{
+	struct crypto_key *key;
+	char *url;
+	bool saved;
+
+	load_order(d, &url, &key);
+	saved = url && key;
+	free(url);
+	crypto_key_free(key);
+	return saved;
+}
+
 /* ---- accounts, one per CA ---------------------------------------------------------- */
 
 /*

@@ -34,14 +34,6 @@
 #define DOMAINS "domains/"
 #define CHALLENGES "challenges/"
 
-/* Wake the scheduler: a domain may be due sooner than it planned. */
-static void wake_scheduler(struct engine *e)
-{
-	pthread_mutex_lock(&e->queue_lock);
-	pthread_cond_signal(&e->sched_cond);
-	pthread_mutex_unlock(&e->queue_lock);
-}
-
 static void names_changed(struct engine *e, const char *name, bool gone)
 {
 	struct engine_observer obs;
@@ -111,7 +103,7 @@ static void apply_state(struct engine *e, const char *name, const void *value, s
 			util_info("engine: %s: added by another node", name);
 			engine_domain_put(d);
 			names_changed(e, name, false);
-			wake_scheduler(e);
+			engine_schedule_wake(e);
 		}
 		return;
 	}
@@ -160,7 +152,7 @@ unlock:
 		pthread_rwlock_unlock(&d->publish_lock);
 	}
 	engine_gen_put(g);
-	wake_scheduler(e);
+	engine_schedule_wake(e);
 	engine_domain_put(d);
 }
 
@@ -312,7 +304,7 @@ int engine_cluster_issue_begin(struct engine_domain *d, struct store_lock **lock
 				 strerror(-rc));
 		else
 			util_debug("engine: %s: another node is issuing", d->name);
-		wake_scheduler(e);
+		engine_schedule_wake(e);
 		return rc;
 	}
 	/* Holding the lock, read the state as it is now: the watch may not

@@ -394,7 +394,7 @@ void engine_domain_set_error(struct engine_domain *d, const char *fmt, ...)
 static char *state_json(const struct engine_domain *d, const struct engine_state *v,
 			char *const *names, size_t nnames)
 {
-	json_t *o, *jn;
+	json_t *o, *jn, *vf;
 	char *s;
 
 	jn = json_array();
@@ -422,6 +422,16 @@ static char *state_json(const struct engine_domain *d, const struct engine_state
 	json_object_set_new(o, "next_number", json_integer((json_int_t)v->next_number));
 	if (v->last_success)
 		json_object_set_new(o, "last_success", json_integer((json_int_t)v->last_success));
+	if (v->last_attempt)
+		json_object_set_new(o, "last_attempt", json_integer((json_int_t)v->last_attempt));
+	vf = json_array();
+	for (size_t i = 0; vf && i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
+		if (v->vfail[i])
+			json_array_append_new(vf, json_integer((json_int_t)v->vfail[i]));
+	if (vf && json_array_size(vf))
+		json_object_set_new(o, "failed_validations", vf);
+	else
+		json_decref(vf);
 	if (v->pending[0])
 		json_object_set_new(o, "pending", json_string(v->pending));
 	if (v->last_error[0])
@@ -632,6 +642,15 @@ int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	d->errors_total = (uint64_t)json_integer_value(json_object_get(o, "errors_total"));
 	d->next_attempt = (time_t)json_integer_value(json_object_get(o, "next_attempt"));
 	d->last_success = (time_t)json_integer_value(json_object_get(o, "last_success"));
+	d->last_attempt = (time_t)json_integer_value(json_object_get(o, "last_attempt"));
+	memset(d->vfail, 0, sizeof(d->vfail));
+	v = json_object_get(o, "failed_validations");
+	for (i = 0; json_is_array(v) && i < json_array_size(v); i++) {
+		time_t t = (time_t)json_integer_value(json_array_get(v, i));
+
+		if (t > 0) /* the newest are kept, should there be more */
+			engine_vfail_add(d->vfail, t);
+	}
 	d->failures = (int)json_integer_value(json_object_get(o, "failures"));
 	d->managed_gen = (uint64_t)json_integer_value(json_object_get(o, "managed_gen"));
 	d->managed_not_before = (time_t)json_integer_value(json_object_get(o, "managed_not_before"));
@@ -1070,9 +1089,7 @@ int engine_reload(struct engine *e, const struct conf *c)
 	conf_clear(&e->conf);
 	e->conf = copy;
 	pthread_mutex_unlock(&e->conf_lock);
-	pthread_mutex_lock(&e->queue_lock);
-	pthread_cond_broadcast(&e->sched_cond);
-	pthread_mutex_unlock(&e->queue_lock);
+	engine_schedule_wake(e);
 	return 0;
 }
 
@@ -1355,6 +1372,7 @@ void engine_revoke_pass(struct engine *e)
 		e->revoke_failures = 0;
 		e->revoke_next = 0;
 	}
+	e->sched_kick = true;
 	pthread_cond_broadcast(&e->sched_cond);
 	pthread_mutex_unlock(&e->queue_lock);
 }

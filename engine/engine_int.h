@@ -115,6 +115,10 @@ enum engine_job {
 	uint64_t errors_total;                                                      \
 	time_t next_attempt;         /* retry after a failure; 0 = none */          \
 	time_t last_success;         /* the last managed issuance landed; 0: unknown */ \
+	time_t last_attempt;         /* start of the last issuance attempt, 0: none */ \
+	/* Recent failed validations, for the CA's per-name hourly limit: kept  \
+	 * across a restart, or a restart loop would reset the count. */        \
+	time_t vfail[ACME_FAILED_VALIDATIONS_PER_HOUR];                             \
 	int failures;                                                               \
 	char last_error[512];                                                       \
 	bool last_error_write;       /* last_error is a refused write's */
@@ -174,13 +178,13 @@ struct engine_domain {
 	time_t ari_next_check;       /* when to ask the CA again */
 	unsigned jitter;             /* random per domain: spreads renewals */
 	bool ari_queued;
-	/* Pacing (the rules are in acme/acme.h), kept in memory. */
+	/* Pacing (the rules are in acme/acme.h); last_attempt and vfail are
+	 * in the stored state, the hold is kept in memory. */
 	bool job_auto;               /* the queued job was started by the daemon */
 	bool held_job;               /* a job was held: run it at hold_until */
-	time_t last_attempt;         /* start of the last issuance attempt, 0: none yet */
+	bool held_auto;              /* ... and it was the daemon's own (job_auto) */
 	time_t hold_until;           /* no order before this (0: none) */
 	char hold_reason[200];       /* why, for status */
-	time_t vfail[ACME_FAILED_VALIDATIONS_PER_HOUR]; /* recent failed validations */
 	time_t ari_last_fetch;       /* last renewalInfo request */
 	/* cluster.c: managed_gen when the issuance job was queued (to see
 	 * that another node issued meanwhile), and when to ask for the
@@ -233,6 +237,7 @@ struct engine {
 	int revoke_failures;         /* queue_lock: passes failed in a row */
 	time_t revoke_next;          /* queue_lock: retry the pass then; 0 = none */
 	pthread_cond_t sched_cond;
+	bool sched_kick;             /* queue_lock: look again before sleeping */
 	double auto_tokens;          /* automatic orders left in the bucket (queue_lock) */
 	time_t auto_tokens_at;       /* when the bucket was last filled */
 
@@ -365,6 +370,9 @@ int engine_issue_acme(struct engine_domain *d, const struct conf *c, enum crypto
 		      struct crypto_key *reuse, struct engine_gen **out, time_t *retry_after,
 		      bool *validation, char *why, size_t whylen);
 int engine_acme_start(struct engine *e);
+/* Has d an order saved before a restart, which the next issuance resumes
+ * (store I/O: not under d->lock)? */
+bool engine_acme_saved_order(struct engine_domain *d);
 /* Fetch renewal information for d's managed ACME certificate (worker thread). */
 void engine_acme_check_ari(struct engine_domain *d);
 /* The ARI id of d's managed ACME certificate, for "replaces" (caller frees). */
@@ -458,7 +466,15 @@ enum engine_upload_event {
 /* What happens to a served upload now? (d->lock held) */
 enum engine_upload_event engine_upload_check(const struct engine_domain *d, time_t now,
 					     int warn_days);
+/* Note a failed validation at t in vfail (a state's), replacing the oldest. */
+void engine_vfail_add(time_t *vfail, time_t t);
 void engine_queue(struct engine *e, struct engine_domain *d);
+/*
+ * Make the scheduler look again now (something may be due sooner than it
+ * planned). Never lost: a wake while it is busy makes it look once more
+ * before it sleeps. Takes e->queue_lock (a leaf lock).
+ */
+void engine_schedule_wake(struct engine *e);
 void engine_queue_ari(struct engine *e, struct engine_domain *d);
 /* Status fields: next renewal and why, last attempt, failures, next retry. */
 void engine_schedule_json(struct engine_domain *d, json_t *o);

@@ -296,6 +296,7 @@ static void hold(struct engine_domain *d, time_t t, const char *fmt, ...)
 
 	d->hold_until = t;
 	d->held_job = true;
+	d->held_auto = d->job_auto;
 	va_start(ap, fmt);
 	vsnprintf(d->hold_reason, sizeof(d->hold_reason), fmt, ap);
 	va_end(ap);
@@ -327,16 +328,30 @@ static time_t auto_order_take(struct engine *e, time_t now)
 	return when;
 }
 
+void engine_vfail_add(time_t *vfail, time_t t)
+{
+	size_t oldest = 0;
+
+	for (size_t i = 1; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
+		if (vfail[i] < vfail[oldest])
+			oldest = i;
+	vfail[oldest] = t;
+}
+
 /*
  * May an ACME order for d go out now? Otherwise d is held (status says
- * why) and the scheduler runs the job when the hold ends.
+ * why) and the scheduler runs the job when the hold ends. Decides only:
+ * the attempt is written to the stored state once the domain is this
+ * node's to issue (note_attempt).
  */
 static bool acme_order_allowed(struct engine *e, struct engine_domain *d, time_t now)
 {
 	time_t oldest = 0, when;
-	char date[32];
+	char date[32], last[32];
 	int recent = 0;
 	bool ok = false;
+	/* Resuming an order made before a restart places no new one. */
+	bool resume = engine_acme_saved_order(d);
 
 	pthread_mutex_lock(&d->lock);
 	for (size_t i = 0; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++) {
@@ -353,9 +368,18 @@ static bool acme_order_allowed(struct engine *e, struct engine_domain *d, time_t
 		engine_domain_set_error(d, "%s", d->hold_reason);
 		goto out;
 	}
-	if (d->job_auto && d->last_attempt && now < d->last_attempt + ACME_ORDER_MIN_INTERVAL_S) {
-		hold(d, d->last_attempt + ACME_ORDER_MIN_INTERVAL_S,
-		     "paced: one automatic order per %d s per domain", ACME_ORDER_MIN_INTERVAL_S);
+	/*
+	 * The per-domain floor holds whoever asks: a loop of `echo renew` or
+	 * of names writes places one order per floor, the last request going
+	 * out when it ends. Only a new domain's first order has nothing to
+	 * count from.
+	 */
+	if (!resume && d->last_attempt && now < d->last_attempt + ACME_ORDER_MIN_INTERVAL_S) {
+		when = d->last_attempt + ACME_ORDER_MIN_INTERVAL_S;
+		util_format_time(d->last_attempt, last, sizeof(last));
+		util_format_time(when, date, sizeof(date));
+		hold(d, when, "paced: one order per %d s per domain (the last at %s); the next "
+		     "goes out at %s", ACME_ORDER_MIN_INTERVAL_S, last, date);
 		goto out;
 	}
 	if (d->job_auto && (when = auto_order_take(e, now))) {
@@ -366,22 +390,25 @@ static bool acme_order_allowed(struct engine *e, struct engine_domain *d, time_t
 	d->held_job = false;
 	d->hold_until = 0;
 	d->hold_reason[0] = '\0';
-	d->last_attempt = now;
 	ok = true;
 out:
 	pthread_mutex_unlock(&d->lock);
 	return ok;
 }
 
-/* A failed validation at now, for the per-hour limit (d->lock held). */
-static void vfail_record(struct engine_domain *d, time_t now)
+/*
+ * An issuance attempt starts at now: last_attempt (which the per-domain
+ * floor counts from) goes into the stored state, so that a restart keeps
+ * it. Called with the domain's cluster lock held, so a shared store is
+ * written only by the node that issues.
+ */
+static void note_attempt(struct engine_domain *d, time_t now)
 {
-	size_t oldest = 0;
+	struct engine_state v;
 
-	for (size_t i = 1; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
-		if (d->vfail[i] < d->vfail[oldest])
-			oldest = i;
-	d->vfail[oldest] = now;
+	engine_state_begin(d, &v);
+	v.last_attempt = now;
+	engine_state_record(d, &v);
 }
 
 /*
@@ -481,15 +508,12 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		return;
 	}
 	if (issuer == CONF_ISSUER_ACME && !acme_order_allowed(e, d, util_now())) {
-		pthread_mutex_lock(&e->queue_lock);
-		pthread_cond_broadcast(&e->sched_cond); /* wake for the end of the hold */
-		pthread_mutex_unlock(&e->queue_lock);
+		engine_schedule_wake(e); /* for the end of the hold */
 		conf_clear(&c);
 		return;
 	}
 	if (issuer != CONF_ISSUER_ACME) {
 		pthread_mutex_lock(&d->lock);
-		d->last_attempt = util_now();
 		d->held_job = false;
 		pthread_mutex_unlock(&d->lock);
 	}
@@ -498,6 +522,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		conf_clear(&c);
 		return;
 	}
+	note_attempt(d, util_now());
 	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
 		kt = CRYPTO_KEY_EC256;
 	cur = engine_domain_gen(d);
@@ -552,23 +577,20 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		v.errors_total++;
 		v.next_attempt = engine_retry_at(v.failures, util_now(), retry_after);
 		snprintf(v.last_error, sizeof(v.last_error), "%s", why);
+		v.last_error_write = false;
+		/* Kept with the state: the CA's hourly limit outlives a restart. */
+		if (validation)
+			engine_vfail_add(v.vfail, util_now());
 		engine_state_record(d, &v);
 		pthread_mutex_lock(&d->lock);
 		d->issue_failures++;
 		pthread_mutex_unlock(&d->lock);
 		if (v.failures == 3)
 			engine_hook_queue(e, d, false, "failed", v.not_after);
-		if (validation) {
-			pthread_mutex_lock(&d->lock);
-			vfail_record(d, util_now());
-			pthread_mutex_unlock(&d->lock);
-		}
 		atomic_fetch_add(&e->errors_total, 1);
 		util_err("engine: %s: issuance failed: %s", d->name, why);
-		/* Wake the scheduler: it may be asleep past the first retry. */
-		pthread_mutex_lock(&e->queue_lock);
-		pthread_cond_broadcast(&e->sched_cond);
-		pthread_mutex_unlock(&e->queue_lock);
+		/* The scheduler may be asleep past the first retry. */
+		engine_schedule_wake(e);
 	}
 	conf_clear(&c);
 	engine_cluster_issue_end(d, lock);
@@ -612,6 +634,14 @@ int engine_renew_all(struct engine *e, const void *data, size_t len, char *why, 
 	conf_clear(&c);
 	util_info("engine: renewal of all %zu domains requested", queued);
 	return 0;
+}
+
+void engine_schedule_wake(struct engine *e)
+{
+	pthread_mutex_lock(&e->queue_lock);
+	e->sched_kick = true;
+	pthread_cond_broadcast(&e->sched_cond);
+	pthread_mutex_unlock(&e->queue_lock);
 }
 
 /* Append a job and wake a worker (e->queue_lock held). */
@@ -957,10 +987,13 @@ static time_t schedule_pass(struct engine *e)
 		for (struct engine_domain *d = e->table[i]; d; d = d->hnext) {
 			enum conf_issuer issuer = engine_issuer_of(&c, d->name);
 			enum engine_upload_event ev;
-			bool due, ari, unsaved;
+			bool due, ari, unsaved, user;
 
 			pthread_mutex_lock(&d->lock);
 			due = engine_domain_due(d, now, fraction, issuer);
+			/* A held request of a user stays one (it is not the
+			 * daemon's and takes nothing from the automatic bucket). */
+			user = due && d->held_job && !d->held_auto;
 			/* Wake for the earliest retry, hold or renewal window,
 			 * not a fixed period later. */
 			if (d->next_attempt > now && (!next || d->next_attempt < next))
@@ -979,7 +1012,9 @@ static time_t schedule_pass(struct engine *e)
 			      !d->ari_unsupported && !d->ari_queued && now >= d->ari_next_check &&
 			      now >= d->ari_last_fetch + ACME_ARI_MIN_INTERVAL_S;
 			pthread_mutex_unlock(&d->lock);
-			if (due)
+			if (user)
+				engine_queue(e, d);
+			else if (due)
 				engine_queue_auto(e, d);
 			else if (ari)
 				engine_queue_ari(e, d);
@@ -1043,6 +1078,9 @@ static void *scheduler_main(void *arg)
 		time_t next, now;
 		int wait_ms = period_ms;
 
+		/* A wake from now on is seen: the pass may have read a domain
+		 * before its retry time was set. */
+		e->sched_kick = false;
 		pthread_mutex_unlock(&e->queue_lock);
 		next = schedule_pass(e);
 		now = util_now();
@@ -1056,7 +1094,7 @@ static void *scheduler_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		if (!e->stopping)
+		if (!e->stopping && !e->sched_kick)
 			pthread_cond_timedwait(&e->sched_cond, &e->queue_lock, &ts);
 	}
 	pthread_mutex_unlock(&e->queue_lock);

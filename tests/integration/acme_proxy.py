@@ -11,6 +11,8 @@ headers and bodies so that the client only ever talks to the proxy.
 Switches (plain attributes, safe to flip while it runs):
   rate_limit_new_order  answer newOrder with 429, a rateLimited problem
                         document and `Retry-After: retry_after`
+  refuse_new_orders     a count: answer that many newOrders as
+                        rate_limit_new_order does, then pass them on
   processing_hold       seconds: from the first finalize on, answer order
                         polls (and the finalize) with status "processing",
                         no certificate and `Retry-After: 0` for that long
@@ -88,6 +90,7 @@ class AcmeProxy:
         self.pebble = pebble
         self.upstream = ("127.0.0.1", pebble.listen_port)
         self.rate_limit_new_order = False
+        self.refuse_new_orders = 0
         self.retry_after = retry_after
         self.processing_hold = 0
         self.profiles = None
@@ -301,7 +304,10 @@ class AcmeProxy:
         if method == "POST" and path.startswith("/order-plz"):
             with self.lock:
                 self.new_orders.append(jws_payload(body))
-            if self.rate_limit_new_order:
+                refuse = self.rate_limit_new_order or self.refuse_new_orders > 0
+                if self.refuse_new_orders > 0:
+                    self.refuse_new_orders -= 1
+            if refuse:
                 problem = json.dumps({
                     "type": "urn:ietf:params:acme:error:rateLimited",
                     "detail": "too many new orders (test proxy)",

@@ -212,6 +212,7 @@ class Certfs:
         self.args = list(args)
         self.options = options
         self.clock_file = None
+        self.clock = None  # the offset last written to the clock file
         if clock is not None:
             self.clock_file = os.path.join(self.dir, "clock")
             self.set_clock(clock)
@@ -238,6 +239,7 @@ class Certfs:
         with open(tmp, "w") as f:
             f.write("%d\n" % int(seconds))
         os.rename(tmp, self.clock_file)
+        self.clock = int(seconds)
 
     def env(self):
         e = dict(os.environ)

@@ -121,6 +121,23 @@ def wait_error(fs, name, pred, timeout=ISSUE_TIMEOUT, what="last_error"):
                             % (e, last.get("st"), fs.stderr()[-3000:]))
 
 
+# acme/acme.h ACME_ORDER_MIN_INTERVAL_S: one order per domain per 30 s, whoever
+# asks (a renew, names or CSR inside it is held until it ends).
+ORDER_MIN_INTERVAL_S = 30
+
+
+def past_order_floor(fs):
+    """Move the daemon's test clock past the per-domain order floor, so that
+    what a test asks next goes out at once."""
+    fs.set_clock((fs.clock or 0) + ORDER_MIN_INTERVAL_S + 1)
+
+
+def utc_seconds(s):
+    """An RFC 3339 time of status.json ("2026-12-07T19:43:04Z") as a Unix time."""
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
 def leaf(fs, name):
     return x509.load_pem_x509_certificate(fs.read(name, "cert.pem"))
 
@@ -308,11 +325,12 @@ def make_csr(names):
 
 @pytest.mark.timeout(60)
 def test_request_csr_issues_for_the_csr_key(certfs, pebble, tmp_path):
-    fs = start_acme(certfs, pebble)
+    fs = start_acme(certfs, pebble, clock=0)
     name = domain("csr")
     os.mkdir(fs.path(name))
     wait_acme(fs, name)
     first = leaf(fs, name)
+    past_order_floor(fs)
     key, csr = make_csr([name])
     write_file(fs.path(name, "request.csr"), csr)
     wait_acme(fs, name, cond=lambda f, n: h.spki(leaf(f, n)) == h.spki(key), timeout=10,
@@ -327,7 +345,7 @@ def test_request_csr_issues_for_the_csr_key(certfs, pebble, tmp_path):
 def test_request_csr_written_during_an_issuance_is_not_lost(certfs, pebble, tmp_path):
     # The mkdir's own issuance is held in the dns hook while the CSR arrives.
     blocking, calls, flag = blocking_dns_hook(tmp_path)
-    fs = start_acme(certfs, pebble, http01=False,
+    fs = start_acme(certfs, pebble, http01=False, clock=0,
                     config=acme_config(acme="challenge = dns-01\n", hooks="dns = %s\n" % blocking))
     name = domain("csrbusy")
     os.mkdir(fs.path(name))
@@ -335,6 +353,7 @@ def test_request_csr_written_during_an_issuance_is_not_lost(certfs, pebble, tmp_
                "the dns hook of the mkdir's issuance")
     key, csr = make_csr([name])
     write_file(fs.path(name, "request.csr"), csr)
+    past_order_floor(fs)  # the CSR's order goes out once the first is done
     flag.write_text("go\n")
     wait_acme(fs, name, cond=lambda f, n: h.spki(leaf(f, n)) == h.spki(key), timeout=10,
               what="a certificate for the CSR written during the first issuance (the "
@@ -417,7 +436,7 @@ def test_preferred_chain_selects_alternate_root(own_pebble, certfs, tmp_path):
 @pytest.mark.timeout(60)
 def test_failed_challenge_reports_problem_then_renew_issues(certfs, pebble, tmp_path):
     # Nothing answers on Pebble's http port: the validation fails.
-    fs = start_acme(certfs, pebble, http01=False)
+    fs = start_acme(certfs, pebble, http01=False, clock=0)
     name = domain("fail")
     os.mkdir(fs.path(name))
     st = wait_error(fs, name, lambda e: e.startswith(PROBLEM_PREFIX),
@@ -432,6 +451,7 @@ def test_failed_challenge_reports_problem_then_renew_issues(certfs, pebble, tmp_
     assert fs.stop() == 0
     fs.args += ["--http01-listen", "127.0.0.1:%d" % pebble.http_port]
     fs.start()
+    past_order_floor(fs)
     fs.renew(name)
     wait_acme(fs, name)
     assert_issued(fs, name, pebble, tmp_path)
@@ -645,7 +665,7 @@ def sighup(fs, config):
 def test_changed_directory_gets_its_own_account(certfs, pebble, own_pebble, tmp_path):
     # The second CA validates http-01 on the same port, so one responder serves both.
     other = own_pebble(http_port=pebble.http_port)
-    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    fs = start_file_acme(certfs, pebble, ca_config(pebble), clock=0)
     first = domain("ca1")
     os.mkdir(fs.path(first))
     wait_acme(fs, first)
@@ -664,6 +684,7 @@ def test_changed_directory_gets_its_own_account(certfs, pebble, own_pebble, tmp_
     verify_chain(fs, second, other.root_file, tmp_path)
     # The existing domain renews at the new CA too (no foreign "kid").
     serial = leaf(fs, first).serial_number
+    past_order_floor(fs)
     fs.renew(first)
     wait_acme(fs, first, cond=lambda f, n: leaf(f, n).serial_number != serial,
               what="a renewal at the new CA")
@@ -689,13 +710,14 @@ def test_changed_directory_gets_its_own_account(certfs, pebble, own_pebble, tmp_
 def test_sighup_applies_a_fixed_ca_bundle(certfs, pebble, tmp_path):
     # A wrong CA bundle first (Pebble's issuing root, not its listener's CA).
     bad = ca_config(pebble).replace(pebble.ca_pem, pebble.root_file)
-    fs = start_file_acme(certfs, pebble, bad)
+    fs = start_file_acme(certfs, pebble, bad, clock=0)
     name = domain("bundle")
     os.mkdir(fs.path(name))
     wait_error(fs, name, lambda e: "certificate" in e.lower(), what="a TLS error")
     since = len(fs.stderr())
     sighup(fs, "[certfs]\nworkers = 3\n" + ca_config(pebble))
     assert "workers changed: takes effect after a restart" in fs.stderr()[since:]
+    past_order_floor(fs)
     fs.renew(name)
     wait_acme(fs, name)
     verify_chain(fs, name, pebble.root_file, tmp_path)
@@ -781,16 +803,27 @@ def test_due_on_arrival_is_served_and_reported_not_reordered(own_pebble, proxy, 
     fs.set_clock(1000)
     st = wait_error(fs, name, lambda e: "already due" in e, what="the due-on-arrival report")
     assert st.get("source") == "acme" and st.get("state") == "valid", st
-    h.wait_for(lambda: leaf(fs, name).serial_number != first.serial_number, 10,
+    h.wait_for(lambda: leaf(fs, name).serial_number != first.serial_number, ISSUE_TIMEOUT,
                "the certificate due on arrival to be served")
     quiet(2.0, lambda: px.count("/order-plz", "POST") == 2,
           "the certificate due on arrival was ordered again: %d orders"
           % px.count("/order-plz", "POST"))
     h.wait_for(lambda: notify_log.exists() and "due-on-arrival " + name in notify_log.read_text(),
-               10, "the notify hook for the certificate due on arrival")
-    # A quarter of the lifetime later one more order, no more.
-    fs.set_clock(1000 + 301)
-    h.wait_for(lambda: px.count("/order-plz", "POST") == 3, 15, "the order after the hold")
+               ISSUE_TIMEOUT, "the notify hook for the certificate due on arrival")
+    # Held for a quarter of the lifetime, and status says until when.
+    st = h.status_json(fs.mount, name)
+    assert "already due" in st["renewal_reason"], st
+    second = leaf(fs, name)
+    life = (h.cert_not_after(second) - h.cert_not_before(second)).total_seconds()
+    held_until = utc_seconds(st["next_renewal"])
+    assert held_until - utc_seconds(st["last_attempt"]) >= life / 4 - 1, (st, life)
+    # Past the hold (by the daemon's clock, whatever time has passed since):
+    # one more order, no more.
+    fs.set_clock(max(fs.clock, int(held_until - time.time()) + 2))
+    h.wait_for(lambda: px.count("/order-plz", "POST") == 3, ISSUE_TIMEOUT,
+               "the order after the hold")
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != second.serial_number,
+              what="the certificate ordered after the hold")
     quiet(1.5, lambda: px.count("/order-plz", "POST") == 3, "orders after the hold")
 
 
@@ -803,21 +836,79 @@ def test_failed_validations_stay_under_the_hourly_limit(pebble, proxy, certfs, t
     name = domain("vfail")
     os.mkdir(fs.path(name))
     orders = lambda: px.count("/order-plz", "POST")  # noqa: E731
-    for n in range(1, FAILED_VALIDATIONS_PER_HOUR + 1):
-        h.wait_for(lambda: read_state(fs, name).get("failures") == n, ISSUE_TIMEOUT,
-                   "failed validation %d" % n)
-        if n < FAILED_VALIDATIONS_PER_HOUR:
-            fs.renew(name)  # a forced renewal skips the back-off, not the limit
-    assert orders() == FAILED_VALIDATIONS_PER_HOUR
+    failures = lambda: read_state(fs, name).get("failures", 0)  # noqa: E731
+    for n in range(1, FAILED_VALIDATIONS_PER_HOUR):
+        h.wait_for(lambda: failures() >= n, ISSUE_TIMEOUT, "failed validation %d" % n)
+        past_order_floor(fs)
+        fs.renew(name)  # a forced renewal skips the back-off, not the limit
+    h.wait_for(lambda: failures() >= FAILED_VALIDATIONS_PER_HOUR, ISSUE_TIMEOUT,
+               "failed validation %d" % FAILED_VALIDATIONS_PER_HOUR)
+    past_order_floor(fs)
     fs.renew(name)
-    st = wait_error(fs, name, lambda e: "failed validations in the last hour" in e,
-                    what="the failed-validation hold")
+    wait_error(fs, name, lambda e: "failed validations in the last hour" in e,
+               what="the failed-validation hold")
+    assert orders() == FAILED_VALIDATIONS_PER_HOUR
     quiet(1.5, lambda: orders() == FAILED_VALIDATIONS_PER_HOUR,
           "an order went out past the failed-validation limit")
+    before = h.status_json(fs.mount, name)
+    assert before["last_attempt"], before
+
+    # A restart forgets neither the count nor the last attempt.
+    assert fs.stop() == 0
+    fs.start()
+    st = h.status_json(fs.mount, name)
+    assert st["last_attempt"] == before["last_attempt"], (st, before)
+    past_order_floor(fs)
+    fs.renew(name)
+    h.wait_for(lambda: "failed validations in the last hour"
+               in h.status_json(fs.mount, name).get("renewal_reason", ""), 10,
+               "the failed-validation hold after the restart")
+    quiet(1.5, lambda: orders() == FAILED_VALIDATIONS_PER_HOUR,
+          "an order went out past the failed-validation limit after a restart")
     # An hour later the held renewal goes out by itself.
-    fs.set_clock(3601)
+    fs.set_clock(fs.clock + 3600)
     h.wait_for(lambda: orders() == FAILED_VALIDATIONS_PER_HOUR + 1, ISSUE_TIMEOUT,
                "the held order an hour later")
+
+
+@pytest.mark.timeout(120)
+def test_user_requests_keep_the_per_domain_order_floor(pebble, proxy, certfs, tmp_path):
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0)
+    name = domain("loop")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    mine = lambda: orders_for(px, name)  # noqa: E731
+    assert mine() == 1, "a new domain's first order goes out at once"
+    first = leaf(fs, name).serial_number
+    # A loop of renews with a names write among them: every write is
+    # accepted; nothing is ordered inside the floor.
+    for _ in range(10):
+        fs.renew(name)
+    write_file(fs.path(name, "names"), ("%s\nwww.%s\n" % (name, name)).encode())
+    for _ in range(10):
+        fs.renew(name)
+    st = h.wait_for(lambda: (lambda s: s if s.get("renewal_reason", "").startswith("paced")
+                             else None)(h.status_json(fs.mount, name)), 10,
+                    "the pacing hold in status")
+    assert utc_seconds(st["next_renewal"]) == \
+        utc_seconds(st["last_attempt"]) + ORDER_MIN_INTERVAL_S, st
+    quiet(1.5, lambda: mine() == 1, "a request inside the per-domain floor placed an order")
+    # At the floor's end one order goes out, for the names last written.
+    past_order_floor(fs)
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first,
+              what="the held request at the end of the floor")
+    assert_issued(fs, name, pebble, tmp_path, names=[name, "www." + name])
+    quiet(1.5, lambda: mine() == 2, "%d orders for one held request" % mine())
+    # The same for request.csr.
+    second = leaf(fs, name).serial_number
+    key, csr = make_csr([name])
+    write_file(fs.path(name, "request.csr"), csr)
+    quiet(1.0, lambda: mine() == 2, "a CSR inside the per-domain floor placed an order")
+    past_order_floor(fs)
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != second
+              and h.spki(leaf(f, n)) == h.spki(key), what="the CSR's certificate")
+    assert mine() == 3
 
 
 # ---------------------------------------------------------------- issuer = none, issuer switch
@@ -1071,16 +1162,42 @@ def test_sighup_applies_key_type_and_hooks(certfs, pebble, tmp_path):
         #!/bin/sh
         echo "$CERTFS_EVENT $CERTFS_DOMAIN" >> {log}
         """.format(log=log))
-    fs = start_file_acme(certfs, pebble, ca_config(pebble))
+    fs = start_file_acme(certfs, pebble, ca_config(pebble), clock=0)
     name = domain("hupkey")
     os.mkdir(fs.path(name))
     wait_acme(fs, name)
     first = leaf(fs, name)
     assert first.public_key().curve.name == "secp256r1"
     sighup(fs, "[certfs]\nkey_type = ec384\n" + ca_config(pebble, hooks="deploy = %s\n" % deploy))
+    past_order_floor(fs)
     fs.renew(name)
     wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first.serial_number,
               what="a renewal after SIGHUP")
     assert leaf(fs, name).public_key().curve.name == "secp384r1", "key_type not applied"
     h.wait_for(lambda: log.exists() and ("deploy " + name) in log.read_text(), 10,
                "the deploy hook added by SIGHUP")
+
+
+# ---------------------------------------------------------------- retry at next_retry
+
+@pytest.mark.timeout(120)
+def test_first_retry_comes_at_next_retry(pebble, proxy, certfs, tmp_path):
+    # No test clock: the scheduler then looks only once a minute by itself,
+    # so a retry on time means it was woken for it.
+    px = proxy(pebble, retry_after=10)
+    px.refuse_new_orders = 1
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle)
+    name = domain("retry")
+    os.mkdir(fs.path(name))
+    st = wait_error(fs, name, lambda e: "rateLimited" in e, what="the refused order")
+    st = h.wait_for(lambda: (lambda s: s if s.get("next_retry") else None)(
+        h.status_json(fs.mount, name)), 5, "next_retry in status.json")
+    assert st["failures"] == 1, st
+    due = utc_seconds(st["next_retry"])
+    assert px.count("/order-plz", "POST") == 1
+    # The retry must be under way by next_retry (plus a little for a loaded
+    # machine), not at the scheduler's next minute.
+    wait_acme(fs, name, timeout=max(due - time.time(), 0) + 4,
+              what="the retry at next_retry %s" % st["next_retry"])
+    assert px.count("/order-plz", "POST") == 2
+    assert_issued(fs, name, pebble, tmp_path)

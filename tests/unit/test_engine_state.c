@@ -454,6 +454,56 @@ static void test_record_failure_is_kept_and_retried(struct engine *e, struct mem
 	engine_domain_put(d);
 }
 
+/* last_attempt and the failed validations come back from the stored state
+ * (a restart must not reset the CA's hourly limit). */
+static void test_pacing_state_is_stored(struct engine *e, struct mem_store *m)
+{
+	const char *name = "paced.example.com";
+	struct engine_domain *d;
+	struct engine_state v;
+	struct util_buf b;
+	char canon[256], key[300], *rec;
+	time_t t = 1800000000;
+	int found;
+
+	CHECK_INT(engine_mkdir(e, name, canon, sizeof(canon)), 0);
+	d = engine_domain_get(e, name);
+	if (!d)
+		return;
+	engine_state_begin(d, &v);
+	v.last_attempt = t;
+	/* One more than the limit: the oldest gives way. */
+	for (int i = 0; i <= ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
+		engine_vfail_add(v.vfail, t - 3000 + i * 100);
+	CHECK_INT(engine_state_commit(d, &v), 0);
+	snprintf(key, sizeof(key), "domains/%s/state", name);
+	rec = stored(m, key);
+	CHECK(rec && strstr(rec, "\"last_attempt\":1800000000"));
+	CHECK(rec && strstr(rec, "\"failed_validations\":["));
+
+	/* Read back as at start-up. */
+	pthread_mutex_lock(&d->store_lock);
+	pthread_mutex_lock(&d->lock);
+	memset(d->vfail, 0, sizeof(d->vfail));
+	d->last_attempt = 0;
+	util_buf_init(&b, 65536, false);
+	CHECK_INT(util_buf_append(&b, rec, strlen(rec)), 0);
+	CHECK_INT(engine_domain_parse_state(d, &b), 0);
+	util_buf_free(&b);
+	CHECK(d->last_attempt == t);
+	found = 0;
+	for (int i = 0; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++) {
+		CHECK(d->vfail[i] != t - 3000); /* the oldest was dropped */
+		found += d->vfail[i] >= t - 2900 && d->vfail[i] <= t - 3000 +
+			 ACME_FAILED_VALIDATIONS_PER_HOUR * 100;
+	}
+	CHECK_INT(found, ACME_FAILED_VALIDATIONS_PER_HOUR);
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->store_lock);
+	free(rec);
+	engine_domain_put(d);
+}
+
 static void test_decisions(struct engine *e)
 {
 	const char *name = "decide.example.com";
@@ -625,6 +675,7 @@ int main(void)
 	test_refused_mkdir_leaves_nothing(e, m);
 	test_rm_upload_on_refusing_store(e, m);
 	test_record_failure_is_kept_and_retried(e, m);
+	test_pacing_state_is_stored(e, m);
 	test_decisions(e);
 	test_pending_halves_pair(e);
 	engine_free(e);
