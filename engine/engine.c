@@ -424,6 +424,8 @@ static char *state_json(const struct engine_domain *d, const struct engine_state
 		json_object_set_new(o, "last_success", json_integer((json_int_t)v->last_success));
 	if (v->last_attempt)
 		json_object_set_new(o, "last_attempt", json_integer((json_int_t)v->last_attempt));
+	if (v->requested)
+		json_object_set_new(o, "requested", json_integer((json_int_t)v->requested));
 	vf = json_array();
 	for (size_t i = 0; vf && i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
 		if (v->vfail[i])
@@ -643,6 +645,7 @@ int engine_domain_parse_state(struct engine_domain *d, const struct util_buf *b)
 	d->next_attempt = (time_t)json_integer_value(json_object_get(o, "next_attempt"));
 	d->last_success = (time_t)json_integer_value(json_object_get(o, "last_success"));
 	d->last_attempt = (time_t)json_integer_value(json_object_get(o, "last_attempt"));
+	d->requested = (time_t)json_integer_value(json_object_get(o, "requested"));
 	memset(d->vfail, 0, sizeof(d->vfail));
 	v = json_object_get(o, "failed_validations");
 	for (i = 0; json_is_array(v) && i < json_array_size(v); i++) {

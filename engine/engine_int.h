@@ -116,6 +116,10 @@ enum engine_job {
 	time_t next_attempt;         /* retry after a failure; 0 = none */          \
 	time_t last_success;         /* the last managed issuance landed; 0: unknown */ \
 	time_t last_attempt;         /* start of the last issuance attempt, 0: none */ \
+	/* A user asked for a new certificate (names, CSR, renew) at this time,  \
+	 * 0 once one begun after it landed: a request held by the pacing rules \
+	 * or cut by a restart is still made. */                                \
+	time_t requested;                                                           \
 	/* Recent failed validations, for the CA's per-name hourly limit: kept  \
 	 * across a restart, or a restart loop would reset the count. */        \
 	time_t vfail[ACME_FAILED_VALIDATIONS_PER_HOUR];                             \

@@ -484,6 +484,23 @@ time_t engine_retry_at(int failures, time_t now, time_t retry_after)
 	return retry_after > now + delay ? retry_after : now + delay;
 }
 
+/*
+ * A certificate begun at started landed: a user's request made before
+ * that is answered (one made while it ran stays, and is made next).
+ */
+static void request_done(struct engine_domain *d, time_t started)
+{
+	struct engine_state v;
+
+	engine_state_begin(d, &v);
+	if (!v.requested || v.requested > started) {
+		engine_state_abort(d);
+		return;
+	}
+	v.requested = 0;
+	engine_state_record(d, &v);
+}
+
 static void issue_domain(struct engine *e, struct engine_domain *d)
 {
 	const struct conf_domain *cd;
@@ -496,6 +513,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 	time_t retry_after = 0;
 	bool validation = false;
 	struct store_lock *lock = NULL;
+	time_t started = util_now();
 	struct conf c;
 	int rc;
 
@@ -563,6 +581,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		d->ari_renew_at = 0; /* a new certificate has a new window */
 		d->ari_next_check = 0;
 		pthread_mutex_unlock(&d->lock);
+		request_done(d, started);
 		due_on_arrival(e, d, c.renew_fraction);
 	}
 	if (rc == -ESTALE) {
@@ -820,6 +839,10 @@ time_t engine_domain_renew_at(const struct engine_domain *d, time_t now, double 
 		RENEW_WHY("retry after %d failed attempt%s", d->failures,
 			  d->failures == 1 ? "" : "s");
 		return d->next_attempt > now ? d->next_attempt : now;
+	}
+	if (d->requested) {
+		RENEW_WHY("requested (renew, names or a CSR)");
+		return now;
 	}
 	if (!d->managed_gen) {
 		RENEW_WHY("not issued yet");

@@ -641,6 +641,7 @@ static int set_names(struct engine_domain *d, char **names, size_t n, bool csr)
 	v.has_csr = csr;
 	v.next_attempt = 0;
 	v.failures = 0;
+	v.requested = util_now(); /* kept until a certificate with these names lands */
 	/* On success names and n become the old ones, freed here. */
 	rc = engine_state_commit_names(d, &v, &names, &n);
 	if (!rc)
@@ -923,13 +924,21 @@ static int write_judge(struct engine *e, struct engine_domain *d, enum engine_fi
 	case ENGINE_FILE_STATUS:
 		n = trim_len(s, len);
 		if (n == 5 && !memcmp(s, "renew", 5)) {
-			pthread_mutex_lock(&d->lock);
-			/* A forced renewal ignores any retry back-off. */
-			d->next_attempt = 0;
-			pthread_mutex_unlock(&d->lock);
+			struct engine_state v;
+
+			/* A forced renewal ignores any retry back-off; the
+			 * request is stored, so a restart does not drop it. */
+			engine_state_begin(d, &v);
+			v.next_attempt = 0;
+			v.requested = util_now();
+			rc = engine_state_commit(d, &v);
+			if (rc) {
+				snprintf(reason, sizeof(reason), "cannot store the request: %s",
+					 strerror(-rc));
+				goto unlock;
+			}
 			engine_queue(e, d);
 			util_info("engine: %s: renewal requested", d->name);
-			rc = 0;
 		} else {
 			snprintf(reason, sizeof(reason), "status accepts only the word renew");
 			rc = -EINVAL;

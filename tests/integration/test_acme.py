@@ -912,6 +912,41 @@ def test_user_requests_keep_the_per_domain_order_floor(pebble, proxy, certfs, tm
     assert mine() == 3
 
 
+@pytest.mark.timeout(90)
+def test_held_request_outlives_a_restart(pebble, proxy, certfs, tmp_path):
+    """A names write held by the per-domain floor, then the daemon stops:
+    once started again, the request is still made, and only once (a second
+    restart, by SIGKILL, does not make it again)."""
+    px = proxy(pebble)
+    fs = start_acme(certfs, pebble, directory=px.directory_url, ca_bundle=px.ca_bundle, clock=0)
+    name = domain("held")
+    os.mkdir(fs.path(name))
+    wait_acme(fs, name)
+    first = leaf(fs, name).serial_number
+    write_file(fs.path(name, "names"), ("%s\nwww.%s\n" % (name, name)).encode())
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("renewal_reason", "")
+               .startswith("paced"), 10, "the pacing hold in status")
+    assert fs.stop() == 0
+    assert orders_for(px, name) == 1
+    fs.start()
+    h.wait_for(lambda: h.status_json(fs.mount, name).get("next_renewal"), 10,
+               "the stored request in status after the restart")
+    quiet(1.0, lambda: orders_for(px, name) == 1,
+          "an order inside the per-domain floor after a restart")
+    past_order_floor(fs)
+    wait_acme(fs, name, cond=lambda f, n: leaf(f, n).serial_number != first,
+              what="the held names request after the restart")
+    assert_issued(fs, name, pebble, tmp_path, names=[name, "www." + name])
+    # Answered: after another restart it is not made again.
+    fs.kill9()
+    h.lazy_unmount(fs.mount)
+    fs.start()
+    past_order_floor(fs)
+    st = h.wait_for(lambda: (lambda s: s if "lifetime" in s.get("renewal_reason", "") else None)(
+        h.status_json(fs.mount, name)), 10, "the lifetime rule once the request is answered")
+    quiet(1.0, lambda: orders_for(px, name) == 2, "the answered request was made again")
+
+
 # ---------------------------------------------------------------- issuer = none, issuer switch
 
 def orders_for(px, name):

@@ -472,6 +472,7 @@ static void test_pacing_state_is_stored(struct engine *e, struct mem_store *m)
 		return;
 	engine_state_begin(d, &v);
 	v.last_attempt = t;
+	v.requested = t - 5; /* a user's renew, held by the pacing rules */
 	/* One more than the limit: the oldest gives way. */
 	for (int i = 0; i <= ACME_FAILED_VALIDATIONS_PER_HOUR; i++)
 		engine_vfail_add(v.vfail, t - 3000 + i * 100);
@@ -480,17 +481,20 @@ static void test_pacing_state_is_stored(struct engine *e, struct mem_store *m)
 	rec = stored(m, key);
 	CHECK(rec && strstr(rec, "\"last_attempt\":1800000000"));
 	CHECK(rec && strstr(rec, "\"failed_validations\":["));
+	CHECK(rec && strstr(rec, "\"requested\":1799999995"));
 
 	/* Read back as at start-up. */
 	pthread_mutex_lock(&d->store_lock);
 	pthread_mutex_lock(&d->lock);
 	memset(d->vfail, 0, sizeof(d->vfail));
 	d->last_attempt = 0;
+	d->requested = 0;
 	util_buf_init(&b, 65536, false);
 	CHECK_INT(util_buf_append(&b, rec, strlen(rec)), 0);
 	CHECK_INT(engine_domain_parse_state(d, &b), 0);
 	util_buf_free(&b);
 	CHECK(d->last_attempt == t);
+	CHECK(d->requested == t - 5);
 	found = 0;
 	for (int i = 0; i < ACME_FAILED_VALIDATIONS_PER_HOUR; i++) {
 		CHECK(d->vfail[i] != t - 3000); /* the oldest was dropped */
@@ -551,6 +555,21 @@ static void test_decisions(struct engine *e)
 	CHECK(!engine_domain_due(d, d->managed_not_after - life / 4, 1.0 / 3, CONF_ISSUER_LOCAL));
 	CHECK(engine_domain_due(d, d->ari_renew_at, 1.0 / 3, CONF_ISSUER_LOCAL));
 	d->ari_renew_at = 0;
+	/* A user's request (renew, names, a CSR) is due at once, and says so;
+	 * a retry after a failure still waits for its time. */
+	{
+		char why[128];
+
+		d->requested = now - 100;
+		CHECK(engine_domain_due(d, now, 1.0 / 3, CONF_ISSUER_LOCAL));
+		CHECK_INT(engine_domain_renew_at(d, now, 1.0 / 3, CONF_ISSUER_LOCAL, why,
+						 sizeof(why)), now);
+		CHECK(strstr(why, "requested") != NULL);
+		d->next_attempt = now + 30;
+		CHECK(!engine_domain_due(d, now, 1.0 / 3, CONF_ISSUER_LOCAL));
+		d->next_attempt = 0;
+		d->requested = 0;
+	}
 	d->queued = true;
 	CHECK(!engine_domain_due(d, d->managed_not_after, 1.0 / 3, CONF_ISSUER_LOCAL));
 	d->queued = false;
