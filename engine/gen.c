@@ -15,16 +15,14 @@
 
 #include "engine/engine_int.h"
 
-int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
-		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out)
+/* A new generation with no content yet, one reference; NULL: no memory. */
+static struct engine_gen *gen_alloc(struct engine *e, uint64_t number, time_t created,
+				    enum engine_source src)
 {
-	struct engine_gen *g;
-	struct util_buf leaf;
-	int rc;
+	struct engine_gen *g = calloc(1, sizeof(*g));
 
-	g = calloc(1, sizeof(*g));
 	if (!g)
-		return -ENOMEM;
+		return NULL;
 	atomic_init(&g->refs, 1);
 	g->number = number;
 	g->created = created;
@@ -33,6 +31,18 @@ int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engin
 	pthread_mutex_init(&g->lazy_lock, NULL);
 	util_buf_init(&g->key_pem, 64 * 1024, true);
 	util_buf_init(&g->fullchain, ENGINE_RECORD_MAX, false);
+	return g;
+}
+
+int engine_gen_new(struct engine *e, uint64_t number, time_t created, enum engine_source src,
+		   struct crypto_key *key, struct crypto_chain *chain, struct engine_gen **out)
+{
+	struct engine_gen *g = gen_alloc(e, number, created, src);
+	struct util_buf leaf;
+	int rc;
+
+	if (!g)
+		return -ENOMEM;
 	util_buf_init(&leaf, ENGINE_RECORD_MAX, false);
 
 	rc = crypto_chain_to_pem(chain, &g->fullchain);
@@ -268,6 +278,51 @@ static int source_parse(const char *s, enum engine_source *out)
 	return -EINVAL;
 }
 
+/*
+ * A generation from its stored record, whose PEM text is what
+ * engine_gen_new made when it was built: the text is kept as stored once
+ * key and chain have parsed (encoding them again would cost more than the
+ * parse, and a daemon loads thousands of generations). key and chain are
+ * the parsed record; the caller frees them.
+ */
+static int gen_from_pem(struct engine *e, uint64_t number, time_t created,
+			enum engine_source src, struct crypto_key *key, struct crypto_chain *chain,
+			json_t *jkey, json_t *jchain, struct engine_gen **out)
+{
+	static const char end[] = "-----END CERTIFICATE-----";
+	const char *text = json_string_value(jchain), *leaf_end;
+	size_t len = json_string_length(jchain);
+	struct engine_gen *g;
+	int rc;
+
+	leaf_end = memmem(text, len, end, sizeof(end) - 1);
+	if (!leaf_end)
+		return -EINVAL;
+	g = gen_alloc(e, number, created, src);
+	if (!g)
+		return -ENOMEM;
+	g->leaf_len = (size_t)(leaf_end - text) + sizeof(end) - 1;
+	if (g->leaf_len < len && text[g->leaf_len] == '\n')
+		g->leaf_len++;
+	rc = util_buf_append(&g->fullchain, text, len);
+	if (!rc && key)
+		rc = util_buf_append(&g->key_pem, json_string_value(jkey), json_string_length(jkey));
+	if (!rc)
+		rc = crypto_cert_info(crypto_chain_get0(chain, 0), &g->info);
+	if (rc) {
+		util_buf_free(&g->key_pem);
+		util_buf_free(&g->fullchain);
+		pthread_mutex_destroy(&g->lazy_lock);
+		free(g);
+		return rc;
+	}
+	g->has_key = key != NULL;
+	util_buf_shrink(&g->fullchain);
+	util_buf_shrink(&g->key_pem);
+	*out = g;
+	return 0;
+}
+
 int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			   struct engine_gen **out, char *err, size_t errlen)
 {
@@ -308,16 +363,13 @@ int engine_gen_from_record(struct engine *e, const void *data, size_t len,
 			goto out;
 		}
 	}
-	rc = engine_gen_new(e, (uint64_t)json_integer_value(json_object_get(o, "generation")),
-			    (time_t)json_integer_value(json_object_get(o, "created")), src, key,
-			    chain, out);
+	rc = gen_from_pem(e, (uint64_t)json_integer_value(json_object_get(o, "generation")),
+			  (time_t)json_integer_value(json_object_get(o, "created")), src, key, chain,
+			  jkey, jchain, out);
 	if (rc) {
 		snprintf(err, errlen, "generation record: cannot rebuild files");
 		goto out;
 	}
-	key = NULL;
-	chain = NULL;
-	rc = 0;
 out:
 	crypto_key_free(key);
 	crypto_chain_free(chain);
