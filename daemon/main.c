@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,11 @@
 #define LOOP_IDLE_DEFAULT 10
 #define LOOP_THREADS_DEFAULT 16
 #define LOOP_THREADS_MAX 1000
+/* The serving mount's threads: its requests are lookups and first reads. */
+#define SERVE_IDLE_THREADS 2
+#define SERVE_MAX_THREADS 4
+/* malloc arenas (see main). */
+#define MALLOC_ARENAS 2
 
 /* One command-line setting, re-applied on every reload so it keeps winning. */
 struct override {
@@ -284,16 +290,31 @@ static int serve_new(struct engine *engine, struct fs *primary, struct fuse_args
 	return rc;
 }
 
+/*
+ * The serving mount's loop. Several threads: a first read of a domain
+ * there loads its generation from the store and builds files (on two CPUs,
+ * one thread left half the machine idle while servers started), and a
+ * slow request must not hold up every other reader.
+ */
 static void *serve_loop(void *arg)
 {
 	struct fs *f = arg;
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 
-	fuse_session_loop(fs_session(f));
+	if (!loop) {
+		fuse_session_loop(fs_session(f));
+		return NULL;
+	}
+	fuse_loop_cfg_set_idle_threads(loop, SERVE_IDLE_THREADS);
+	fuse_loop_cfg_set_max_threads(loop, SERVE_MAX_THREADS);
+	fuse_session_loop_mt(fs_session(f), loop);
+	fuse_loop_cfg_destroy(loop);
 	return NULL;
 }
 
-/* SIGUSR1 only interrupts the serving loop's read (installed without
- * SA_RESTART, so the read returns EINTR and the loop sees it must end). */
+/* SIGUSR1 only interrupts the serving loop's wait (installed without
+ * SA_RESTART, so the wait returns EINTR and the loop sees it must end;
+ * the loop then cancels and joins its worker threads). */
 static void wake_handler(int sig)
 {
 	(void)sig;
@@ -465,6 +486,15 @@ int main(int argc, char **argv)
 	bool mounted = false, conf_ok = false;
 	int rc = 1, ret, saved_stderr = -1;
 
+	/*
+	 * Two malloc arenas, not glibc's eight per CPU: each of the many FUSE
+	 * threads would otherwise get its own, and what one thread allocated
+	 * for a node another frees, so every arena keeps its high-water mark
+	 * (measured: 183 instead of 228 MiB after reading 10,000 domains).
+	 * MALLOC_ARENA_MAX in the environment still wins.
+	 */
+	if (!getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, MALLOC_ARENAS);
 	memset(&o, 0, sizeof(o));
 	memset(&fopts, 0, sizeof(fopts));
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) == -1)
