@@ -194,9 +194,13 @@ static struct engine_domain *domain_new(struct engine *e, const char *name)
 		return NULL;
 	atomic_init(&d->refs, 1);
 	d->engine = e;
-	snprintf(d->name, sizeof(d->name), "%s", name);
 	name_to_store(name, stored, sizeof(stored));
-	snprintf(d->key, sizeof(d->key), "domains/%s", stored);
+	d->name = strdup(name);
+	if (!d->name || asprintf(&d->key, "domains/%s", stored) < 0) {
+		free(d->name);
+		free(d);
+		return NULL;
+	}
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->store_lock, NULL);
 	pthread_mutex_init(&d->write_lock, NULL);
@@ -259,6 +263,10 @@ void engine_domain_put(struct engine_domain *d)
 		return;
 	engine_gen_put(d->cur);
 	crypto_strv_free(d->names, d->nnames);
+	free(d->name);
+	free(d->key);
+	free(d->hook_error);
+	free(d->probe);
 	pthread_mutex_destroy(&d->lock);
 	pthread_mutex_destroy(&d->store_lock);
 	pthread_mutex_destroy(&d->write_lock);

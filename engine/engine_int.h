@@ -135,8 +135,10 @@ struct engine_domain {
 	atomic_int refs;
 	struct engine *engine;
 	struct engine_domain *hnext;
-	char name[256];
-	char key[300]; /* "domains/NAME" */
+	/* Allocated to their length: a daemon keeps 10,000 domains or more,
+	 * and fixed arrays for every string cost it 2 KB a domain. */
+	char *name;
+	char *key;     /* "domains/NAME" */
 
 	pthread_mutex_t write_lock;  /* one writer at a time (held across a judgement) */
 	uint64_t writes;             /* writes judged: bumped under write_lock, read atomically */
@@ -168,14 +170,9 @@ struct engine_domain {
 	uint64_t issue_failures;
 	uint64_t upload_refusals;
 	uint64_t hook_failures;
-	char hook_error[512];        /* last failed hook, shown in status */
-	/* The probe's last answer (probe.c); probe_at 0: none yet. */
-	char probe_target[264];
-	char probe_fp[100];          /* "" on error */
-	char probe_error[300];
-	int64_t probe_gen;           /* the generation served there, -1: unknown */
-	bool probe_current;
-	time_t probe_at;
+	char *hook_error;            /* last failed hook, shown in status; NULL: none */
+	/* The probe's last answer (probe.c); NULL: none yet. */
+	struct engine_probe_answer *probe;
 	/* RFC 9773 renewal information for the managed ACME certificate. */
 	bool ari_unsupported;        /* the directory has no renewalInfo */
 	time_t ari_renew_at;         /* chosen inside the suggested window; 0 = none */
@@ -197,6 +194,15 @@ struct engine_domain {
 	time_t cluster_retry_at;
 	int64_t cluster_state_rev;   /* store revision of the last state applied */
 	uint64_t state_version;      /* bumped on every change status shows */
+};
+
+struct engine_probe_answer {
+	char target[264];
+	char fp[100];                /* "" on error */
+	char error[300];
+	int64_t gen;                 /* the generation served there, -1: unknown */
+	bool current;
+	time_t at;
 };
 
 struct engine_job_item {

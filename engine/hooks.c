@@ -88,10 +88,12 @@ static void hook_done(struct engine_domain *d, bool ok, const char *why)
 	pthread_mutex_lock(&d->lock);
 	if (!ok) {
 		d->hook_failures++;
-		snprintf(d->hook_error, sizeof(d->hook_error), "%s", why);
+		free(d->hook_error);
+		d->hook_error = strdup(why); /* NULL when out of memory: only shown less */
 		util_err("engine: %s: %s", d->name, why);
 	} else {
-		d->hook_error[0] = '\0';
+		free(d->hook_error);
+		d->hook_error = NULL;
 	}
 	engine_domain_changed(d);
 	pthread_mutex_unlock(&d->lock);

@@ -175,12 +175,17 @@ bool engine_probe_run(struct engine *e, struct engine_domain *d)
 	current = g && gen == (int64_t)g->number;
 	engine_gen_put(g);
 	pthread_mutex_lock(&d->lock);
-	snprintf(d->probe_target, sizeof(d->probe_target), "%s", target);
-	snprintf(d->probe_fp, sizeof(d->probe_fp), "%s", why[0] ? "" : info.fingerprint_sha256);
-	snprintf(d->probe_error, sizeof(d->probe_error), "%s", why);
-	d->probe_gen = gen;
-	d->probe_current = current;
-	d->probe_at = util_now();
+	if (!d->probe)
+		d->probe = calloc(1, sizeof(*d->probe)); /* NULL: the answer is not shown */
+	if (d->probe) {
+		snprintf(d->probe->target, sizeof(d->probe->target), "%s", target);
+		snprintf(d->probe->fp, sizeof(d->probe->fp), "%s",
+			 why[0] ? "" : info.fingerprint_sha256);
+		snprintf(d->probe->error, sizeof(d->probe->error), "%s", why);
+		d->probe->gen = gen;
+		d->probe->current = current;
+		d->probe->at = util_now();
+	}
 	engine_domain_changed(d);
 	pthread_mutex_unlock(&d->lock);
 	if (why[0])
@@ -197,23 +202,24 @@ bool engine_probe_run(struct engine *e, struct engine_domain *d)
 
 void engine_probe_json(struct engine_domain *d, json_t *o)
 {
+	const struct engine_probe_answer *a;
 	char at[32];
 	json_t *p;
 
 	pthread_mutex_lock(&d->lock);
-	if (!d->probe_at) {
+	a = d->probe;
+	if (!a) {
 		pthread_mutex_unlock(&d->lock);
 		return;
 	}
-	util_format_time(d->probe_at, at, sizeof(at));
-	p = json_pack("{s:s, s:s, s:s?, s:s?}", "endpoint", d->probe_target, "at", at,
-		      "fingerprint_sha256", d->probe_fp[0] ? d->probe_fp : NULL, "error",
-		      d->probe_error[0] ? d->probe_error : NULL);
-	if (p && !d->probe_error[0]) {
-		json_object_set_new(p, "generation", d->probe_gen >= 0
-							     ? json_integer((json_int_t)d->probe_gen)
-							     : json_null());
-		json_object_set_new(p, "current", json_boolean(d->probe_current));
+	util_format_time(a->at, at, sizeof(at));
+	p = json_pack("{s:s, s:s, s:s?, s:s?}", "endpoint", a->target, "at", at,
+		      "fingerprint_sha256", a->fp[0] ? a->fp : NULL, "error",
+		      a->error[0] ? a->error : NULL);
+	if (p && !a->error[0]) {
+		json_object_set_new(p, "generation",
+				    a->gen >= 0 ? json_integer((json_int_t)a->gen) : json_null());
+		json_object_set_new(p, "current", json_boolean(a->current));
 	}
 	pthread_mutex_unlock(&d->lock);
 	if (p)

@@ -479,7 +479,7 @@ static int render_domain_published(struct engine *e, struct engine_domain *d,
 	if (o) {
 		pthread_mutex_lock(&d->lock);
 		json_object_set_new(o, "pending", d->pending[0] ? json_string(d->pending) : json_null());
-		if (d->hook_error[0])
+		if (d->hook_error)
 			json_object_set_new(o, "hook_error", json_string(d->hook_error));
 		pthread_mutex_unlock(&d->lock);
 		json_object_set_new(o, "subject", json_string(g->info.subject));
