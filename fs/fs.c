@@ -514,7 +514,9 @@ static void lookup_snapshot(fuse_req_t req, struct fs *f, struct fs_dom *fd, enu
 		/* Status shows stale readers too, whose processes may end at
 		 * any time: while there are any, this key changes each time. */
 		if (k != ENGINE_FILE_LOG && f->readers)
-			key = key * 31u + readers_version(f->readers) * 1000033u;
+			key = key * 31u + readers_version(f->readers,
+							  d ? engine_domain_name(d) : NULL) *
+						  1000033u;
 		pthread_mutex_lock(&f->lock);
 		slot = fd ? &fd->snap[s] : &f->root_snap[s];
 		slot_key = fd ? &fd->snap_key[s] : &f->root_snap_key[s];

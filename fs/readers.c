@@ -420,16 +420,29 @@ void readers_forget(struct readers *r, const char *name)
 	pthread_mutex_unlock(&r->lock);
 }
 
-uint64_t readers_version(struct readers *r)
+/* Is a process of d on an older generation than d's newest? (r->lock held) */
+static bool dom_has_old(const struct rd_dom *d)
 {
+	for (const struct rd_rec *x = d->recs; x; x = x->dnext)
+		if (x->gen < d->cur)
+			return true;
+	return false;
+}
+
+uint64_t readers_version(struct readers *r, const char *domain)
+{
+	struct rd_dom *one;
 	uint64_t v;
 	bool old = false;
 
 	pthread_mutex_lock(&r->lock);
-	for (size_t b = 0; !old && b < READERS_DOM_BUCKETS; b++)
+	if (domain) {
+		one = dom_lookup(r, domain, false);
+		old = one && dom_has_old(one);
+	}
+	for (size_t b = 0; !domain && !old && b < READERS_DOM_BUCKETS; b++)
 		for (struct rd_dom *d = r->doms[b]; !old && d; d = d->hnext)
-			for (struct rd_rec *x = d->recs; !old && x; x = x->dnext)
-				old = x->gen < d->cur;
+			old = dom_has_old(d);
 	if (old)
 		r->version++;
 	v = r->version;

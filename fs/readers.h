@@ -105,8 +105,11 @@ void readers_forget(struct readers *r, const char *name);
  * Changes whenever what readers_stale could return may have changed; while
  * any recorded process is on an older generation than its domain's newest
  * it changes at every call (whether it is still running is not an event).
+ * With a domain, only that domain's processes are looked at (a domain's
+ * status is looked up per domain: walking every record there made reading
+ * 10,000 domains' files quadratic); NULL looks at every domain.
  */
-uint64_t readers_version(struct readers *r);
+uint64_t readers_version(struct readers *r, const char *domain);
 
 struct readers_stats {
 	size_t records;     /* processes recorded now, all domains */

@@ -308,21 +308,25 @@ static void test_forget_and_version(void)
 
 	fake_thread(100, 100, 50, "nginx");
 	readers_note(r, "a.example", 1, 100);
-	v1 = readers_version(r);
+	v1 = readers_version(r, NULL);
 	readers_note(r, "a.example", 1, 100);
-	CHECK_INT(readers_version(r), v1); /* nothing new */
+	CHECK_INT(readers_version(r, NULL), v1); /* nothing new */
 	readers_rotate(r, "a.example", 2);
-	v2 = readers_version(r);
+	v2 = readers_version(r, NULL);
 	CHECK(v2 != v1);
 	/* While someone is on an old generation, every call differs. */
-	CHECK(readers_version(r) != v2);
+	CHECK(readers_version(r, NULL) != v2);
 	readers_forget(r, "b.example");
-	CHECK(readers_version(r) != v2);
+	CHECK(readers_version(r, NULL) != v2);
+	/* Per domain: only that domain's processes count. */
+	CHECK(readers_version(r, "a.example") != readers_version(r, "a.example"));
+	v2 = readers_version(r, "b.example");
+	CHECK_INT(readers_version(r, "b.example"), v2);
 	CHECK_INT(stale(r, "a.example", 2, s), 1);
 	readers_forget(r, "A.Example"); /* as rmdir takes it */
 	CHECK_INT(stale(r, "a.example", 2, s), 0);
-	v1 = readers_version(r);
-	CHECK_INT(readers_version(r), v1);
+	v1 = readers_version(r, NULL);
+	CHECK_INT(readers_version(r, NULL), v1);
 	readers_free(r);
 }
 
