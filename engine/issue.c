@@ -402,10 +402,18 @@ out:
  * it. Called with the domain's cluster lock held, so a shared store is
  * written only by the node that issues.
  */
-static void note_attempt(struct engine_domain *d, time_t now)
+static void note_attempt(struct engine_domain *d, time_t now, enum conf_issuer issuer)
 {
 	struct engine_state v;
 
+	/* Only the ACME floor counts from it: other issuers keep it in memory
+	 * (status shows it) and write nothing before they have a certificate. */
+	if (issuer != CONF_ISSUER_ACME) {
+		pthread_mutex_lock(&d->lock);
+		d->last_attempt = now;
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
 	engine_state_begin(d, &v);
 	v.last_attempt = now;
 	engine_state_record(d, &v);
@@ -540,7 +548,7 @@ static void issue_domain(struct engine *e, struct engine_domain *d)
 		conf_clear(&c);
 		return;
 	}
-	note_attempt(d, util_now());
+	note_attempt(d, util_now(), issuer);
 	if (crypto_key_type_parse(cd && cd->key_type ? cd->key_type : c.key_type, &kt))
 		kt = CRYPTO_KEY_EC256;
 	cur = engine_domain_gen(d);
