@@ -557,6 +557,17 @@ void engine_state_record(struct engine_domain *d, const struct engine_state *v)
 {
 	int rc = d->removed ? 0 : state_write(d, v, d->names, d->nnames, false);
 
+	/*
+	 * Fenced out (a shared store): another node took the domain's lock
+	 * while this one held a copy. Its state stands and arrives through
+	 * the watch; this copy is neither shown nor retried, or the retry
+	 * (which writes unfenced) would put the stale copy over the new
+	 * holder's certificate.
+	 */
+	if (rc == -ESTALE) {
+		pthread_mutex_unlock(&d->store_lock);
+		return;
+	}
 	state_assign(d, v, rc);
 	pthread_mutex_unlock(&d->store_lock);
 }

@@ -451,6 +451,17 @@ static void test_record_failure_is_kept_and_retried(struct engine *e, struct mem
 	rec = stored(m, key);
 	CHECK(rec && strstr(rec, "something to show"));
 	free(rec);
+
+	/* Fenced out (another node holds the domain): the copy is dropped,
+	 * neither shown nor retried over the other node's state. */
+	engine_state_begin(d, &v);
+	snprintf(v.last_error, sizeof(v.last_error), "a stale copy");
+	m->fail_at = m->writes + 1;
+	m->fail_rc = -ESTALE;
+	engine_state_record(d, &v);
+	m->fail_at = 0;
+	CHECK_STR(state_of(d).last_error, "something to show");
+	CHECK_INT(d->state_unsaved, 0);
 	engine_domain_put(d);
 }
 
